@@ -1,0 +1,52 @@
+//! NATS subjects of the three streams.
+//!
+//! - ingress: `sgd.in.<principal>.<area>` (what adapters publish to)
+//! - the log: `sgd.events.<principal>.<area>.<entity>.<action>`
+//! - dead letters: `sgd.dlq.<principal>` or `sgd.dlq.unknown`
+
+/// Subjects of the ingress stream `SGD_INGRESS`.
+pub const INGRESS_ALL: &str = "sgd.in.>";
+/// Subjects of the log `SGD_EVENTS`.
+pub const EVENTS_ALL: &str = "sgd.events.>";
+/// Subjects of the dead-letter stream `SGD_DLQ`.
+pub const DLQ_ALL: &str = "sgd.dlq.>";
+
+/// The ingress subject an adapter of `principal` publishes `area` events to.
+pub fn ingress(principal: &str, area: &str) -> String {
+    format!("sgd.in.{principal}.{area}")
+}
+
+/// Principal and area of an ingress subject, if it has the shape `sgd.in.<principal>.<area>`.
+pub fn parse_ingress(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix("sgd.in.")?;
+    let (principal, area) = rest.split_once('.')?;
+    if principal.is_empty() || area.is_empty() || area.contains('.') {
+        return None;
+    }
+    Some((principal, area))
+}
+
+/// The log subject of an event of `event_type` (`se.sgd.<area>.<entity>.<action>`) from `principal`.
+pub fn events(principal: &str, event_type: &str) -> String {
+    let tail = event_type.strip_prefix("se.sgd.").unwrap_or(event_type);
+    format!("sgd.events.{principal}.{tail}")
+}
+
+/// The dead-letter subject for a refusal; `None` (no trustworthy principal) gives `sgd.dlq.unknown`.
+pub fn dlq(principal: Option<&str>) -> String {
+    format!("sgd.dlq.{}", principal.unwrap_or("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_round_trip() {
+        assert_eq!(parse_ingress(&ingress("1280", "npo")), Some(("1280", "npo")));
+        assert_eq!(parse_ingress("sgd.in.1280"), None);
+        assert_eq!(parse_ingress("sgd.in.1280.npo.extra"), None);
+        assert_eq!(events("12", "se.sgd.plans.plan.created"), "sgd.events.12.plans.plan.created");
+        assert_eq!(dlq(None), "sgd.dlq.unknown");
+    }
+}
