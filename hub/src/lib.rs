@@ -1,1 +1,198 @@
-//! placeholder
+//! sgd-hub: the event-sourced integration hub for the shared digital services of Skåne's 34
+//! care principals.
+//!
+//! # Layout
+//! - [`config`]: the one typed configuration (file, `HUB_*` environment, flags).
+//! - [`streams`]: the JetStream streams, created or updated at start.
+//! - [`validator`]: `SGD_INGRESS` → `SGD_EVENTS` or `SGD_DLQ`.
+//! - [`dead_letter`]: what a refused event looks like in `SGD_DLQ`.
+//! - [`projections`]: pure projections (one module per view), tested without I/O.
+//! - [`projector`]: the projection runner, `SGD_EVENTS` → the read model, exactly once.
+//! - [`read_model`]: the sled read model.
+//! - [`api`]: the HTTP API (axum).
+//! - [`tokens`]: hashed API tokens and roles.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`nats_server`]: runs a real `nats-server` (the demo's embedded default, the tests' harness).
+//! - [`demo`]: `hub demo`: a sample of every event type for several principals.
+//! - [`offline`]: `hub validate FILE…`.
+//! - [`cli`]: the `hub` command line.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod dead_letter;
+pub mod demo;
+pub mod metrics;
+pub mod nats_server;
+pub mod offline;
+pub mod projections;
+pub mod projector;
+pub mod read_model;
+pub mod streams;
+pub mod tokens;
+pub mod validator;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use async_nats::jetstream;
+use tokio::{sync::watch, task::JoinSet};
+
+pub use config::HubConfig;
+
+/// The header JetStream deduplicates on.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+
+/// Why the hub stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// NATS could not be reached → check `--nats-url` and that the server runs with JetStream.
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Nats {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The streams could not be set up.
+    #[error(transparent)]
+    Streams(#[from] streams::StreamSetupError),
+    /// The read model could not be opened.
+    #[error(transparent)]
+    ReadModel(#[from] read_model::ReadModelError),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The validator stopped.
+    #[error("validator: {0}")]
+    Validator(#[from] validator::ValidatorError),
+    /// The projection runner stopped.
+    #[error("projection: {0}")]
+    Projector(#[from] projector::ProjectorError),
+    /// The HTTP server stopped.
+    #[error("http server: {0}")]
+    Http(std::io::Error),
+}
+
+/// A started hub: its parts run as tasks until shutdown.
+pub struct RunningHub {
+    /// Where the API listens, when it runs.
+    pub http_addr: Option<SocketAddr>,
+    /// The read model.
+    pub model: Option<Arc<read_model::ReadModel>>,
+    /// JetStream.
+    pub js: jetstream::Context,
+    tasks: JoinSet<Result<(), HubError>>,
+}
+
+/// Connects to NATS.
+pub async fn connect(url: &str) -> Result<async_nats::Client, HubError> {
+    async_nats::ConnectOptions::new()
+        .name("sgd-hub")
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connect(url)
+        .await
+        .map_err(|e| HubError::Nats { url: url.into(), message: e.to_string() })
+}
+
+/// Starts the configured parts: streams, validator, projection runner, API.
+pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Result<RunningHub, HubError> {
+    let client = tokio::time::timeout(Duration::from_secs(15), connect(&config.nats_url))
+        .await
+        .map_err(|_| HubError::Nats { url: config.nats_url.clone(), message: "no answer within 15 s".into() })??;
+    let js = jetstream::new(client);
+    streams::ensure(
+        &js,
+        streams::StreamSettings { dedup_window: config.dedup_window(), replicas: config.stream_replicas },
+    )
+    .await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let mut tasks = JoinSet::new();
+
+    if config.validator {
+        let settings = validator::ValidatorSettings { max_event_bytes: config.max_event_bytes, pull_batch: 1000 };
+        let (js, metrics, shutdown) = (js.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move { Ok(validator::run(js, settings, metrics, shutdown).await?) });
+    }
+
+    let model = if config.projector || config.api {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+            HubError::ReadModel(read_model::ReadModelError::Storage {
+                path: config.data_dir.display().to_string(),
+                source: sled::Error::Io(source),
+            })
+        })?;
+        let dir = config.read_model_dir();
+        Some(Arc::new(tokio::task::spawn_blocking(move || read_model::ReadModel::open(&dir)).await.map_err(
+            |e| HubError::Http(std::io::Error::other(e.to_string())),
+        )??))
+    } else {
+        None
+    };
+
+    let status = config.projector.then(|| Arc::new(projector::ProjectorStatus::default()));
+    if let (Some(model), Some(status)) = (&model, &status) {
+        let settings = projector::ProjectorSettings { batch_max: config.batch_max.max(1), batch_wait: config.batch_wait() };
+        let (js, metrics, shutdown, model, status) =
+            (js.clone(), metrics.clone(), shutdown.clone(), model.clone(), status.clone());
+        tasks.spawn(async move { Ok(projector::run(js, model, settings, metrics, status, shutdown).await?) });
+    }
+
+    let mut http_addr = None;
+    if let (true, Some(model)) = (config.api, &model) {
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| HubError::Listen { addr: config.http_addr, source })?;
+        let addr = listener.local_addr().map_err(|source| HubError::Listen { addr: config.http_addr, source })?;
+        http_addr = Some(addr);
+        let state = api::ApiState {
+            model: model.clone(),
+            tokens: Arc::new(tokens::TokenStore::new(config.tokens_path())),
+            metrics: metrics.clone(),
+            projector: status.clone(),
+            js: js.clone(),
+            max_event_bytes: config.max_event_bytes,
+        };
+        let mut shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .await
+                .map_err(HubError::Http)
+        });
+        tracing::info!("API listening on http://{addr}");
+    }
+    Ok(RunningHub { http_addr, model, js, tasks })
+}
+
+impl RunningHub {
+    /// Waits until every part has stopped (after shutdown), or returns the first failure.
+    pub async fn wait(mut self) -> Result<(), HubError> {
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.tasks.abort_all();
+                    return Err(e);
+                }
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => return Err(HubError::Http(std::io::Error::other(format!("a hub task panicked: {e}")))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the hub until `shutdown` turns true.
+pub async fn run(config: HubConfig, shutdown: watch::Receiver<bool>) -> Result<(), HubError> {
+    start(&config, shutdown).await?.wait().await
+}

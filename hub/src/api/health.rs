@@ -1,0 +1,51 @@
+//! Liveness, readiness, metrics and the OpenAPI document.
+
+use std::sync::atomic::Ordering;
+
+use axum::{extract::State, http::header, http::StatusCode, response::IntoResponse, Json};
+use serde_json::json;
+
+use super::{auth::Caller, ApiError, ApiState, OPENAPI};
+use crate::tokens::Role;
+
+/// `GET /healthz`: the process is up (no token needed).
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when the projection has caught up with the log, else 503 with the lag.
+pub async fn readyz(State(state): State<ApiState>, _caller: Caller) -> impl IntoResponse {
+    let checkpoint = state.model.checkpoint().unwrap_or(0);
+    let last = match state.js.get_stream(crate::streams::EVENTS).await {
+        Ok(mut stream) => stream.info().await.map(|i| i.state.last_sequence).ok(),
+        Err(_) => None,
+    };
+    let projecting = state.projector.is_some();
+    let (ready, lag) = match last {
+        Some(last) => (checkpoint >= last || !projecting, last.saturating_sub(checkpoint)),
+        None => (false, 0),
+    };
+    let caught_up = state.projector.as_ref().map(|p| p.caught_up.load(Ordering::Relaxed));
+    let body = json!({
+        "ready": ready,
+        "checkpoint": checkpoint,
+        "log_last_sequence": last,
+        "lag_events": lag,
+        "projector_running": projecting,
+        "projector_caught_up": caught_up,
+        "nats": if last.is_some() { "connected" } else { "unavailable" },
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body))
+}
+
+/// `GET /metrics`: Prometheus text (operators).
+pub async fn metrics(State(state): State<ApiState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[Role::Operator])?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()))
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi(_caller: Caller) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}

@@ -1,0 +1,140 @@
+//! `GET /api/v1/usage`: event counts per bucket (day or month) × area × type × principal.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    extract::{Query, State},
+    http::{header, HeaderMap},
+    response::{IntoResponse, Response},
+    Json,
+};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sgd_schemas::{catalogue, principals};
+
+use super::{auth::Caller, ApiError, ApiState};
+use crate::tokens::Role;
+
+/// Query parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// Only this area.
+    pub area: Option<String>,
+    /// Only this event type.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// Only this principal.
+    pub principal: Option<String>,
+    /// First day (inclusive), `YYYY-MM-DD`.
+    pub from: Option<NaiveDate>,
+    /// Last day (inclusive), `YYYY-MM-DD`.
+    pub to: Option<NaiveDate>,
+    /// `day` (default) or `month`.
+    pub bucket: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// One row of the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    /// `YYYY-MM-DD` or `YYYY-MM`.
+    pub bucket: String,
+    /// The area.
+    pub area: String,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The principal code.
+    pub principal: String,
+    /// How many events.
+    pub count: u64,
+}
+
+/// The JSON answer.
+#[derive(Debug, Serialize)]
+pub struct UsageAnswer {
+    /// Sum of `count` over the rows.
+    pub total: u64,
+    /// The rows, by bucket, area, type, principal.
+    pub rows: Vec<UsageRow>,
+}
+
+/// The handler.
+pub async fn usage(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Analyst, Role::Operator])?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let by_month = match query.bucket.as_deref() {
+        None | Some("day") => false,
+        Some("month") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("bucket must be day or month, not {other:?}"))),
+    };
+    if let Some(area) = &query.area {
+        if !catalogue::AREAS.contains(&area.as_str()) {
+            return Err(ApiError::bad_request(format!("unknown area {area:?}; areas: {}", catalogue::AREAS.join(", "))));
+        }
+    }
+    if let Some(p) = &query.principal {
+        if !principals::is_known(p) {
+            return Err(ApiError::bad_request(format!("{p:?} is not the code of one of the 34 principals")));
+        }
+    }
+    if let (Some(from), Some(to)) = (query.from, query.to) {
+        if from > to {
+            return Err(ApiError::bad_request("from is after to"));
+        }
+    }
+    let csv = match query.format.as_deref() {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => return Err(ApiError::bad_request(format!("format must be json or csv, not {other:?}"))),
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/csv")),
+    };
+
+    let model = state.model.clone();
+    let (from, to) = (query.from, query.to);
+    let cells = tokio::task::spawn_blocking(move || model.usage_between(from, to))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))??;
+    let mut rows: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
+    for cell in cells {
+        let area = catalogue::TypeName::parse(&cell.event_type).map(|t| t.area).unwrap_or("unknown");
+        if query.area.as_deref().is_some_and(|a| a != area)
+            || query.event_type.as_deref().is_some_and(|t| t != cell.event_type)
+            || query.principal.as_deref().is_some_and(|p| p != cell.principal)
+        {
+            continue;
+        }
+        let bucket = if by_month { cell.day.format("%Y-%m").to_string() } else { cell.day.to_string() };
+        *rows.entry((bucket, area.to_string(), cell.event_type, cell.principal)).or_default() += cell.count;
+    }
+    let rows: Vec<UsageRow> = rows
+        .into_iter()
+        .map(|((bucket, area, event_type, principal), count)| UsageRow { bucket, area, event_type, principal, count })
+        .collect();
+    let total = rows.iter().map(|r| r.count).sum();
+    if csv {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer
+            .write_record(["bucket", "area", "type", "principal", "count"])
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        for row in &rows {
+            let count = row.count.to_string();
+            writer
+                .write_record([&row.bucket, &row.area, &row.event_type, &row.principal, &count])
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        }
+        let body = writer.into_inner().map_err(|e| ApiError::unavailable(e.to_string()))?;
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+    }
+    Ok(Json(UsageAnswer { total, rows }).into_response())
+}

@@ -1,0 +1,248 @@
+//! The `hub` command line: parses arguments, sets up logging, calls the library.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use crate::{
+    config::{HubConfig, LogFormat},
+    tokens::Role,
+};
+
+/// sgd-hub: the event-sourced integration hub for Skåne's shared digital services.
+#[derive(Debug, Parser)]
+#[command(name = "hub", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "HUB_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the validator, the projection runner and the API.
+    Serve(ServeArgs),
+    /// Start a hub with its own nats-server (unless --nats-url is given) and a sample of every
+    /// event type; print the URL and an analyst token.
+    Demo(DemoArgs),
+    /// Check event files (a CloudEvent or an array of them per file) offline.
+    Validate {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Flags of `hub serve`; each overrides the environment, which overrides the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see `hub config example`).
+    #[arg(long, env = "HUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// NATS server URL.
+    #[arg(long, env = "HUB_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Data directory (read model).
+    #[arg(long, env = "HUB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API address.
+    #[arg(long, env = "HUB_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Tokens file.
+    #[arg(long, env = "HUB_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Do not run the validator in this process.
+    #[arg(long)]
+    pub no_validator: bool,
+    /// Do not run the projection runner in this process.
+    #[arg(long)]
+    pub no_projector: bool,
+    /// Do not serve the API from this process.
+    #[arg(long)]
+    pub no_api: bool,
+}
+
+impl ServeArgs {
+    /// The configuration: file, then environment and flags.
+    pub fn to_config(&self) -> Result<HubConfig, crate::config::ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => HubConfig::from_file(path)?,
+            None => HubConfig::default(),
+        };
+        if let Some(v) = &self.nats_url {
+            config.nats_url = v.clone();
+        }
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = self.http_addr {
+            config.http_addr = v;
+        }
+        if let Some(v) = &self.tokens_file {
+            config.tokens_file = Some(v.clone());
+        }
+        config.validator &= !self.no_validator;
+        config.projector &= !self.no_projector;
+        config.api &= !self.no_api;
+        Ok(config)
+    }
+}
+
+/// Flags of `hub demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Use this NATS server instead of starting one.
+    #[arg(long, env = "HUB_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Data directory.
+    #[arg(long, env = "HUB_DATA_DIR", default_value = "demo-data")]
+    pub data_dir: PathBuf,
+    /// HTTP API address (a free port is used if it is taken).
+    #[arg(long, env = "HUB_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Sample events per type and principal.
+    #[arg(long, default_value_t = 5)]
+    pub per_type: usize,
+}
+
+/// `hub token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is the last line of output.
+    Add {
+        /// Its role.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The principal an integrator token is bound to.
+        #[arg(long)]
+        principal: Option<String>,
+        /// The tokens file.
+        #[arg(long, env = "HUB_TOKENS_FILE")]
+        tokens_file: PathBuf,
+    },
+}
+
+/// `hub config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a full, commented example configuration.
+    Example,
+}
+
+/// Runs the command line; the binary's `main` calls only this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Validate { files } => {
+            let mut out = std::io::stdout().lock();
+            match crate::offline::validate_files(&files, &mut out) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Token(TokenCommand::Add { role, principal, tokens_file }) => {
+            match crate::tokens::add(&tokens_file, role, principal.as_deref()) {
+                Ok((record, secret)) => {
+                    println!("added {} token {} to {}", record.role.as_str(), record.id, tokens_file.display());
+                    println!("{secret}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", crate::config::EXAMPLE);
+            ExitCode::SUCCESS
+        }
+        Command::Serve(args) => {
+            let config = match args.to_config() {
+                Ok(config) => config,
+                Err(e) => return fail(&e),
+            };
+            run_async(|shutdown| async move { crate::run(config, shutdown).await.map_err(|e| e.to_string()) })
+        }
+        Command::Demo(args) => {
+            let options = crate::demo::DemoOptions {
+                data_dir: args.data_dir,
+                nats_url: args.nats_url,
+                http_addr: args.http_addr,
+                per_type: args.per_type,
+            };
+            run_async(|shutdown| async move { crate::demo::run(options, shutdown).await.map_err(|e| e.to_string()) })
+        }
+    }
+}
+
+fn run_async<F, Fut>(body: F) -> ExitCode
+where
+    F: FnOnce(watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
+    runtime.block_on(async move {
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        });
+        match body(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

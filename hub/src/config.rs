@@ -1,0 +1,178 @@
+//! The hub's configuration: one typed struct read from a TOML file, then `HUB_*` environment
+//! variables, then command-line flags (each overriding the one before).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration could not be read → fix the file or flag named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this struct (unknown keys are refused).
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: Box<toml::de::Error>,
+    },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `hub serve` needs. Every field has a default; see `hub config example`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// NATS server URL (`HUB_NATS_URL`). Default `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// Directory of the read model (sled) and, for `hub demo`, its own nats-server (`HUB_DATA_DIR`).
+    /// Default `./hub-data`.
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API (`HUB_HTTP_ADDR`). Default `127.0.0.1:8080`.
+    pub http_addr: SocketAddr,
+    /// File of hashed API tokens (`HUB_TOKENS_FILE`). Default `<data_dir>/tokens.json`.
+    pub tokens_file: Option<PathBuf>,
+    /// Run the validator (ingress → log / DLQ). Default true.
+    pub validator: bool,
+    /// Run the projection runner (log → read model). Default true.
+    pub projector: bool,
+    /// Serve the HTTP API. Default true.
+    pub api: bool,
+    /// JetStream duplicate window of `SGD_INGRESS` and `SGD_EVENTS`, in seconds. Default 900.
+    pub dedup_window_secs: u64,
+    /// Replicas of each stream (3 on a JetStream cluster). Default 1.
+    pub stream_replicas: usize,
+    /// Largest accepted event in bytes. Default 262144.
+    pub max_event_bytes: usize,
+    /// Largest projection batch. Default 5000.
+    pub batch_max: usize,
+    /// How long the projection runner waits for a batch to fill after its first event, in
+    /// milliseconds (the latency floor). Default 2.
+    pub batch_wait_ms: u64,
+    /// Name of this hub instance, used in consumer names and logs. Default the host name.
+    pub instance: String,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            data_dir: PathBuf::from("hub-data"),
+            http_addr: "127.0.0.1:8080".parse().expect("literal address"),
+            tokens_file: None,
+            validator: true,
+            projector: true,
+            api: true,
+            dedup_window_secs: 900,
+            stream_replicas: 1,
+            max_event_bytes: sgd_schemas::validate::DEFAULT_MAX_EVENT_BYTES,
+            batch_max: 5000,
+            batch_wait_ms: 2,
+            instance: hostname(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Reads a TOML file; missing keys take their defaults.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+    }
+
+    /// The tokens file, defaulting to `<data_dir>/tokens.json`.
+    pub fn tokens_path(&self) -> PathBuf {
+        self.tokens_file.clone().unwrap_or_else(|| self.data_dir.join("tokens.json"))
+    }
+
+    /// The read model's directory.
+    pub fn read_model_dir(&self) -> PathBuf {
+        self.data_dir.join("read-model")
+    }
+
+    /// The duplicate window.
+    pub fn dedup_window(&self) -> Duration {
+        Duration::from_secs(self.dedup_window_secs.max(1))
+    }
+
+    /// The projection batch wait.
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_wait_ms)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "hub".into())
+}
+
+/// A full, commented example configuration (`hub config example`).
+pub const EXAMPLE: &str = r#"# sgd-hub configuration (TOML). Every key is optional; shown are the defaults.
+# Precedence: this file < HUB_* environment variables < command-line flags.
+
+# NATS server URL (HUB_NATS_URL, --nats-url).
+nats_url = "nats://127.0.0.1:4222"
+# Read model (sled) directory and demo nats-server storage (HUB_DATA_DIR, --data-dir).
+data_dir = "hub-data"
+# HTTP API address (HUB_HTTP_ADDR, --http-addr).
+http_addr = "127.0.0.1:8080"
+# Hashed API tokens; default <data_dir>/tokens.json (HUB_TOKENS_FILE, --tokens-file).
+# tokens_file = "hub-data/tokens.json"
+
+# Which parts run in this process (turn parts off for scaled deployments:
+# several validators share SGD_INGRESS; every replica projects the whole log).
+validator = true
+projector = true
+api = true
+
+# JetStream duplicate window (Nats-Msg-Id) of SGD_INGRESS and SGD_EVENTS, seconds.
+# The read model remembers every applied identity as well, so a retry after the window
+# still changes nothing twice.
+dedup_window_secs = 900
+# Stream replicas: 1 on a single server, 3 on a JetStream cluster.
+stream_replicas = 1
+# Largest accepted event, bytes.
+max_event_bytes = 262144
+# Projection batches: up to batch_max events, waiting batch_wait_ms for a batch to fill.
+batch_max = 5000
+batch_wait_ms = 2
+# Instance name (logs, metrics); default the host name.
+# instance = "hub-1"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_to_the_defaults() {
+        let parsed: HubConfig = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(parsed, HubConfig { instance: parsed.instance.clone(), ..HubConfig::default() });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<HubConfig>("nats_urll = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! What the dead-letter stream `SGD_DLQ` holds: a refused event's reasons, where it came from and
+//! its body with every personal identity number redacted.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sgd_schemas::{Problem, Rejection};
+
+/// Header on every dead letter naming its reason code.
+pub const REASON_HEADER: &str = "Sgd-Reason";
+
+/// One refused event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The most severe reason: `pii`, `too_large`, `malformed`, `unknown_type`,
+    /// `unknown_version`, `principal_mismatch`, `area_mismatch`, `envelope` or `schema`.
+    pub reason: String,
+    /// Every problem, each with a JSON path and a message a person can act on.
+    pub problems: Vec<ProblemRecord>,
+    /// The subject the event was published to.
+    pub subject: String,
+    /// When the validator refused it.
+    pub received_at: DateTime<Utc>,
+    /// Its sequence in `SGD_INGRESS`, when it came over NATS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_seq: Option<u64>,
+    /// The event's `id`, when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The event's `type`, when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// The body as received, with personal identity numbers redacted.
+    pub body: String,
+}
+
+/// A problem as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProblemRecord {
+    /// Reason code.
+    pub reason: String,
+    /// RFC 6901 JSON pointer.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<&Problem> for ProblemRecord {
+    fn from(p: &Problem) -> Self {
+        Self { reason: p.reason.as_str().into(), path: p.path.clone(), message: p.message.clone() }
+    }
+}
+
+impl DeadLetter {
+    /// The dead letter of a rejection.
+    pub fn from_rejection(rejection: &Rejection, subject: &str, ingress_seq: Option<u64>) -> Self {
+        Self {
+            reason: rejection.reason().as_str().into(),
+            problems: rejection.problems.iter().map(ProblemRecord::from).collect(),
+            subject: subject.into(),
+            received_at: Utc::now(),
+            ingress_seq,
+            event_id: rejection.event_id.clone(),
+            event_type: rejection.event_type.clone(),
+            body: rejection.redacted_body.clone(),
+        }
+    }
+
+    /// The JSON bytes published.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}

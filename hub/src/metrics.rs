@@ -1,0 +1,106 @@
+//! Prometheus metrics of the hub (`GET /metrics`).
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+/// Labels of per-type counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabels {
+    /// The area.
+    pub area: String,
+    /// The event type.
+    pub r#type: String,
+}
+
+/// Labels of refusals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// The reject reason code.
+    pub reason: String,
+    /// Where the event came in: `nats` or `http`.
+    pub entry: String,
+}
+
+/// Every metric of the hub.
+pub struct Metrics {
+    registry: Registry,
+    /// Events accepted by the validator.
+    pub validated: Family<TypeLabels, Counter>,
+    /// Events refused.
+    pub refused: Family<ReasonLabels, Counter>,
+    /// Events applied to the read model.
+    pub projected: Family<TypeLabels, Counter>,
+    /// Events skipped because their identity was applied before.
+    pub duplicates: Counter,
+    /// Events in the log that the typed decoder could not read (a schema/type mismatch bug).
+    pub decode_errors: Counter,
+    /// Projection lag in events (log last sequence − checkpoint).
+    pub lag_events: Gauge,
+    /// Projection lag in seconds (age of the oldest unapplied event).
+    pub lag_seconds: Gauge<f64, AtomicU64>,
+    /// The projection checkpoint (last applied log sequence).
+    pub checkpoint: Gauge<i64, AtomicI64>,
+    /// Projection batches committed.
+    pub batches: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sgd");
+        let validated = Family::<TypeLabels, Counter>::default();
+        let refused = Family::<ReasonLabels, Counter>::default();
+        let projected = Family::<TypeLabels, Counter>::default();
+        let duplicates = Counter::default();
+        let decode_errors = Counter::default();
+        let lag_events = Gauge::default();
+        let lag_seconds = Gauge::<f64, AtomicU64>::default();
+        let checkpoint = Gauge::<i64, AtomicI64>::default();
+        let batches = Counter::default();
+        registry.register("events_validated", "Events accepted by the validator", validated.clone());
+        registry.register("events_refused", "Events refused (to the DLQ or an HTTP error)", refused.clone());
+        registry.register("events_projected", "Events applied to the read model", projected.clone());
+        registry.register("events_duplicate", "Events skipped as already applied", duplicates.clone());
+        registry.register("events_decode_errors", "Log events the typed decoder could not read", decode_errors.clone());
+        registry.register("projection_lag_events", "Log events not yet projected", lag_events.clone());
+        registry.register("projection_lag_seconds", "Age of the oldest unprojected event", lag_seconds.clone());
+        registry.register("projection_checkpoint", "Last applied log sequence", checkpoint.clone());
+        registry.register("projection_batches", "Projection batches committed", batches.clone());
+        Self {
+            registry,
+            validated,
+            refused,
+            projected,
+            duplicates,
+            decode_errors,
+            lag_events,
+            lag_seconds,
+            checkpoint,
+            batches,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts an accepted event.
+    pub fn count_validated(&self, area: &str, event_type: &str) {
+        self.validated.get_or_create(&TypeLabels { area: area.into(), r#type: event_type.into() }).inc();
+    }
+
+    /// Counts a refusal.
+    pub fn count_refused(&self, reason: &str, entry: &str) {
+        self.refused.get_or_create(&ReasonLabels { reason: reason.into(), entry: entry.into() }).inc();
+    }
+}

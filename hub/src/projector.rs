@@ -1,0 +1,261 @@
+//! The projection runner: reads `SGD_EVENTS` from the read model's checkpoint in large pull
+//! batches, applies the pure projections, commits their updates together with the applied
+//! identities and the last sequence in one atomic sled batch, then acks.
+//!
+//! The sled checkpoint, not the NATS ack, is the resume point: at start the runner opens an
+//! ephemeral consumer at checkpoint + 1, and anything delivered at or below the checkpoint is
+//! skipped. An event whose `source`/`id` identity was applied before (a retry days later, after
+//! JetStream's duplicate window) is skipped too.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use async_nats::jetstream::{
+    self,
+    consumer::{pull, AckPolicy, DeliverPolicy},
+};
+use futures::StreamExt;
+use sgd_schemas::{upcast, Envelope};
+use tokio::sync::watch;
+
+use crate::{
+    metrics::{Metrics, TypeLabels},
+    projections::{
+        usage::{UsageDelta, UsageKey},
+        ProjectedEvent,
+    },
+    read_model::{ReadModel, ReadModelError},
+    streams,
+};
+
+/// Why projection stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    /// The read model could not be read or written (disk full, corrupt) → projection stops with
+    /// no partial batch; fix the disk or `hub rebuild`.
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+    /// The log could not be consumed → restart when NATS is back.
+    #[error("log consumer: {0}")]
+    Consumer(String),
+}
+
+/// Projection settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectorSettings {
+    /// Largest batch.
+    pub batch_max: usize,
+    /// How long a batch waits to fill after its first event.
+    pub batch_wait: Duration,
+}
+
+/// What the API needs to know of the projection's progress.
+#[derive(Debug, Default)]
+pub struct ProjectorStatus {
+    /// Last committed sequence.
+    pub checkpoint: AtomicU64,
+    /// Events in the log after the checkpoint, as last seen.
+    pub lag_events: AtomicU64,
+    /// Whether the last look found nothing left to project.
+    pub caught_up: AtomicBool,
+}
+
+/// The 128-bit digest of an event's identity (`<source>/<id>`) kept in the read model.
+pub fn identity_digest(envelope: &Envelope) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(envelope.identity().as_bytes())
+}
+
+/// In-memory state of the runner: the applied identities and the usage totals, so the hot path
+/// never reads sled (the runner is the read model's only writer).
+struct RunnerState {
+    checkpoint: u64,
+    identities: HashSet<u128>,
+    usage_totals: HashMap<UsageKey, u64>,
+}
+
+impl RunnerState {
+    fn load(model: &ReadModel) -> Result<Self, ReadModelError> {
+        let usage_totals = model
+            .usage_cells()?
+            .into_iter()
+            .map(|c| (UsageKey { day: c.day, principal: c.principal, event_type: c.event_type }, c.count))
+            .collect();
+        Ok(Self { checkpoint: model.checkpoint()?, identities: model.identities()?, usage_totals })
+    }
+}
+
+/// Runs the projection until `shutdown` turns true.
+pub async fn run(
+    js: jetstream::Context,
+    model: Arc<ReadModel>,
+    settings: ProjectorSettings,
+    metrics: Arc<Metrics>,
+    status: Arc<ProjectorStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ProjectorError> {
+    let loader = model.clone();
+    let mut state = tokio::task::spawn_blocking(move || RunnerState::load(&loader))
+        .await
+        .map_err(|e| ProjectorError::Consumer(e.to_string()))??;
+    status.checkpoint.store(state.checkpoint, Ordering::Relaxed);
+    metrics.checkpoint.set(state.checkpoint as i64);
+
+    let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
+    let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
+    let last_sequence = stream.info().await.map_err(|e| consumer_error(&e))?.state.last_sequence;
+    let lag = last_sequence.saturating_sub(state.checkpoint);
+    status.lag_events.store(lag, Ordering::Relaxed);
+    status.caught_up.store(lag == 0, Ordering::Relaxed);
+    metrics.lag_events.set(lag as i64);
+    let deliver_policy = if state.checkpoint == 0 {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence { start_sequence: state.checkpoint + 1 }
+    };
+    let consumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy,
+            ack_policy: AckPolicy::All,
+            max_ack_pending: (settings.batch_max * 4) as i64,
+            ack_wait: Duration::from_secs(60),
+            inactive_threshold: Duration::from_secs(300),
+            description: Some("sgd-hub projection runner".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| consumer_error(&e))?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(settings.batch_max)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| consumer_error(&e))?;
+    tracing::info!(checkpoint = state.checkpoint, lag, "projection runner consuming {}", streams::EVENTS);
+
+    loop {
+        let first = tokio::select! {
+            next = messages.next() => next,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let mut batch = match first {
+            Some(Ok(message)) => vec![message],
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "log consumer error; continuing");
+                continue;
+            }
+            None => return Err(ProjectorError::Consumer("log message stream ended".into())),
+        };
+        let deadline = tokio::time::Instant::now() + settings.batch_wait;
+        while batch.len() < settings.batch_max {
+            match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(Some(Ok(message))) => batch.push(message),
+                Ok(Some(Err(e))) => tracing::warn!(error = %e, "log consumer error inside a batch"),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        project_batch(&mut state, &batch, &model, &metrics, &status).await?;
+        if let Some(last) = batch.last() {
+            if let Err(e) = last.ack().await {
+                // Harmless: the checkpoint is the resume point; redelivered messages are skipped.
+                tracing::warn!(error = %e, "ack of projected batch failed");
+            }
+        }
+    }
+}
+
+async fn project_batch(
+    state: &mut RunnerState,
+    batch: &[jetstream::Message],
+    model: &Arc<ReadModel>,
+    metrics: &Metrics,
+    status: &ProjectorStatus,
+) -> Result<(), ProjectorError> {
+    let mut delta = UsageDelta::default();
+    let mut digests = Vec::with_capacity(batch.len());
+    let mut projected: HashMap<(String, String), u64> = HashMap::new();
+    let mut last_sequence = state.checkpoint;
+    let mut last_info = None;
+    for message in batch {
+        let Ok(info) = message.info() else { continue };
+        let sequence = info.stream_sequence;
+        last_info = Some((info.pending, info.published));
+        if sequence <= state.checkpoint {
+            continue; // delivered again after a restart or an ack timeout: already applied
+        }
+        last_sequence = last_sequence.max(sequence);
+        let envelope: Envelope = match serde_json::from_slice(&message.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                metrics.decode_errors.inc();
+                tracing::error!(sequence, error = %e, "log event is not a readable envelope; skipped");
+                continue;
+            }
+        };
+        let digest = identity_digest(&envelope);
+        if !state.identities.insert(digest) {
+            metrics.duplicates.inc();
+            tracing::debug!(sequence, id = %envelope.id, "identity applied before; skipped");
+            continue;
+        }
+        digests.push(digest);
+        let event = match upcast::decode(&envelope) {
+            Ok(event) => event,
+            Err(e) => {
+                metrics.decode_errors.inc();
+                tracing::error!(sequence, error = %e, "log event does not decode to its typed event; skipped");
+                continue;
+            }
+        };
+        let projected_event = ProjectedEvent::new(&envelope, &event);
+        delta.apply(&projected_event);
+        *projected.entry((envelope.area().to_string(), envelope.event_type.clone())).or_default() += 1;
+    }
+    if last_sequence == state.checkpoint {
+        return Ok(());
+    }
+    let mut totals = Vec::with_capacity(delta.counts.len());
+    for (key, added) in delta.counts {
+        let total = state.usage_totals.entry(key.clone()).or_default();
+        *total += added;
+        totals.push((key, *total));
+    }
+    let writer = model.clone();
+    tokio::task::spawn_blocking(move || writer.commit(&totals, &digests, last_sequence))
+        .await
+        .map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
+    state.checkpoint = last_sequence;
+
+    metrics.batches.inc();
+    metrics.checkpoint.set(last_sequence as i64);
+    for ((area, event_type), n) in projected {
+        metrics.projected.get_or_create(&TypeLabels { area, r#type: event_type }).inc_by(n);
+    }
+    status.checkpoint.store(last_sequence, Ordering::Relaxed);
+    if let Some((pending, published)) = last_info {
+        status.lag_events.store(pending, Ordering::Relaxed);
+        status.caught_up.store(pending == 0, Ordering::Relaxed);
+        metrics.lag_events.set(pending as i64);
+        let age = if pending == 0 {
+            0.0
+        } else {
+            (time_now_unix() - published.unix_timestamp_nanos() as f64 / 1e9).max(0.0)
+        };
+        metrics.lag_seconds.set(age);
+    }
+    Ok(())
+}
+
+fn time_now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}

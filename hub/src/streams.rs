@@ -1,0 +1,104 @@
+//! The JetStream streams the hub keeps, created or updated idempotently at start.
+//!
+//! | stream | subjects | retention |
+//! | --- | --- | --- |
+//! | `SGD_INGRESS` | `sgd.in.>` | work queue: each message until the validator acks it |
+//! | `SGD_EVENTS` | `sgd.events.>` | limits, file storage, no expiry: the log, the source of truth |
+//! | `SGD_DLQ` | `sgd.dlq.>` | limits, file storage: refused events with their reasons |
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    stream::{Config, DiscardPolicy, RetentionPolicy, StorageType},
+};
+use sgd_schemas::subjects;
+
+/// The ingress work queue.
+pub const INGRESS: &str = "SGD_INGRESS";
+/// The log.
+pub const EVENTS: &str = "SGD_EVENTS";
+/// The dead-letter stream.
+pub const DLQ: &str = "SGD_DLQ";
+
+/// Why the streams could not be set up → check the NATS URL, that JetStream is enabled, and that
+/// an existing stream of the same name was not made with another retention (which cannot change).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up stream {stream}: {message}")]
+pub struct StreamSetupError {
+    /// The stream.
+    pub stream: &'static str,
+    /// What NATS said.
+    pub message: String,
+}
+
+/// Stream settings from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    /// Duplicate window of ingress and the log.
+    pub dedup_window: Duration,
+    /// Replicas (1, or 3 on a cluster).
+    pub replicas: usize,
+}
+
+/// The three stream configurations.
+pub fn configs(settings: StreamSettings) -> Vec<Config> {
+    vec![
+        Config {
+            name: INGRESS.into(),
+            subjects: vec![subjects::INGRESS_ALL.into()],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            duplicate_window: settings.dedup_window,
+            num_replicas: settings.replicas,
+            discard: DiscardPolicy::New,
+            description: Some("sgd-hub ingress: events from adapters, until validated".into()),
+            ..Default::default()
+        },
+        Config {
+            name: EVENTS.into(),
+            subjects: vec![subjects::EVENTS_ALL.into()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            duplicate_window: settings.dedup_window,
+            num_replicas: settings.replicas,
+            discard: DiscardPolicy::New,
+            description: Some("sgd-hub log: valid, PII-free domain events; the source of truth".into()),
+            ..Default::default()
+        },
+        Config {
+            name: DLQ.into(),
+            subjects: vec![subjects::DLQ_ALL.into()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            duplicate_window: settings.dedup_window,
+            num_replicas: settings.replicas,
+            allow_direct: true,
+            description: Some("sgd-hub dead letters: refused events, redacted, with reasons".into()),
+            ..Default::default()
+        },
+    ]
+}
+
+/// Creates each stream, or updates it to the configuration when it exists.
+pub async fn ensure(js: &jetstream::Context, settings: StreamSettings) -> Result<(), StreamSetupError> {
+    for config in configs(settings) {
+        let stream: &'static str = match config.name.as_str() {
+            INGRESS => INGRESS,
+            EVENTS => EVENTS,
+            _ => DLQ,
+        };
+        let error = |e: &dyn std::fmt::Display| StreamSetupError { stream, message: e.to_string() };
+        match js.get_stream(stream).await {
+            Ok(_) => {
+                js.update_stream(&config).await.map_err(|e| error(&e))?;
+            }
+            Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(_)) => {
+                js.create_stream(config).await.map_err(|e| error(&e))?;
+            }
+            Err(e) => return Err(error(&e)),
+        }
+        tracing::debug!(stream, "stream ready");
+    }
+    Ok(())
+}
