@@ -70,6 +70,18 @@ impl Default for Metrics {
         registry.register("projection_lag_seconds", "Age of the oldest unprojected event", lag_seconds.clone());
         registry.register("projection_checkpoint", "Last applied log sequence", checkpoint.clone());
         registry.register("projection_batches", "Projection batches committed", batches.clone());
+        // Every series exists from the start (at zero), so dashboards and alerts see all of them.
+        for event_type in sgd_schemas::catalogue::Catalogue::get().types() {
+            let area = sgd_schemas::catalogue::TypeName::parse(event_type).map(|t| t.area).unwrap_or_default();
+            let labels = TypeLabels { area: area.into(), r#type: event_type.into() };
+            validated.get_or_create(&labels);
+            projected.get_or_create(&labels);
+        }
+        for reason in sgd_schemas::RejectReason::ALL {
+            for entry in ["nats", "http"] {
+                refused.get_or_create(&ReasonLabels { reason: reason.as_str().into(), entry: entry.into() });
+            }
+        }
         Self {
             registry,
             validated,

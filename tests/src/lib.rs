@@ -1,1 +1,343 @@
-//! placeholder
+//! Test harness for sgd-hub: real `nats-server` processes on free ports (or containers, with the
+//! `docker` feature), the `hub` binary as a child process that tests can SIGKILL, an in-process
+//! hub, and small helpers. Everything started here is stopped and deleted on `Drop`.
+//!
+//! # Layout
+//! - [`TestNats`]: a `nats-server` with JetStream and its own storage directory.
+//! - [`HubProcess`]: the `hub serve` binary against a [`TestNats`], killable and restartable.
+//! - [`InProcessHub`]: the hub's library started inside the test.
+//! - [`Api`]: an HTTP client with a token.
+//! - [`wait_until`]: polls a condition with a deadline.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use sgd_hub::{nats_server, tokens::Role, HubConfig};
+use tempfile::TempDir;
+
+/// A JetStream-enabled NATS server for one test.
+pub struct TestNats {
+    backend: Backend,
+    _dir: TempDir,
+}
+
+enum Backend {
+    Process(nats_server::NatsServer),
+    #[cfg(feature = "docker")]
+    Container(testcontainers::ContainerAsync<testcontainers_modules::nats::Nats>, String),
+}
+
+impl TestNats {
+    /// Starts a server: a local `nats-server` process, or a container when built with the
+    /// `docker` feature and `SGD_TEST_DOCKER=1`.
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        #[cfg(feature = "docker")]
+        if std::env::var("SGD_TEST_DOCKER").as_deref() == Ok("1") {
+            use testcontainers::{runners::AsyncRunner, ImageExt};
+            let container = testcontainers_modules::nats::Nats::default()
+                .with_cmd(["-js"])
+                .start()
+                .await
+                .context("starting a nats container")?;
+            let port = container.get_host_port_ipv4(4222).await?;
+            let url = format!("nats://127.0.0.1:{port}");
+            return Ok(Self { backend: Backend::Container(container, url), _dir: dir });
+        }
+        let server = nats_server::NatsServer::start(nats_server::NatsServerOptions {
+            store_dir: dir.path().join("nats"),
+            port: None,
+            extra_config: String::new(),
+        })?;
+        Ok(Self { backend: Backend::Process(server), _dir: dir })
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        match &self.backend {
+            Backend::Process(server) => server.url(),
+            #[cfg(feature = "docker")]
+            Backend::Container(_, url) => url.clone(),
+        }
+    }
+
+    /// A JetStream context on a fresh connection.
+    pub async fn jetstream(&self) -> Result<async_nats::jetstream::Context> {
+        let client = async_nats::connect(self.url()).await.map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+        Ok(async_nats::jetstream::new(client))
+    }
+
+    /// The local process (not available for containers).
+    pub fn process(&mut self) -> Option<&mut nats_server::NatsServer> {
+        match &mut self.backend {
+            Backend::Process(server) => Some(server),
+            #[cfg(feature = "docker")]
+            Backend::Container(..) => None,
+        }
+    }
+}
+
+/// Path of the `hub` binary, built if needed (`SGD_HUB_BIN` overrides).
+pub fn hub_binary() -> Result<PathBuf> {
+    if let Ok(path) = std::env::var("SGD_HUB_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    // Test executables live in target/<profile>/deps/.
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe.parent().and_then(Path::parent).context("test executable has no profile dir")?;
+    let candidate = profile_dir.join("hub");
+    let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_string();
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    let mut result = Ok(());
+    BUILD.call_once(|| {
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "-p", "sgd-hub", "--bin", "hub"]);
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        result = match cmd.status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(anyhow::anyhow!("cargo build of hub failed: {status}")),
+            Err(e) => Err(anyhow::anyhow!("cannot run cargo to build hub: {e}")),
+        };
+    });
+    result?;
+    if !candidate.exists() {
+        bail!("hub binary not found at {}", candidate.display());
+    }
+    Ok(candidate)
+}
+
+/// Adds a token of `role` to `tokens_file` and returns its secret.
+pub fn token(tokens_file: &Path, role: Role, principal: Option<&str>) -> Result<String> {
+    Ok(sgd_hub::tokens::add(tokens_file, role, principal)?.1)
+}
+
+/// The `hub serve` binary as a child process.
+pub struct HubProcess {
+    child: Option<Child>,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its API address.
+    pub http_addr: SocketAddr,
+    /// Its tokens file.
+    pub tokens_file: PathBuf,
+    nats_url: String,
+    extra_args: Vec<String>,
+    _dir: TempDir,
+}
+
+impl HubProcess {
+    /// Starts `hub serve` against `nats_url` and waits for `/healthz`.
+    pub async fn start(nats_url: &str, extra_args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = nats_server::free_port()?;
+        let mut hub = Self {
+            child: None,
+            data_dir: dir.path().join("data"),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            tokens_file: dir.path().join("tokens.json"),
+            nats_url: nats_url.into(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+        };
+        hub.spawn().await?;
+        Ok(hub)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self._dir.path().join("hub.log"))?;
+        let child = Command::new(hub_binary()?)
+            .arg("serve")
+            .args(&self.extra_args)
+            .env("HUB_NATS_URL", &self.nats_url)
+            .env("HUB_DATA_DIR", &self.data_dir)
+            .env("HUB_HTTP_ADDR", self.http_addr.to_string())
+            .env("HUB_TOKENS_FILE", &self.tokens_file)
+            .env("RUST_LOG", "info,async_nats=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning hub")?;
+        self.child = Some(child);
+        let url = format!("http://{}/healthz", self.http_addr);
+        let client = reqwest::Client::new();
+        wait_until(Duration::from_secs(30), || {
+            let client = client.clone();
+            let url = url.clone();
+            async move { Ok(client.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false)) }
+        })
+        .await
+        .with_context(|| format!("hub did not come up; log:\n{}", self.log()))
+    }
+
+    /// The hub's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("hub.log")).unwrap_or_default()
+    }
+
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again with the same data.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn().await
+    }
+
+    /// An API client with a new token of `role`.
+    pub fn api(&self, role: Role, principal: Option<&str>) -> Result<Api> {
+        Ok(Api::new(self.http_addr, token(&self.tokens_file, role, principal)?))
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The hub library started inside the test process, stopped on `Drop`.
+pub struct InProcessHub {
+    /// Its API address.
+    pub http_addr: SocketAddr,
+    /// Its tokens file.
+    pub tokens_file: PathBuf,
+    /// Its configuration.
+    pub config: HubConfig,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<Result<(), sgd_hub::HubError>>>,
+    _dir: TempDir,
+}
+
+impl InProcessHub {
+    /// Starts validator, projector and API against `nats_url`; `adjust` may change the config.
+    pub async fn start(nats_url: &str, adjust: impl FnOnce(&mut HubConfig)) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut config = HubConfig {
+            nats_url: nats_url.into(),
+            data_dir: dir.path().join("data"),
+            http_addr: "127.0.0.1:0".parse()?,
+            tokens_file: Some(dir.path().join("tokens.json")),
+            instance: "test".into(),
+            ..Default::default()
+        };
+        adjust(&mut config);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let running = sgd_hub::start(&config, shutdown).await?;
+        let http_addr = running.http_addr.context("API not started")?;
+        let task = tokio::spawn(running.wait());
+        Ok(Self { http_addr, tokens_file: config.tokens_path(), config, stop, task: Some(task), _dir: dir })
+    }
+
+    /// An API client with a new token of `role`.
+    pub fn api(&self, role: Role, principal: Option<&str>) -> Result<Api> {
+        Ok(Api::new(self.http_addr, token(&self.tokens_file, role, principal)?))
+    }
+
+    /// Stops it and waits.
+    pub async fn stop(mut self) -> Result<()> {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for InProcessHub {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// An HTTP client for the hub's API with a bearer token.
+#[derive(Clone)]
+pub struct Api {
+    /// Base URL, `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The token.
+    pub token: String,
+    /// The client.
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    /// A client for `addr` with `token`.
+    pub fn new(addr: SocketAddr, token: String) -> Self {
+        Self { base: format!("http://{addr}"), token, client: reqwest::Client::new() }
+    }
+
+    /// GET `path` with the token.
+    pub async fn get(&self, path: &str) -> Result<reqwest::Response> {
+        Ok(self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?)
+    }
+
+    /// GET `path` and parse JSON, failing on a non-2xx status.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let response = self.get(path).await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// The total of `/api/v1/usage` with `query` (e.g. `"area=npo"`), 0 if unavailable.
+    pub async fn usage_total(&self, query: &str) -> Result<u64> {
+        let value = self.get_json(&format!("/api/v1/usage?{query}")).await?;
+        Ok(value["total"].as_u64().unwrap_or(0))
+    }
+}
+
+/// Polls `condition` every 50 ms until it is true or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, mut condition: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let started = Instant::now();
+    let mut last_error = None;
+    while started.elapsed() < limit {
+        match condition().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match last_error {
+        Some(e) => Err(e.context(format!("condition not met within {limit:?}"))),
+        None => bail!("condition not met within {limit:?}"),
+    }
+}
+
+/// Every valid example event shipped in `schemas/examples/` (path, bytes).
+pub fn valid_examples() -> Vec<(PathBuf, Vec<u8>)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples");
+    let mut out = Vec::new();
+    for area in std::fs::read_dir(&root).expect("schemas/examples exists").flatten() {
+        for file in std::fs::read_dir(area.path()).expect("area dir").flatten() {
+            let path = file.path();
+            if path.to_string_lossy().ends_with(".valid.json") {
+                let bytes = std::fs::read(&path).expect("readable example");
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
