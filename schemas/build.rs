@@ -20,9 +20,8 @@ fn main() {
                 if parts.len() != 3 || !parts[2].starts_with('v') {
                     panic!("schema file {} is not named <entity>.<action>.v<N>.json", path.display());
                 }
-                let version: u32 = parts[2][1..]
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad version in {}", path.display()));
+                let version: u32 =
+                    parts[2][1..].parse().unwrap_or_else(|_| panic!("bad version in {}", path.display()));
                 let area_name = area.file_name().to_string_lossy().to_string();
                 entries.push((format!("se.sgd.{area_name}.{}.{}", parts[0], parts[1]), version, path));
             }

@@ -116,19 +116,9 @@ impl Draft {
 /// unit for role and address events; the adapter for heartbeats.
 pub fn default_subject(event: &DomainEvent) -> Option<String> {
     let data = event.data_json();
-    [
-        "plan_id",
-        "message_id",
-        "meeting_id",
-        "deviation_id",
-        "assessment_id",
-        "flag_id",
-        "unit",
-        "person",
-        "adapter",
-    ]
-    .iter()
-    .find_map(|key| data.get(key).and_then(|v| v.as_str()).map(str::to_string))
+    ["plan_id", "message_id", "meeting_id", "deviation_id", "assessment_id", "flag_id", "unit", "person", "adapter"]
+        .iter()
+        .find_map(|key| data.get(key).and_then(|v| v.as_str()).map(str::to_string))
 }
 
 #[cfg(test)]

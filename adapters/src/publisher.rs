@@ -151,9 +151,6 @@ impl Publisher {
     async fn send(&self, subject: &str, msg_id: &str, body: Bytes) -> Result<PublishAckFuture, String> {
         let mut headers = HeaderMap::new();
         headers.insert(MSG_ID_HEADER, msg_id);
-        self.jetstream
-            .publish_with_headers(subject.to_string(), headers, body)
-            .await
-            .map_err(|e| e.to_string())
+        self.jetstream.publish_with_headers(subject.to_string(), headers, body).await.map_err(|e| e.to_string())
     }
 }

@@ -36,33 +36,252 @@ pub fn sample(principals: &[&str], per_type: usize, seed: u64) -> Vec<(SourceSys
             let hours = |h: i64| t + chrono::Duration::hours(h);
             let role = if i % 2 == 0 { npo::Role::Producer } else { npo::Role::Consumer };
             let events: Vec<(&str, DomainEvent, DateTime<FixedOffset>)> = vec![
-                ("npo", npo::RoleActivated { unit: unit(i % 5), role, information_sets: if role == npo::Role::Producer { vec!["GetCareDocumentation".into(), "GetAlertInformation".into(), "GetFunctionalStatus".into()] } else { vec![] }, unit_kind: Some(sgd_schemas::events::UnitKind::MunicipalHealthCare) }.into(), t),
-                ("npo", npo::RoleDeactivated { unit: unit(i % 5 + 10), role, information_sets: vec![], reason: Some("unit merged".into()) }.into(), t),
-                ("npo", npo::ConsentGiven { person: person.clone(), consumer_unit: unit(1), scope: npo::ConsentScope::CareDocumentation, valid_until: Some(hours(24 * 30)) }.into(), t),
-                ("npo", npo::ConsentRevoked { person: person.clone(), consumer_unit: unit(1), scope: npo::ConsentScope::CareDocumentation }.into(), hours(48)),
-                ("npo", npo::RecordAccessed { person: person.clone(), consumer_unit: unit(1), producer_principal: other.clone(), information_sets: vec!["GetCareDocumentation".into()], basis: if i % 10 == 0 { npo::AccessBasis::Emergency } else { npo::AccessBasis::Consent } }.into(), hours(1)),
-                ("sdk", sdk::AddressPublished { unit: unit(i % 5), function_address: format!("{}-FA{}", unit(i % 5), i % 3), unit_kind: None }.into(), t),
-                ("sdk", sdk::MessageSent { message_id: format!("m-{case}"), recipient_principal: other.clone(), recipient_address: None, conversation_id: Some(format!("c-{case}")) }.into(), t),
-                ("sdk", sdk::MessageDelivered { message_id: format!("m-{case}"), status: if i % 7 == 0 { sdk::DeliveryStatus::Rejected } else { sdk::DeliveryStatus::Accepted }, received_at: hours(1), error: (i % 7 == 0).then(|| sdk::DeliveryError { code: "RECIPIENT_UNKNOWN".into(), description: None }) }.into(), hours(1)),
-                ("plans", plans::PlanCreated { plan_id: format!("svu-{case}"), kind: plans::PlanKind::Svu, person: person.clone(), participants: vec![principal.to_string(), other.clone()] }.into(), t),
-                ("plans", plans::AdmissionNotified { plan_id: format!("svu-{case}"), need_assessed_at: t, sent_at: hours(if i % 5 == 0 { 30 } else { 6 }) }.into(), hours(6)),
-                ("plans", plans::DischargeReady { plan_id: format!("svu-{case}"), ready_at: hours(72) }.into(), hours(72)),
+                (
+                    "npo",
+                    npo::RoleActivated {
+                        unit: unit(i % 5),
+                        role,
+                        information_sets: if role == npo::Role::Producer {
+                            vec![
+                                "GetCareDocumentation".into(),
+                                "GetAlertInformation".into(),
+                                "GetFunctionalStatus".into(),
+                            ]
+                        } else {
+                            vec![]
+                        },
+                        unit_kind: Some(sgd_schemas::events::UnitKind::MunicipalHealthCare),
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "npo",
+                    npo::RoleDeactivated {
+                        unit: unit(i % 5 + 10),
+                        role,
+                        information_sets: vec![],
+                        reason: Some("unit merged".into()),
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "npo",
+                    npo::ConsentGiven {
+                        person: person.clone(),
+                        consumer_unit: unit(1),
+                        scope: npo::ConsentScope::CareDocumentation,
+                        valid_until: Some(hours(24 * 30)),
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "npo",
+                    npo::ConsentRevoked {
+                        person: person.clone(),
+                        consumer_unit: unit(1),
+                        scope: npo::ConsentScope::CareDocumentation,
+                    }
+                    .into(),
+                    hours(48),
+                ),
+                (
+                    "npo",
+                    npo::RecordAccessed {
+                        person: person.clone(),
+                        consumer_unit: unit(1),
+                        producer_principal: other.clone(),
+                        information_sets: vec!["GetCareDocumentation".into()],
+                        basis: if i % 10 == 0 { npo::AccessBasis::Emergency } else { npo::AccessBasis::Consent },
+                    }
+                    .into(),
+                    hours(1),
+                ),
+                (
+                    "sdk",
+                    sdk::AddressPublished {
+                        unit: unit(i % 5),
+                        function_address: format!("{}-FA{}", unit(i % 5), i % 3),
+                        unit_kind: None,
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "sdk",
+                    sdk::MessageSent {
+                        message_id: format!("m-{case}"),
+                        recipient_principal: other.clone(),
+                        recipient_address: None,
+                        conversation_id: Some(format!("c-{case}")),
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "sdk",
+                    sdk::MessageDelivered {
+                        message_id: format!("m-{case}"),
+                        status: if i % 7 == 0 { sdk::DeliveryStatus::Rejected } else { sdk::DeliveryStatus::Accepted },
+                        received_at: hours(1),
+                        error: (i % 7 == 0)
+                            .then(|| sdk::DeliveryError { code: "RECIPIENT_UNKNOWN".into(), description: None }),
+                    }
+                    .into(),
+                    hours(1),
+                ),
+                (
+                    "plans",
+                    plans::PlanCreated {
+                        plan_id: format!("svu-{case}"),
+                        kind: plans::PlanKind::Svu,
+                        person: person.clone(),
+                        participants: vec![principal.to_string(), other.clone()],
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "plans",
+                    plans::AdmissionNotified {
+                        plan_id: format!("svu-{case}"),
+                        need_assessed_at: t,
+                        sent_at: hours(if i % 5 == 0 { 30 } else { 6 }),
+                    }
+                    .into(),
+                    hours(6),
+                ),
+                (
+                    "plans",
+                    plans::DischargeReady { plan_id: format!("svu-{case}"), ready_at: hours(72) }.into(),
+                    hours(72),
+                ),
                 ("plans", plans::DischargeWithdrawn { plan_id: format!("svu-{case}-w") }.into(), hours(80)),
-                ("plans", plans::PatientDischarged { plan_id: format!("svu-{case}"), discharged_at: hours(72 + 24 * (i as i64 % 4)) }.into(), hours(96)),
-                ("plans", plans::SipHeld { plan_id: format!("svu-{case}"), held_at: hours(60), mode: if i % 3 == 0 { plans::MeetingMode::Video } else { plans::MeetingMode::Physical } }.into(), hours(60)),
+                (
+                    "plans",
+                    plans::PatientDischarged {
+                        plan_id: format!("svu-{case}"),
+                        discharged_at: hours(72 + 24 * (i as i64 % 4)),
+                    }
+                    .into(),
+                    hours(96),
+                ),
+                (
+                    "plans",
+                    plans::SipHeld {
+                        plan_id: format!("svu-{case}"),
+                        held_at: hours(60),
+                        mode: if i % 3 == 0 { plans::MeetingMode::Video } else { plans::MeetingMode::Physical },
+                    }
+                    .into(),
+                    hours(60),
+                ),
                 ("plans", plans::PlanClosed { plan_id: format!("svu-{case}") }.into(), hours(120)),
-                ("decision", decision::AssessmentCompleted { person: person.clone(), assessment_id: format!("a-{case}"), vitals: Some(decision::Vitals { respiration_rate: Some(22), spo2: Some(94), supplemental_oxygen: Some(false), systolic_bp: Some(105), pulse: Some(95), consciousness: Some(decision::Consciousness::A), temperature: Some(38.4) }), recommendation: decision::Recommendation::StayHome }.into(), t),
-                ("decision", decision::ScoreRaised { person: person.clone(), assessment_id: format!("a-{case}"), scale: decision::Scale::News2, score: 6, band: decision::Band::Medium }.into(), t),
-                ("decision", decision::RiskFlagged { person: person.clone(), flag_id: format!("f-{case}"), primary_care_unit: unit(2), setting: Some("emergency_department".into()) }.into(), t),
+                (
+                    "decision",
+                    decision::AssessmentCompleted {
+                        person: person.clone(),
+                        assessment_id: format!("a-{case}"),
+                        vitals: Some(decision::Vitals {
+                            respiration_rate: Some(22),
+                            spo2: Some(94),
+                            supplemental_oxygen: Some(false),
+                            systolic_bp: Some(105),
+                            pulse: Some(95),
+                            consciousness: Some(decision::Consciousness::A),
+                            temperature: Some(38.4),
+                        }),
+                        recommendation: decision::Recommendation::StayHome,
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "decision",
+                    decision::ScoreRaised {
+                        person: person.clone(),
+                        assessment_id: format!("a-{case}"),
+                        scale: decision::Scale::News2,
+                        score: 6,
+                        band: decision::Band::Medium,
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "decision",
+                    decision::RiskFlagged {
+                        person: person.clone(),
+                        flag_id: format!("f-{case}"),
+                        primary_care_unit: unit(2),
+                        setting: Some("emergency_department".into()),
+                    }
+                    .into(),
+                    t,
+                ),
                 ("decision", decision::RiskAcknowledged { flag_id: format!("f-{case}") }.into(), hours(20)),
-                ("deviation", deviation::CaseLogged { deviation_id: format!("d-{case}"), concerned_principals: vec![other.clone()], category: "information_transfer".into(), actuality: deviation::Actuality::Actual, probability: 2, consequence: (i % 4 + 1) as u8, plan_id: None }.into(), t),
-                ("deviation", deviation::CaseAnswered { deviation_id: format!("d-{case}"), answered_by: other.clone() }.into(), hours(24 * 5)),
-                ("deviation", deviation::AnalysisCompleted { deviation_id: format!("d-{case}"), lex_maria: false }.into(), hours(24 * 20)),
+                (
+                    "deviation",
+                    deviation::CaseLogged {
+                        deviation_id: format!("d-{case}"),
+                        concerned_principals: vec![other.clone()],
+                        category: "information_transfer".into(),
+                        actuality: deviation::Actuality::Actual,
+                        probability: 2,
+                        consequence: (i % 4 + 1) as u8,
+                        plan_id: None,
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "deviation",
+                    deviation::CaseAnswered { deviation_id: format!("d-{case}"), answered_by: other.clone() }.into(),
+                    hours(24 * 5),
+                ),
+                (
+                    "deviation",
+                    deviation::AnalysisCompleted { deviation_id: format!("d-{case}"), lex_maria: false }.into(),
+                    hours(24 * 20),
+                ),
                 ("deviation", deviation::CaseClosed { deviation_id: format!("d-{case}") }.into(), hours(24 * 25)),
-                ("video", video::MeetingBooked { meeting_id: format!("v-{case}"), purpose: video::MeetingPurpose::Sip, principals: vec![principal.to_string(), other.clone()], plan_id: Some(format!("svu-{case}")) }.into(), t),
-                ("video", video::ParticipantAdmitted { meeting_id: format!("v-{case}"), method: if i % 9 == 0 { video::IdentificationMethod::None } else { video::IdentificationMethod::Siths }, role: Some("nurse".into()) }.into(), hours(50)),
-                ("video", video::MeetingHeld { meeting_id: format!("v-{case}"), duration_s: 1800, participants: 3 }.into(), hours(51)),
-                ("hub", hub::AdapterHeartbeat { adapter: "demo".into(), version: env!("CARGO_PKG_VERSION").into() }.into(), t),
+                (
+                    "video",
+                    video::MeetingBooked {
+                        meeting_id: format!("v-{case}"),
+                        purpose: video::MeetingPurpose::Sip,
+                        principals: vec![principal.to_string(), other.clone()],
+                        plan_id: Some(format!("svu-{case}")),
+                    }
+                    .into(),
+                    t,
+                ),
+                (
+                    "video",
+                    video::ParticipantAdmitted {
+                        meeting_id: format!("v-{case}"),
+                        method: if i % 9 == 0 {
+                            video::IdentificationMethod::None
+                        } else {
+                            video::IdentificationMethod::Siths
+                        },
+                        role: Some("nurse".into()),
+                    }
+                    .into(),
+                    hours(50),
+                ),
+                (
+                    "video",
+                    video::MeetingHeld { meeting_id: format!("v-{case}"), duration_s: 1800, participants: 3 }.into(),
+                    hours(51),
+                ),
+                (
+                    "hub",
+                    hub::AdapterHeartbeat { adapter: "demo".into(), version: env!("CARGO_PKG_VERSION").into() }.into(),
+                    t,
+                ),
             ];
             for (n, (area, event, time)) in events.into_iter().enumerate() {
                 let id = format!("demo-{seed}-{principal}-{i}-{n}");
@@ -104,10 +323,26 @@ pub fn refused_samples() -> Vec<(String, Vec<u8>)> {
     vec![
         (
             "sgd.in.1280.plans".into(),
-            event("1280", "se.sgd.plans.plan.created", serde_json::json!({"plan_id": "p1", "kind": "svu", "person": "19121212-1212"}), "demo-bad-pii"),
+            event(
+                "1280",
+                "se.sgd.plans.plan.created",
+                serde_json::json!({"plan_id": "p1", "kind": "svu", "person": "19121212-1212"}),
+                "demo-bad-pii",
+            ),
         ),
-        ("sgd.in.1280.plans".into(), event("1280", "se.sgd.plans.plan.archived", serde_json::json!({"plan_id": "p1"}), "demo-bad-type")),
-        ("sgd.in.1280.sdk".into(), event("1281", "se.sgd.sdk.message.sent", serde_json::json!({"message_id": "m1", "recipient_principal": "12"}), "demo-bad-principal")),
+        (
+            "sgd.in.1280.plans".into(),
+            event("1280", "se.sgd.plans.plan.archived", serde_json::json!({"plan_id": "p1"}), "demo-bad-type"),
+        ),
+        (
+            "sgd.in.1280.sdk".into(),
+            event(
+                "1281",
+                "se.sgd.sdk.message.sent",
+                serde_json::json!({"message_id": "m1", "recipient_principal": "12"}),
+                "demo-bad-principal",
+            ),
+        ),
         ("sgd.in.1283.video".into(), b"{not json".to_vec()),
     ]
 }
@@ -163,7 +398,8 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
         Ok(_) => options.http_addr,
         Err(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
     };
-    let config = crate::HubConfig { nats_url: nats_url.clone(), data_dir: data_dir.clone(), http_addr, ..Default::default() };
+    let config =
+        crate::HubConfig { nats_url: nats_url.clone(), data_dir: data_dir.clone(), http_addr, ..Default::default() };
     let tokens_file = config.tokens_path();
     let (_, analyst) = crate::tokens::add(&tokens_file, crate::tokens::Role::Analyst, None)?;
     let (_, operator) = crate::tokens::add(&tokens_file, crate::tokens::Role::Operator, None)?;
@@ -189,9 +425,11 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
     println!("published {published} sample events (and 4 that the validator refuses)");
     if let Some(model) = &hub.model {
         for _ in 0..600 {
-            let mut stream = hub.js.get_stream(crate::streams::EVENTS).await.map_err(|e| {
-                crate::HubError::Nats { url: nats_url.clone(), message: e.to_string() }
-            })?;
+            let mut stream = hub
+                .js
+                .get_stream(crate::streams::EVENTS)
+                .await
+                .map_err(|e| crate::HubError::Nats { url: nats_url.clone(), message: e.to_string() })?;
             let last = stream.info().await.map(|i| i.state.last_sequence).unwrap_or(0);
             if model.checkpoint().unwrap_or(0) >= last && last > 0 {
                 break;

@@ -130,16 +130,19 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             })
         })?;
         let dir = config.read_model_dir();
-        Some(Arc::new(tokio::task::spawn_blocking(move || read_model::ReadModel::open(&dir)).await.map_err(
-            |e| HubError::Http(std::io::Error::other(e.to_string())),
-        )??))
+        Some(Arc::new(
+            tokio::task::spawn_blocking(move || read_model::ReadModel::open(&dir))
+                .await
+                .map_err(|e| HubError::Http(std::io::Error::other(e.to_string())))??,
+        ))
     } else {
         None
     };
 
     let status = config.projector.then(|| Arc::new(projector::ProjectorStatus::default()));
     if let (Some(model), Some(status)) = (&model, &status) {
-        let settings = projector::ProjectorSettings { batch_max: config.batch_max.max(1), batch_wait: config.batch_wait() };
+        let settings =
+            projector::ProjectorSettings { batch_max: config.batch_max.max(1), batch_wait: config.batch_wait() };
         let (js, metrics, shutdown, model, status) =
             (js.clone(), metrics.clone(), shutdown.clone(), model.clone(), status.clone());
         tasks.spawn(async move { Ok(projector::run(js, model, settings, metrics, status, shutdown).await?) });

@@ -74,12 +74,12 @@ impl Default for Metrics {
         for event_type in sgd_schemas::catalogue::Catalogue::get().types() {
             let area = sgd_schemas::catalogue::TypeName::parse(event_type).map(|t| t.area).unwrap_or_default();
             let labels = TypeLabels { area: area.into(), r#type: event_type.into() };
-            validated.get_or_create(&labels);
-            projected.get_or_create(&labels);
+            let _ = validated.get_or_create(&labels);
+            let _ = projected.get_or_create(&labels);
         }
         for reason in sgd_schemas::RejectReason::ALL {
             for entry in ["nats", "http"] {
-                refused.get_or_create(&ReasonLabels { reason: reason.as_str().into(), entry: entry.into() });
+                let _ = refused.get_or_create(&ReasonLabels { reason: reason.as_str().into(), entry: entry.into() });
             }
         }
         Self {

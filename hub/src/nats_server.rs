@@ -75,7 +75,8 @@ impl NatsServer {
             None => free_port()?,
         };
         let log_file = options.store_dir.join("nats-server.log");
-        let mut server = Self { child: None, port, options: NatsServerOptions { port: Some(port), ..options }, log_file };
+        let mut server =
+            Self { child: None, port, options: NatsServerOptions { port: Some(port), ..options }, log_file };
         server.spawn()?;
         Ok(server)
     }

@@ -243,19 +243,13 @@ async fn project_batch(
         status.lag_events.store(pending, Ordering::Relaxed);
         status.caught_up.store(pending == 0, Ordering::Relaxed);
         metrics.lag_events.set(pending as i64);
-        let age = if pending == 0 {
-            0.0
-        } else {
-            (time_now_unix() - published.unix_timestamp_nanos() as f64 / 1e9).max(0.0)
-        };
+        let age =
+            if pending == 0 { 0.0 } else { (time_now_unix() - published.unix_timestamp_nanos() as f64 / 1e9).max(0.0) };
         metrics.lag_seconds.set(age);
     }
     Ok(())
 }
 
 fn time_now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
 }

@@ -85,10 +85,11 @@ impl ReadModel {
                 db.insert(FORMAT, &FORMAT_VERSION.to_be_bytes()).map_err(storage)?;
             }
             Some(v) => {
-                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| ReadModelError::Corrupt {
-                    path: path.clone(),
-                    key: "meta/format".into(),
-                })?);
+                let found = u32::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| ReadModelError::Corrupt { path: path.clone(), key: "meta/format".into() })?,
+                );
                 if found != FORMAT_VERSION {
                     return Err(ReadModelError::Format { path, found, expected: FORMAT_VERSION });
                 }
@@ -134,7 +135,11 @@ impl ReadModel {
     }
 
     /// Usage cells with `from <= day <= to`.
-    pub fn usage_between(&self, from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<Vec<UsageCell>, ReadModelError> {
+    pub fn usage_between(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Vec<UsageCell>, ReadModelError> {
         let start = match from {
             Some(day) => format!("{USAGE}{day}"),
             None => USAGE.to_string(),
@@ -168,7 +173,12 @@ impl ReadModel {
 
     /// Commits one projected batch atomically: new usage totals, the batch's identity digests and
     /// the checkpoint; then flushes to disk.
-    pub fn commit(&self, usage_totals: &[(UsageKey, u64)], digests: &[u128], last_sequence: u64) -> Result<(), ReadModelError> {
+    pub fn commit(
+        &self,
+        usage_totals: &[(UsageKey, u64)],
+        digests: &[u128],
+        last_sequence: u64,
+    ) -> Result<(), ReadModelError> {
         let mut batch = sled::Batch::default();
         for (key, total) in usage_totals {
             let k = format!("{USAGE}{}/{}/{}", key.day, key.principal, key.event_type);

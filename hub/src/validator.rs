@@ -58,7 +58,8 @@ pub async fn run(
             pull::Config {
                 durable_name: Some(CONSUMER.into()),
                 ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
+                // After a crash, what was delivered but not acked comes back after this long.
+                ack_wait: Duration::from_secs(10),
                 max_ack_pending: 20_000,
                 description: Some("sgd-hub validators (shared by every hub replica)".into()),
                 ..Default::default()

@@ -47,11 +47,7 @@ impl Envelope {
 
     /// The data version from `dataschema` (1 when absent).
     pub fn version(&self) -> u32 {
-        self.dataschema
-            .as_deref()
-            .and_then(crate::catalogue::parse_schema_urn)
-            .map(|(_, v)| v)
-            .unwrap_or(1)
+        self.dataschema.as_deref().and_then(crate::catalogue::parse_schema_urn).map(|(_, v)| v).unwrap_or(1)
     }
 
     /// The system name from `source`.
@@ -70,9 +66,8 @@ pub fn parse_source(source: &str) -> Option<(&str, &str)> {
     let rest = source.strip_prefix("/principals/")?;
     let (principal, rest) = rest.split_once('/')?;
     let system = rest.strip_prefix("systems/")?;
-    let token = |s: &str| {
-        !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
+    let token =
+        |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     (token(principal) && token(system) && principal.bytes().all(|b| b.is_ascii_digit())).then_some((principal, system))
 }
 

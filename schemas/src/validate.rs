@@ -206,9 +206,7 @@ pub fn validate(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<ValidatedEv
         for p in &mut problems {
             p.message = pii::redact(&p.message);
         }
-        let field = |name: &str| {
-            value.and_then(|v| v.get(name)).and_then(Value::as_str).map(|s| pii::redact(s))
-        };
+        let field = |name: &str| value.and_then(|v| v.get(name)).and_then(Value::as_str).map(pii::redact);
         let redacted_body = match value {
             Some(v) => pii::redact_json(v).to_string(),
             None => pii::redact_raw(&String::from_utf8_lossy(bytes)),
@@ -305,7 +303,11 @@ fn check_envelope(
                 None
             }
             Some(_) => {
-                problems.push(problem(RejectReason::Envelope, &format!("/{name}"), format!("`{name}` must be a string")));
+                problems.push(problem(
+                    RejectReason::Envelope,
+                    &format!("/{name}"),
+                    format!("`{name}` must be a string"),
+                ));
                 None
             }
             None if required => {
@@ -334,7 +336,9 @@ fn check_envelope(
             problems.push(problem(
                 RejectReason::Envelope,
                 "/time",
-                format!("`time` must be an RFC 3339 timestamp with offset, e.g. 2026-03-02T10:15:00+01:00, not {time:?}"),
+                format!(
+                    "`time` must be an RFC 3339 timestamp with offset, e.g. 2026-03-02T10:15:00+01:00, not {time:?}"
+                ),
             ));
         }
     }
@@ -450,7 +454,10 @@ fn check_envelope(
             problems.push(problem(
                 RejectReason::AreaMismatch,
                 "/type",
-                format!("a {} event was published to the {area} ingress subject; use sgd.in.<principal>.{}", type_name.area, type_name.area),
+                format!(
+                    "a {} event was published to the {area} ingress subject; use sgd.in.<principal>.{}",
+                    type_name.area, type_name.area
+                ),
             ));
         }
     }
@@ -462,7 +469,10 @@ fn check_envelope(
                 problems.push(problem(
                     RejectReason::Envelope,
                     "/dataschema",
-                    format!("`dataschema` must be {} (or another published version), not {urn:?}", type_name.schema_urn(1)),
+                    format!(
+                        "`dataschema` must be {} (or another published version), not {urn:?}",
+                        type_name.schema_urn(1)
+                    ),
                 ));
                 return None;
             }
@@ -472,7 +482,10 @@ fn check_envelope(
         problems.push(problem(
             RejectReason::UnknownVersion,
             "/dataschema",
-            format!("version {version} of {event_type} is not published; published: {:?}", catalogue.versions(&event_type)),
+            format!(
+                "version {version} of {event_type} is not published; published: {:?}",
+                catalogue.versions(&event_type)
+            ),
         ));
         return None;
     }

@@ -2,7 +2,9 @@
 
 use std::{fs, path::PathBuf};
 
-use sgd_schemas::{catalogue::Catalogue, catalogue::TypeName, subjects, upcast, validate, RejectReason, ValidationContext};
+use sgd_schemas::{
+    catalogue::Catalogue, catalogue::TypeName, subjects, upcast, validate, RejectReason, ValidationContext,
+};
 
 fn example(event_type: &str, version: u32, kind: &str) -> (PathBuf, Vec<u8>) {
     let t = TypeName::parse(event_type).unwrap();

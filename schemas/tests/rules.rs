@@ -142,7 +142,8 @@ fn schema_errors_carry_the_data_path() {
 
 #[test]
 fn personal_identity_numbers_anywhere_are_refused_and_redacted() {
-    let positions: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let positions: Vec<(&str, Mutation)> = vec![
         ("/data/person", Box::new(|e: &mut Value| e["data"]["person"] = json!("19121212-1212"))),
         ("/subject", Box::new(|e: &mut Value| e["subject"] = json!("121212-1212"))),
         ("/id", Box::new(|e: &mut Value| e["id"] = json!("191212121212"))),

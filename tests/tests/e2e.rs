@@ -66,7 +66,9 @@ mod nats_ingest {
         for (path, bytes) in &examples {
             let event: Value = serde_json::from_slice(bytes)?;
             let msg_id = format!("{}/{}", event["source"].as_str().unwrap(), event["id"].as_str().unwrap());
-            publish_raw(&js, &ingress_subject(&event), &msg_id, bytes.clone()).await.map_err(|e| e.context(path.display().to_string()))?;
+            publish_raw(&js, &ingress_subject(&event), &msg_id, bytes.clone())
+                .await
+                .map_err(|e| e.context(path.display().to_string()))?;
         }
         let api = hub.api(Role::Analyst, None)?;
         expect_usage(&api, "", examples.len() as u64, Duration::from_secs(30)).await?;
@@ -90,7 +92,9 @@ mod nats_ingest {
             "/../schemas/examples/plans/plan.closed.v1.valid.json"
         ))?)?;
         // 23:30 UTC on 31 March is 1 April in Sweden (CEST).
-        for (i, time) in ["2026-03-31T23:30:00Z", "2026-03-31T10:00:00+02:00", "2026-04-02T10:00:00+02:00"].iter().enumerate() {
+        for (i, time) in
+            ["2026-03-31T23:30:00Z", "2026-03-31T10:00:00+02:00", "2026-04-02T10:00:00+02:00"].iter().enumerate()
+        {
             let mut event = base.clone();
             event["id"] = json!(format!("bucket-{i}"));
             event["time"] = json!(time);
@@ -123,7 +127,14 @@ mod nats_ingest {
             .send()
             .await?;
         assert!(via_accept.headers()["content-type"].to_str()?.starts_with("text/csv"));
-        for bad in ["bucket=week", "from=yesterday", "area=nothing", "principal=9999", "unknown=1", "from=2026-05-01&to=2026-04-01"] {
+        for bad in [
+            "bucket=week",
+            "from=yesterday",
+            "area=nothing",
+            "principal=9999",
+            "unknown=1",
+            "from=2026-05-01&to=2026-04-01",
+        ] {
             let response = api.get(&format!("/api/v1/usage?{bad}")).await?;
             assert_eq!(response.status(), 400, "{bad}");
         }
@@ -246,13 +257,15 @@ mod http_ingest {
         bad["time"] = json!("soon");
         let mut good = event.clone();
         good["id"] = json!("good-1");
-        let response = post(&integrator, "application/cloudevents-batch+json", serde_json::to_vec(&vec![good, bad])?).await?;
+        let response =
+            post(&integrator, "application/cloudevents-batch+json", serde_json::to_vec(&vec![good, bad])?).await?;
         assert_eq!(response.status(), 400);
         let body: Value = response.json().await?;
         let details = body["details"].as_array().unwrap();
         assert_eq!(details.len(), 1);
         assert_eq!(details[0]["index"], 1);
-        let paths: Vec<&str> = details[0]["problems"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
+        let paths: Vec<&str> =
+            details[0]["problems"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
         assert!(paths.contains(&"/time") && paths.contains(&"/data/kind"), "{paths:?}");
 
         // a personal identity number is refused and never echoed back
@@ -309,11 +322,13 @@ mod http_ingest {
             assert_eq!(api.get(path).await?.status(), status, "{path}");
         }
         for api in [&analyst, &operator] {
-            let response = api.client.post(format!("{base}/api/v1/events")).bearer_auth(&api.token).body("{}").send().await?;
+            let response =
+                api.client.post(format!("{base}/api/v1/events")).bearer_auth(&api.token).body("{}").send().await?;
             assert_eq!(response.status(), 403);
         }
         let metrics = operator.get("/metrics").await?.text().await?;
-        for name in ["sgd_events_validated", "sgd_events_refused", "sgd_events_projected", "sgd_projection_lag_events"] {
+        for name in ["sgd_events_validated", "sgd_events_refused", "sgd_events_projected", "sgd_projection_lag_events"]
+        {
             assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
         }
         // a token removed from the file stops working at once
@@ -332,7 +347,8 @@ mod duplicates {
         let nats = TestNats::start().await?;
         let hub = InProcessHub::start(&nats.url(), |c| c.dedup_window_secs = 1).await?;
         let js = nats.jetstream().await?;
-        let (_, bytes) = sgd_tests::valid_examples().into_iter().find(|(p, _)| p.ends_with("plan.closed.v1.valid.json")).unwrap();
+        let (_, bytes) =
+            sgd_tests::valid_examples().into_iter().find(|(p, _)| p.ends_with("plan.closed.v1.valid.json")).unwrap();
         let event: Value = serde_json::from_slice(&bytes)?;
         let msg_id = format!("{}/{}", event["source"].as_str().unwrap(), event["id"].as_str().unwrap());
         let subject = ingress_subject(&event);
@@ -382,12 +398,20 @@ mod dead_letters {
             ("too_large", plans.clone(), with(&|e| e["note"] = json!("x".repeat(10_000)))),
             ("malformed", plans.clone(), b"\xff\xfe not even utf-8".to_vec()),
             ("unknown_type", plans.clone(), with(&|e| e["type"] = json!("se.sgd.plans.plan.archived"))),
-            ("unknown_version", plans.clone(), with(&|e| e["dataschema"] = json!("urn:sgd:schema:plans.plan.created:v7"))),
+            (
+                "unknown_version",
+                plans.clone(),
+                with(&|e| e["dataschema"] = json!("urn:sgd:schema:plans.plan.created:v7")),
+            ),
             ("principal_mismatch", format!("sgd.in.{other}.plans"), with(&|_| {})),
             ("area_mismatch", format!("sgd.in.{principal}.npo"), with(&|_| {})),
-            ("envelope", plans.clone(), with(&|e| {
-                e.as_object_mut().unwrap().remove("time");
-            })),
+            (
+                "envelope",
+                plans.clone(),
+                with(&|e| {
+                    e.as_object_mut().unwrap().remove("time");
+                }),
+            ),
             ("schema", plans.clone(), with(&|e| e["data"]["kind"] = json!("rehab"))),
         ];
         for (i, (_, subject, body)) in cases.iter().enumerate() {
@@ -416,7 +440,8 @@ mod dead_letters {
 
         // nothing reached the log, ingress is drained, and no stream holds the number
         assert!(stream_payloads(&js, "SGD_EVENTS").await?.is_empty());
-        wait_until(Duration::from_secs(10), || async { Ok(stream_payloads(&js, "SGD_INGRESS").await?.is_empty()) }).await?;
+        wait_until(Duration::from_secs(10), || async { Ok(stream_payloads(&js, "SGD_INGRESS").await?.is_empty()) })
+            .await?;
         for stream in ["SGD_EVENTS", "SGD_DLQ", "SGD_INGRESS"] {
             for payload in stream_payloads(&js, stream).await? {
                 assert!(!sgd_schemas::pii::contains(&payload), "{stream} holds a personal number: {payload}");
@@ -475,7 +500,10 @@ mod crash {
         let elapsed = started.elapsed();
         let mut events = js.get_stream("SGD_EVENTS").await?;
         assert_eq!(events.info().await?.state.messages, EVENTS as u64, "the log holds each event once");
-        eprintln!("{EVENTS} events published, validated and projected through 3 SIGKILLs in {elapsed:?} ({:.0} events/s)", EVENTS as f64 / elapsed.as_secs_f64());
+        eprintln!(
+            "{EVENTS} events published, validated and projected through 3 SIGKILLs in {elapsed:?} ({:.0} events/s)",
+            EVENTS as f64 / elapsed.as_secs_f64()
+        );
         // once more, now that everything is in: a restart changes nothing
         hub.restart().await?;
         let api = hub.api(Role::Analyst, None)?;

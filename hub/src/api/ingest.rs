@@ -99,9 +99,9 @@ pub async fn post_events(
     }
     let mut answer = Accepted { accepted: Vec::new(), duplicates: Vec::new() };
     for (event, ack) in valid.iter().zip(pending) {
-        let ack = ack
-            .await
-            .map_err(|e| ApiError::unavailable(format!("the log did not acknowledge ({e}); retry with the same ids")))?;
+        let ack = ack.await.map_err(|e| {
+            ApiError::unavailable(format!("the log did not acknowledge ({e}); retry with the same ids"))
+        })?;
         state.metrics.count_validated(event.envelope.area(), &event.envelope.event_type);
         if ack.duplicate {
             answer.duplicates.push(event.envelope.id.clone());
@@ -145,7 +145,8 @@ fn split_request(headers: &HeaderMap, bytes: Bytes) -> Result<Vec<Bytes>, ApiErr
 fn binary_mode(headers: &HeaderMap, bytes: Bytes) -> Result<Bytes, ApiError> {
     let mut event = cloudevents::binding::http::to_event(headers, bytes.to_vec())
         .map_err(|e| ApiError::bad_request(format!("not a binary-mode CloudEvent: {e}")))?;
-    let is_json = event.datacontenttype().is_some_and(|t| t.split(';').next().unwrap_or_default().trim().ends_with("json"));
+    let is_json =
+        event.datacontenttype().is_some_and(|t| t.split(';').next().unwrap_or_default().trim().ends_with("json"));
     if let (true, Some(Data::Binary(raw))) = (is_json, event.data()) {
         let value: serde_json::Value = serde_json::from_slice(raw)
             .map_err(|e| ApiError::bad_request(format!("the body is not the JSON its Content-Type says: {e}")))?;

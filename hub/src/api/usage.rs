@@ -77,7 +77,10 @@ pub async fn usage(
     };
     if let Some(area) = &query.area {
         if !catalogue::AREAS.contains(&area.as_str()) {
-            return Err(ApiError::bad_request(format!("unknown area {area:?}; areas: {}", catalogue::AREAS.join(", "))));
+            return Err(ApiError::bad_request(format!(
+                "unknown area {area:?}; areas: {}",
+                catalogue::AREAS.join(", ")
+            )));
         }
     }
     if let Some(p) = &query.principal {
@@ -94,10 +97,9 @@ pub async fn usage(
         Some("csv") => true,
         Some("json") => false,
         Some(other) => return Err(ApiError::bad_request(format!("format must be json or csv, not {other:?}"))),
-        None => headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/csv")),
+        None => {
+            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/csv"))
+        }
     };
 
     let model = state.model.clone();
