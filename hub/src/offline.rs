@@ -45,3 +45,35 @@ pub fn validate_files(files: &[impl AsRef<Path>], out: &mut impl Write) -> std::
     }
     Ok(refused)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_each_problem_with_its_path_and_counts_refusals() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/examples/plans");
+        let dir = tempfile::tempdir().unwrap();
+        let batch = dir.path().join("batch.json");
+        let valid: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(examples.join("plan.created.v1.valid.json")).unwrap()).unwrap();
+        let mut broken = valid.clone();
+        broken["time"] = serde_json::json!("tomorrow");
+        std::fs::write(&batch, serde_json::to_vec(&vec![valid, broken]).unwrap()).unwrap();
+        let files = [
+            examples.join("plan.created.v1.valid.json"),
+            examples.join("plan.created.v1.invalid.json"),
+            batch.clone(),
+            dir.path().join("missing.json"),
+        ];
+        let mut out = Vec::new();
+        let refused = validate_files(&files, &mut out).unwrap();
+        let report = String::from_utf8(out).unwrap();
+        assert_eq!(refused, 3, "{report}");
+        assert!(report.contains("plan.created.v1.valid.json: ok (se.sgd.plans.plan.created v1)"), "{report}");
+        assert!(report.contains("  /data/kind: "), "{report}");
+        assert!(report.contains("batch.json[0]: ok"), "{report}");
+        assert!(report.contains("batch.json[1]: refused (envelope)\n  /time: "), "{report}");
+        assert!(report.contains("missing.json: cannot read"), "{report}");
+    }
+}

@@ -105,3 +105,18 @@ impl From<crate::read_model::ReadModelError> for ApiError {
         Self::unavailable(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for route in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/usage", "/api/v1/dlq", "/api/v1/events"] {
+            assert!(paths.contains_key(route), "{route} is not in docs/openapi.json");
+        }
+        let source = include_str!("mod.rs");
+        let routed = source.matches(".route(\"").count();
+        assert_eq!(routed, paths.len(), "docs/openapi.json and the router list different routes");
+    }
+}

