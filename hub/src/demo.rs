@@ -411,6 +411,7 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
     for (source, draft) in sample {
         by_source.entry(source.source()).or_insert_with(|| (source, Vec::new())).1.push(draft);
     }
+    let started = std::time::Instant::now();
     let mut published = 0;
     for (source, drafts) in by_source.into_values() {
         published += Publisher::new(hub.js.clone(), source).publish_pipelined(&drafts, 256).await?;
@@ -422,9 +423,10 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
             let _ = ack.await;
         }
     }
-    println!("published {published} sample events (and 4 that the validator refuses)");
+    let published_in = started.elapsed();
+    println!("published {published} sample events (and 4 that the validator refuses) in {published_in:.1?}");
     if let Some(model) = &hub.model {
-        for _ in 0..600 {
+        for _ in 0..6000 {
             let mut stream = hub
                 .js
                 .get_stream(crate::streams::EVENTS)
@@ -432,9 +434,14 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
                 .map_err(|e| crate::HubError::Nats { url: nats_url.clone(), message: e.to_string() })?;
             let last = stream.info().await.map(|i| i.state.last_sequence).unwrap_or(0);
             if model.checkpoint().unwrap_or(0) >= last && last > 0 {
+                let elapsed = started.elapsed();
+                println!(
+                    "validated and projected in {elapsed:.1?}: {:.0} events/s from publish to read model",
+                    published as f64 / elapsed.as_secs_f64()
+                );
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     println!();

@@ -112,7 +112,15 @@ mod tests {
     fn the_openapi_document_describes_every_route() {
         let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        for route in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/usage", "/api/v1/dlq", "/api/v1/events"] {
+        for route in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/api/v1/openapi.json",
+            "/api/v1/usage",
+            "/api/v1/dlq",
+            "/api/v1/events",
+        ] {
             assert!(paths.contains_key(route), "{route} is not in docs/openapi.json");
         }
         let source = include_str!("mod.rs");
