@@ -511,3 +511,4 @@ mod crash {
         Ok(())
     }
 }
+#[path = "e2e/integrators_doc.rs"] mod integrators_doc;
