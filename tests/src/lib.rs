@@ -30,7 +30,8 @@ pub struct TestNats {
 enum Backend {
     Process(nats_server::NatsServer),
     #[cfg(feature = "docker")]
-    Container(testcontainers::ContainerAsync<testcontainers_modules::nats::Nats>, String),
+    /// The container is held so that dropping the backend stops it.
+    Container { _container: Box<testcontainers::ContainerAsync<testcontainers_modules::nats::Nats>>, url: String },
 }
 
 impl TestNats {
@@ -48,7 +49,7 @@ impl TestNats {
                 .context("starting a nats container")?;
             let port = container.get_host_port_ipv4(4222).await?;
             let url = format!("nats://127.0.0.1:{port}");
-            return Ok(Self { backend: Backend::Container(container, url), _dir: dir });
+            return Ok(Self { backend: Backend::Container { _container: Box::new(container), url }, _dir: dir });
         }
         let server = nats_server::NatsServer::start(nats_server::NatsServerOptions {
             store_dir: dir.path().join("nats"),
@@ -63,7 +64,7 @@ impl TestNats {
         match &self.backend {
             Backend::Process(server) => server.url(),
             #[cfg(feature = "docker")]
-            Backend::Container(_, url) => url.clone(),
+            Backend::Container { url, .. } => url.clone(),
         }
     }
 
@@ -78,7 +79,7 @@ impl TestNats {
         match &mut self.backend {
             Backend::Process(server) => Some(server),
             #[cfg(feature = "docker")]
-            Backend::Container(..) => None,
+            Backend::Container { .. } => None,
         }
     }
 }

@@ -511,4 +511,6 @@ mod crash {
         Ok(())
     }
 }
-#[path = "e2e/integrators_doc.rs"] mod integrators_doc;
+
+#[path = "e2e/integrators_doc.rs"]
+mod integrators_doc;

@@ -61,7 +61,8 @@ async fn run(program: &Path, args: &[&OsStr], env: &[(&str, &str)]) -> Result<St
     for (key, value) in env {
         command.env(key, value);
     }
-    let what = format!("{} {}", program.display(), args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+    let what =
+        format!("{} {}", program.display(), args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
     let output = tokio::time::timeout(Duration::from_secs(120), command.output())
         .await
         .with_context(|| format!("{what} did not finish within 2 minutes"))?
