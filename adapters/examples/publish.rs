@@ -48,8 +48,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("published {} ({}) as ingress sequence {sequence}", draft.id, draft.event.event_type());
     }
 
-    // Publishing the same draft again, as after a timeout, is harmless: JetStream recognises its
-    // Nats-Msg-Id and the hub counts the event once.
+    // Publishing the same draft again, as after a timeout, is harmless: the hub's log recognises
+    // its Nats-Msg-Id and the hub counts the event once.
     publisher.publish(&created).await?;
     println!("published {} again: counted once", created.id);
     Ok(())

@@ -56,7 +56,7 @@ pub struct HubConfig {
     pub projector: bool,
     /// Serve the HTTP API. Default true.
     pub api: bool,
-    /// JetStream duplicate window of `SGD_INGRESS` and `SGD_EVENTS`, in seconds. Default 900.
+    /// JetStream duplicate window of `SGD_EVENTS` and `SGD_DLQ`, in seconds. Default 900.
     pub dedup_window_secs: u64,
     /// Replicas of each stream (3 on a JetStream cluster). Default 1.
     pub stream_replicas: usize,
@@ -146,7 +146,9 @@ validator = true
 projector = true
 api = true
 
-# JetStream duplicate window (Nats-Msg-Id) of SGD_INGRESS and SGD_EVENTS, seconds.
+# JetStream duplicate window (Nats-Msg-Id) of SGD_EVENTS and SGD_DLQ, seconds.
+# (SGD_INGRESS keeps none to speak of, 100 ms, so a refused event can be corrected and resent
+# with its id.)
 # The read model remembers every applied identity as well, so a retry after the window
 # still changes nothing twice.
 dedup_window_secs = 900

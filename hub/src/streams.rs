@@ -21,6 +21,9 @@ pub const EVENTS: &str = "SGD_EVENTS";
 /// The dead-letter stream.
 pub const DLQ: &str = "SGD_DLQ";
 
+/// Duplicate window of `SGD_INGRESS`: as short as JetStream allows (see [`configs`]).
+pub const INGRESS_DEDUP_WINDOW: Duration = Duration::from_millis(100);
+
 /// Why the streams could not be set up → check the NATS URL, that JetStream is enabled, and that
 /// an existing stream of the same name was not made with another retention (which cannot change).
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +38,7 @@ pub struct StreamSetupError {
 /// Stream settings from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamSettings {
-    /// Duplicate window of ingress and the log.
+    /// Duplicate window of the log and the DLQ.
     pub dedup_window: Duration,
     /// Replicas (1, or 3 on a cluster).
     pub replicas: usize,
@@ -49,7 +52,10 @@ pub fn configs(settings: StreamSettings) -> Vec<Config> {
             subjects: vec![subjects::INGRESS_ALL.into()],
             retention: RetentionPolicy::WorkQueue,
             storage: StorageType::File,
-            duplicate_window: settings.dedup_window,
+            // Ingress does not deduplicate (100 ms is the least JetStream takes); the log does.
+            // With a real window here, an event refused and then corrected and resent with the
+            // same id would be dropped by JetStream as a repeat before the validator saw it.
+            duplicate_window: INGRESS_DEDUP_WINDOW,
             num_replicas: settings.replicas,
             discard: DiscardPolicy::New,
             description: Some("sgd-hub ingress: events from adapters, until validated".into()),

@@ -31,7 +31,10 @@ enum Backend {
     Process(nats_server::NatsServer),
     #[cfg(feature = "docker")]
     /// The container is held so that dropping the backend stops it.
-    Container { _container: Box<testcontainers::ContainerAsync<testcontainers_modules::nats::Nats>>, url: String },
+    Container {
+        _container: Box<testcontainers::ContainerAsync<testcontainers_modules::nats::Nats>>,
+        url: String,
+    },
 }
 
 impl TestNats {

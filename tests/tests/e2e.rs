@@ -450,6 +450,34 @@ mod dead_letters {
         assert!(operator.get("/api/v1/dlq?limit=0").await?.status() == 400);
         hub.stop().await
     }
+
+    /// Regression: with a duplicate window on `SGD_INGRESS`, a refused event corrected and resent
+    /// with the same `Nats-Msg-Id` was acknowledged as a repeat and never validated nor counted.
+    #[tokio::test]
+    async fn regression_a_refused_event_corrected_and_resent_with_its_id_is_counted() -> Result<()> {
+        let nats = TestNats::start().await?;
+        let hub = InProcessHub::start(&nats.url(), |_| {}).await?;
+        let js = nats.jetstream().await?;
+        let mut event: Value = serde_json::from_slice(&std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schemas/examples/plans/plan.created.v1.valid.json"
+        ))?)?;
+        let msg_id = format!("{}/{}", event["source"].as_str().unwrap(), event["id"].as_str().unwrap());
+        let subject = ingress_subject(&event);
+        let kind = event["data"]["kind"].clone();
+        event["data"]["kind"] = json!("rehab");
+        publish_raw(&js, &subject, &msg_id, serde_json::to_vec(&event)?).await?;
+        let operator = hub.api(Role::Operator, None)?;
+        wait_until(Duration::from_secs(20), || async { Ok(operator.get_json("/api/v1/dlq").await?["total"] == 1) })
+            .await?;
+        event["data"]["kind"] = kind;
+        // Ingress keeps a 100 ms window, the least JetStream takes; a person correcting an event
+        // takes longer than that.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        publish_raw(&js, &subject, &msg_id, serde_json::to_vec(&event)?).await?;
+        expect_usage(&operator, "", 1, Duration::from_secs(20)).await?;
+        hub.stop().await
+    }
 }
 
 /// Crashes: SIGKILL the hub process while it ingests, restart it, and every count is exact.
@@ -514,3 +542,6 @@ mod crash {
 
 #[path = "e2e/integrators_doc.rs"]
 mod integrators_doc;
+
+#[path = "e2e/demo.rs"]
+mod demo;

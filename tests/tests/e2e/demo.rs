@@ -46,7 +46,8 @@ async fn the_demo_shows_usage_for_all_six_areas_and_dead_letters() -> Result<()>
         }
         anyhow::Ok(lines)
     });
-    let lines = tokio::time::timeout(Duration::from_secs(120), lines).await.context("demo did not print its token")???;
+    let lines =
+        tokio::time::timeout(Duration::from_secs(120), lines).await.context("demo did not print its token")???;
     let output = lines.join("\n");
     let analyst = lines.last().context("no output")?.clone();
     assert!(analyst.starts_with("sgd_"), "{output}");
