@@ -69,6 +69,12 @@ pub struct HubConfig {
     pub batch_wait_ms: u64,
     /// Name of this hub instance, used in consumer names and logs. Default the host name.
     pub instance: String,
+    /// Counts about persons below this are suppressed in statistics. Default 5.
+    pub privacy_threshold: u64,
+    /// The goals: the agreed NPÖ minimum and the targets.
+    pub goals: crate::projections::goals::GoalSettings,
+    /// The follow-up limits (defaults from EVENTS.md).
+    pub followup: crate::projections::followup::FollowupLimits,
 }
 
 impl Default for HubConfig {
@@ -87,6 +93,9 @@ impl Default for HubConfig {
             batch_max: 5000,
             batch_wait_ms: 2,
             instance: hostname(),
+            privacy_threshold: 5,
+            goals: Default::default(),
+            followup: Default::default(),
         }
     }
 }
@@ -161,6 +170,25 @@ batch_max = 5000
 batch_wait_ms = 2
 # Instance name (logs, metrics); default the host name.
 # instance = "hub-1"
+# Counts about persons below this are suppressed in statistics.
+privacy_threshold = 5
+
+[goals]
+# The agreed minimum of NPÖ information sets every producer principal shares (npo.minimum_sets).
+npo_minimum_sets = ["GetCareDocumentation", "GetAlertInformation", "GetFunctionalStatus"]
+# Targets by goal id; a goal not listed has target 1.0 (every principal, every case).
+[goals.targets]
+# "plans.admission_notice_24h" = 0.95
+
+[followup]
+# Limits of the follow-up rules; local agreements set them.
+admission_notice_hours = 24
+warning_follow_up_hours = 48
+risk_acknowledge_days = 3
+receipt_hours = 24
+deviation_answer_days = 14
+deviation_analysis_days = 30
+payment_threshold_days = 3
 "#;
 
 #[cfg(test)]

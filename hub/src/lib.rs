@@ -139,13 +139,24 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
         None
     };
 
+    let views: projector::SharedViews = match &model {
+        Some(model) => {
+            let loader = model.clone();
+            let loaded = tokio::task::spawn_blocking(move || loader.load_views())
+                .await
+                .map_err(|e| HubError::Http(std::io::Error::other(e.to_string())))??;
+            Arc::new(tokio::sync::RwLock::new(loaded))
+        }
+        None => Default::default(),
+    };
+
     let status = config.projector.then(|| Arc::new(projector::ProjectorStatus::default()));
     if let (Some(model), Some(status)) = (&model, &status) {
         let settings =
             projector::ProjectorSettings { batch_max: config.batch_max.max(1), batch_wait: config.batch_wait() };
-        let (js, metrics, shutdown, model, status) =
-            (js.clone(), metrics.clone(), shutdown.clone(), model.clone(), status.clone());
-        tasks.spawn(async move { Ok(projector::run(js, model, settings, metrics, status, shutdown).await?) });
+        let (js, metrics, shutdown, model, status, views) =
+            (js.clone(), metrics.clone(), shutdown.clone(), model.clone(), status.clone(), views.clone());
+        tasks.spawn(async move { Ok(projector::run(js, model, views, settings, metrics, status, shutdown).await?) });
     }
 
     let mut http_addr = None;
@@ -162,6 +173,8 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             projector: status.clone(),
             js: js.clone(),
             max_event_bytes: config.max_event_bytes,
+            views: views.clone(),
+            settings: Arc::new(config.clone()),
         };
         let mut shutdown = shutdown.clone();
         tasks.spawn(async move {

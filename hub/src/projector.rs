@@ -22,13 +22,14 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 use sgd_schemas::{upcast, Envelope};
-use tokio::sync::watch;
+use tokio::sync::{watch, RwLock};
 
 use crate::{
     metrics::{Metrics, TypeLabels},
     projections::{
+        person_of, timeline_entry,
         usage::{UsageDelta, UsageKey},
-        ProjectedEvent,
+        DomainViews, ProjectedEvent,
     },
     read_model::{ReadModel, ReadModelError},
     streams,
@@ -90,10 +91,15 @@ impl RunnerState {
     }
 }
 
-/// Runs the projection until `shutdown` turns true.
+/// The domain views, shared between the projection runner (the only writer) and the API.
+pub type SharedViews = Arc<RwLock<DomainViews>>;
+
+/// Runs the projection until `shutdown` turns true. `views` must hold what the read model holds
+/// (see [`ReadModel::load_views`]).
 pub async fn run(
     js: jetstream::Context,
     model: Arc<ReadModel>,
+    views: SharedViews,
     settings: ProjectorSettings,
     metrics: Arc<Metrics>,
     status: Arc<ProjectorStatus>,
@@ -161,7 +167,7 @@ pub async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        project_batch(&mut state, &batch, &model, &metrics, &status).await?;
+        project_batch(&mut state, &batch, &model, &views, &metrics, &status).await?;
         if let Some(last) = batch.last() {
             if let Err(e) = last.ack().await {
                 // Harmless: the checkpoint is the resume point; redelivered messages are skipped.
@@ -175,9 +181,12 @@ async fn project_batch(
     state: &mut RunnerState,
     batch: &[jetstream::Message],
     model: &Arc<ReadModel>,
+    views: &SharedViews,
     metrics: &Metrics,
     status: &ProjectorStatus,
 ) -> Result<(), ProjectorError> {
+    let mut views = views.write().await;
+    let mut records = Vec::new();
     let mut delta = UsageDelta::default();
     let mut digests = Vec::with_capacity(batch.len());
     let mut projected: HashMap<(String, String), u64> = HashMap::new();
@@ -216,6 +225,12 @@ async fn project_batch(
         };
         let projected_event = ProjectedEvent::new(&envelope, &event);
         delta.apply(&projected_event);
+        views.apply(&projected_event);
+        if let Some(person) = person_of(&projected_event, &views.plans) {
+            let entry = timeline_entry(&projected_event);
+            let key = ReadModel::timeline_key(&person, &entry, digest);
+            records.push((key, serde_json::to_vec(&entry).unwrap_or_default()));
+        }
         *projected.entry((envelope.area().to_string(), envelope.event_type.clone())).or_default() += 1;
     }
     if last_sequence == state.checkpoint {
@@ -227,8 +242,10 @@ async fn project_batch(
         *total += added;
         totals.push((key, *total));
     }
+    records.extend(views.drain_changes());
+    drop(views);
     let writer = model.clone();
-    tokio::task::spawn_blocking(move || writer.commit(&totals, &digests, last_sequence))
+    tokio::task::spawn_blocking(move || writer.commit(&totals, &records, &digests, last_sequence))
         .await
         .map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
     state.checkpoint = last_sequence;

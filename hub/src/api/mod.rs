@@ -6,12 +6,20 @@
 //! | `GET /readyz` | any token | 200 when the projection has caught up, else 503 |
 //! | `GET /metrics` | operator | Prometheus text |
 //! | `GET /api/v1/usage` | analyst, operator | usage counts (JSON or CSV) |
+//! | `GET /api/v1/goals` | analyst, operator | each stated goal: numerator, denominator, value, target |
+//! | `GET /api/v1/adoption` | analyst, operator | per principal × area: events, units, first/last activity |
+//! | `GET /api/v1/followup/summary` | analyst, operator, coordinator | follow-up figures per principal |
+//! | `GET /api/v1/followup/open` | analyst, operator, coordinator | the open cases themselves |
 //! | `GET /api/v1/dlq` | operator | the newest dead letters |
 //! | `POST /api/v1/events` | integrator | CloudEvents HTTP binding into the log, synchronously |
 //! | `GET /api/v1/openapi.json` | any token | this API described |
 
+pub mod adoption;
+pub mod as_of;
 pub mod auth;
 pub mod dlq;
+pub mod followup;
+pub mod goals;
 pub mod health;
 pub mod ingest;
 pub mod usage;
@@ -48,6 +56,10 @@ pub struct ApiState {
     pub js: jetstream::Context,
     /// Largest accepted event.
     pub max_event_bytes: usize,
+    /// The domain views (goals, follow-up, consent).
+    pub views: crate::projector::SharedViews,
+    /// The configuration (limits, goal settings, privacy threshold).
+    pub settings: Arc<crate::HubConfig>,
 }
 
 /// The router with every route.
@@ -59,6 +71,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/v1/openapi.json", get(health::openapi))
         .route("/api/v1/usage", get(usage::usage))
+        .route("/api/v1/goals", get(goals::list))
+        .route("/api/v1/adoption", get(adoption::adoption))
+        .route("/api/v1/followup/summary", get(followup::summary_handler))
+        .route("/api/v1/followup/open", get(followup::open_handler))
         .route("/api/v1/dlq", get(dlq::list))
         .route("/api/v1/events", post(ingest::post_events).layer(DefaultBodyLimit::max(max_body)))
         .with_state(state)

@@ -93,14 +93,7 @@ pub async fn usage(
             return Err(ApiError::bad_request("from is after to"));
         }
     }
-    let csv = match query.format.as_deref() {
-        Some("csv") => true,
-        Some("json") => false,
-        Some(other) => return Err(ApiError::bad_request(format!("format must be json or csv, not {other:?}"))),
-        None => {
-            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/csv"))
-        }
-    };
+    let csv = wants_csv(query.format.as_deref(), &headers)?;
 
     let model = state.model.clone();
     let (from, to) = (query.from, query.to);
@@ -139,4 +132,17 @@ pub async fn usage(
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
     Ok(Json(UsageAnswer { total, rows }).into_response())
+}
+
+/// Whether the caller asked for CSV (`format=csv` or `Accept: text/csv`).
+pub fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(format!("format must be json or csv, not {other:?}"))),
+        None => Ok(headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/csv"))),
+    }
 }

@@ -4,10 +4,20 @@
 //! model. Every projection sees events in the newest shape of their type (see
 //! [`sgd_schemas::upcast`]).
 
+pub mod decision;
+pub mod deviation;
+pub mod followup;
+pub mod goals;
+pub mod npo;
+pub mod plans;
+pub mod sdk;
+pub mod table;
 pub mod usage;
+pub mod video;
 
 use chrono::NaiveDate;
 use chrono_tz::Europe::Stockholm;
+use serde::{Deserialize, Serialize};
 use sgd_schemas::{DomainEvent, Envelope};
 
 /// An event as projections see it.
@@ -31,4 +41,147 @@ impl<'a> ProjectedEvent<'a> {
 /// offset the local system wrote.
 pub fn swedish_day(envelope: &Envelope) -> NaiveDate {
     envelope.time.with_timezone(&Stockholm).date_naive()
+}
+
+/// Every view of the domain, in memory; the projection runner persists what changes.
+#[derive(Debug, Clone, Default)]
+pub struct DomainViews {
+    /// NPÖ roles and consents.
+    pub npo: npo::NpoView,
+    /// SDK addresses and messages.
+    pub sdk: sdk::SdkView,
+    /// Mina Planer plans.
+    pub plans: plans::PlansView,
+    /// Raised scores and risk flags.
+    pub decision: decision::DecisionView,
+    /// Deviations.
+    pub deviation: deviation::DeviationView,
+    /// Video meetings.
+    pub video: video::VideoView,
+}
+
+impl DomainViews {
+    /// Applies one event to every view (each ignores what is not its own).
+    pub fn apply(&mut self, event: &ProjectedEvent<'_>) {
+        self.npo.apply(event);
+        self.sdk.apply(event);
+        self.plans.apply(event);
+        self.decision.apply(event);
+        self.deviation.apply(event);
+        self.video.apply(event);
+    }
+
+    /// The changed records of every view as (storage key, value), forgetting that they changed.
+    pub fn drain_changes(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.npo.roles.drain_changes(&mut out);
+        self.npo.consents.drain_changes(&mut out);
+        self.sdk.addresses.drain_changes(&mut out);
+        self.sdk.messages.drain_changes(&mut out);
+        self.plans.plans.drain_changes(&mut out);
+        self.plans.by_person.drain_changes(&mut out);
+        self.decision.warnings.drain_changes(&mut out);
+        self.decision.flags.drain_changes(&mut out);
+        self.deviation.deviations.drain_changes(&mut out);
+        self.video.meetings.drain_changes(&mut out);
+        out
+    }
+
+    /// Every storage prefix of the views (each ends with `/`).
+    pub fn prefixes() -> Vec<&'static str> {
+        let v = Self::default();
+        vec![
+            v.npo.roles.prefix(),
+            v.npo.consents.prefix(),
+            v.sdk.addresses.prefix(),
+            v.sdk.messages.prefix(),
+            v.plans.plans.prefix(),
+            v.plans.by_person.prefix(),
+            v.decision.warnings.prefix(),
+            v.decision.flags.prefix(),
+            v.deviation.deviations.prefix(),
+            v.video.meetings.prefix(),
+        ]
+    }
+
+    /// Loads one stored record (full storage key); unknown keys are an error.
+    pub fn load(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        macro_rules! try_table {
+            ($($table:expr),*) => {
+                $(
+                    if let Some(rest) = key.strip_prefix($table.prefix()) {
+                        return $table.load(rest, value).map_err(|e| format!("{key}: {e}"));
+                    }
+                )*
+            };
+        }
+        try_table!(
+            self.npo.roles,
+            self.npo.consents,
+            self.sdk.addresses,
+            self.sdk.messages,
+            self.plans.plans,
+            self.plans.by_person,
+            self.decision.warnings,
+            self.decision.flags,
+            self.deviation.deviations,
+            self.video.meetings
+        );
+        Err(format!("{key}: no view stores this key"))
+    }
+}
+
+/// One entry of a person's cross-area timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// When it happened.
+    pub time: sgd_schemas::events::Timestamp,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The area.
+    pub area: String,
+    /// The principal that published it.
+    pub principal: String,
+    /// The case (plan, assessment, flag id…).
+    pub subject: Option<String>,
+    /// The event's id.
+    pub id: String,
+}
+
+/// The person an event is about, if any: its `person` field, or the person of the plan it
+/// belongs to (when the plan's creation has been seen).
+pub fn person_of(event: &ProjectedEvent<'_>, plans: &plans::PlansView) -> Option<String> {
+    use DomainEvent as D;
+    let plan_id = match event.event {
+        D::NpoConsentGiven(d) => return Some(d.person.clone()),
+        D::NpoConsentRevoked(d) => return Some(d.person.clone()),
+        D::NpoRecordAccessed(d) => return Some(d.person.clone()),
+        D::PlansPlanCreated(d) => return Some(d.person.clone()),
+        D::DecisionAssessmentCompleted(d) => return Some(d.person.clone()),
+        D::DecisionScoreRaised(d) => return Some(d.person.clone()),
+        D::DecisionRiskFlagged(d) => return Some(d.person.clone()),
+        D::PlansAdmissionNotified(d) => &d.plan_id,
+        D::PlansDischargeReady(d) => &d.plan_id,
+        D::PlansDischargeWithdrawn(d) => &d.plan_id,
+        D::PlansPatientDischarged(d) => &d.plan_id,
+        D::PlansSipHeld(d) => &d.plan_id,
+        D::PlansPlanClosed(d) => &d.plan_id,
+        D::VideoMeetingBooked(d) => d.plan_id.as_ref()?,
+        D::DeviationCaseLogged(d) => d.plan_id.as_ref()?,
+        _ => return None,
+    };
+    plans.plans.get(plan_id).and_then(|plan| plan.person.clone())
+}
+
+/// The timeline entry of an event about a person.
+pub fn timeline_entry(event: &ProjectedEvent<'_>) -> TimelineEntry {
+    TimelineEntry {
+        time: event.envelope.time,
+        event_type: event.envelope.event_type.clone(),
+        area: event.envelope.area().to_string(),
+        principal: event.envelope.principal.clone(),
+        subject: event.envelope.subject.clone(),
+        id: event.envelope.id.clone(),
+    }
 }

@@ -1,0 +1,98 @@
+//! `GET /api/v1/followup/summary` and `GET /api/v1/followup/open`: the follow-up rules.
+
+use axum::{
+    extract::{Query, State},
+    Json,
+};
+use serde::{Deserialize, Serialize};
+use sgd_schemas::principals;
+
+use super::{as_of, auth::Caller, ApiError, ApiState};
+use crate::{
+    projections::followup::{open_cases, summary, FollowupLimits, OpenCase, PrincipalFollowup, RULES},
+    tokens::Role,
+};
+
+/// Query of the summary.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryQuery {
+    /// A day (its end in Sweden) or an RFC 3339 moment; default now.
+    pub as_of: Option<String>,
+}
+
+/// The summary.
+#[derive(Debug, Serialize)]
+pub struct SummaryAnswer {
+    /// The moment.
+    pub as_of: String,
+    /// The limits applied.
+    pub limits: FollowupLimits,
+    /// Every principal.
+    pub principals: Vec<PrincipalFollowup>,
+}
+
+/// `GET /api/v1/followup/summary`.
+pub async fn summary_handler(
+    State(state): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SummaryAnswer>, ApiError> {
+    caller.require(&[Role::Analyst, Role::Operator, Role::Coordinator])?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let moment = as_of::parse(query.as_of.as_deref())?;
+    let views = state.views.read().await;
+    let principals = summary(&views, moment, &state.settings.followup);
+    Ok(Json(SummaryAnswer { as_of: moment.to_rfc3339(), limits: state.settings.followup.clone(), principals }))
+}
+
+/// Query of the open cases.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenQuery {
+    /// Only this rule.
+    pub rule: Option<String>,
+    /// Only this principal.
+    pub principal: Option<String>,
+    /// A day (its end in Sweden) or an RFC 3339 moment; default now.
+    pub as_of: Option<String>,
+}
+
+/// The open cases.
+#[derive(Debug, Serialize)]
+pub struct OpenAnswer {
+    /// The moment.
+    pub as_of: String,
+    /// How many.
+    pub total: usize,
+    /// The cases, by rule, principal and case id.
+    pub cases: Vec<OpenCase>,
+}
+
+/// `GET /api/v1/followup/open`.
+pub async fn open_handler(
+    State(state): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<OpenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<OpenAnswer>, ApiError> {
+    caller.require(&[Role::Analyst, Role::Operator, Role::Coordinator])?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some(rule) = &query.rule {
+        if !RULES.contains(&rule.as_str()) {
+            return Err(ApiError::bad_request(format!("unknown rule {rule:?}; rules: {}", RULES.join(", "))));
+        }
+    }
+    if let Some(p) = &query.principal {
+        if !principals::is_known(p) {
+            return Err(ApiError::bad_request(format!("{p:?} is not the code of one of the 34 principals")));
+        }
+    }
+    let moment = as_of::parse(query.as_of.as_deref())?;
+    let views = state.views.read().await;
+    let cases: Vec<OpenCase> = open_cases(&views, moment, &state.settings.followup)
+        .into_iter()
+        .filter(|c| query.rule.as_deref().is_none_or(|r| r == c.rule))
+        .filter(|c| query.principal.as_deref().is_none_or(|p| p == c.principal))
+        .collect();
+    Ok(Json(OpenAnswer { as_of: moment.to_rfc3339(), total: cases.len(), cases }))
+}

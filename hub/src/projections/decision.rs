@@ -1,0 +1,86 @@
+//! Decision support: raised early-warning scores and risk flags.
+
+use serde::{Deserialize, Serialize};
+use sgd_schemas::events::{decision::Band, Timestamp};
+
+use super::{table::Table, ProjectedEvent};
+
+/// A raised NEWS2 score.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Warning {
+    /// The principal that raised it.
+    pub principal: String,
+    /// The person's pseudonym.
+    pub person: String,
+    /// When.
+    pub raised_at: Option<Timestamp>,
+    /// The band.
+    pub band: Option<Band>,
+    /// The score.
+    pub score: u32,
+}
+
+impl Warning {
+    /// `medium` or `high`: must be followed by a plan event within the follow-up limit.
+    pub fn needs_follow_up(&self) -> bool {
+        matches!(self.band, Some(Band::Medium | Band::High))
+    }
+}
+
+/// A risk-profiling alert to a primary care centre.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RiskFlag {
+    /// The principal that raised it.
+    pub principal: Option<String>,
+    /// When.
+    pub flagged_at: Option<Timestamp>,
+    /// When acknowledged.
+    pub acknowledged_at: Option<Timestamp>,
+}
+
+/// The decision-support view.
+#[derive(Debug, Clone)]
+pub struct DecisionView {
+    /// Warnings by assessment id.
+    pub warnings: Table<Warning>,
+    /// Risk flags by flag id.
+    pub flags: Table<RiskFlag>,
+}
+
+impl Default for DecisionView {
+    fn default() -> Self {
+        Self { warnings: Table::new("v/decision/warning/"), flags: Table::new("v/decision/flag/") }
+    }
+}
+
+impl DecisionView {
+    /// Applies one event.
+    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+        use sgd_schemas::DomainEvent as D;
+        let at = e.envelope.time;
+        match e.event {
+            D::DecisionScoreRaised(d) => {
+                let w = self.warnings.entry(&d.assessment_id);
+                if w.raised_at.is_none_or(|t| at < t) {
+                    *w = Warning {
+                        principal: e.envelope.principal.clone(),
+                        person: d.person.clone(),
+                        raised_at: Some(at),
+                        band: Some(d.band),
+                        score: d.score,
+                    };
+                }
+            }
+            D::DecisionRiskFlagged(d) => {
+                let f = self.flags.entry(&d.flag_id);
+                f.principal = Some(e.envelope.principal.clone());
+                f.flagged_at = Some(f.flagged_at.map_or(at, |t| t.min(at)));
+            }
+            D::DecisionRiskAcknowledged(d) => {
+                let f = self.flags.entry(&d.flag_id);
+                f.acknowledged_at = Some(f.acknowledged_at.map_or(at, |t| t.min(at)));
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The stated goals of the six areas as numbers: numerator, denominator, value and target, as of
+//! a moment. Pure functions of the views; see `docs/goals.md` for each definition.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sgd_schemas::events::Timestamp;
+
+use super::{followup::FollowupLimits, DomainViews};
+
+/// Settings of the goals (configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GoalSettings {
+    /// The agreed minimum of NPÖ information sets every producer principal shares.
+    pub npo_minimum_sets: Vec<String>,
+    /// Targets by goal id (default 1.0 for every goal: "every principal", "every case").
+    pub targets: HashMap<String, f64>,
+}
+
+impl Default for GoalSettings {
+    fn default() -> Self {
+        Self {
+            npo_minimum_sets: vec![
+                "GetCareDocumentation".into(),
+                "GetAlertInformation".into(),
+                "GetFunctionalStatus".into(),
+            ],
+            targets: HashMap::new(),
+        }
+    }
+}
+
+/// One goal's standing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Goal {
+    /// Stable id, e.g. `npo.both_roles`.
+    pub id: &'static str,
+    /// The area.
+    pub area: &'static str,
+    /// What it measures.
+    pub title: &'static str,
+    /// How many meet it.
+    pub numerator: u64,
+    /// Out of how many.
+    pub denominator: u64,
+    /// numerator / denominator; `null` when the denominator is 0.
+    pub value: Option<f64>,
+    /// The target value.
+    pub target: f64,
+}
+
+/// Which principals have published at least one event of each type (up to the as-of day), from
+/// the usage counters.
+pub type PublishersByType = HashMap<String, BTreeSet<String>>;
+
+/// Every goal as of `as_of`.
+pub fn goals(
+    views: &DomainViews,
+    publishers: &PublishersByType,
+    as_of: Timestamp,
+    settings: &GoalSettings,
+    limits: &FollowupLimits,
+) -> Vec<Goal> {
+    let principals = sgd_schemas::principals::all().len() as u64;
+    let publishers_of = |types: &[&str]| -> u64 {
+        let mut all = BTreeSet::new();
+        for t in types {
+            if let Some(p) = publishers.get(*t) {
+                all.extend(p.iter().cloned());
+            }
+        }
+        all.len() as u64
+    };
+
+    // NPÖ: active roles as of, per principal.
+    let mut producers: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    let mut consumers: BTreeSet<&str> = BTreeSet::new();
+    for role in views.npo.roles.values() {
+        let Some(sets) = role.state_at(as_of) else { continue };
+        if role.role == "producer" {
+            producers.entry(role.principal.as_str()).or_default().extend(sets);
+        } else {
+            consumers.insert(role.principal.as_str());
+        }
+    }
+    let both_roles = producers.keys().filter(|p| consumers.contains(*p)).count() as u64;
+    let minimum_sets =
+        producers.values().filter(|sets| settings.npo_minimum_sets.iter().all(|s| sets.contains(s))).count() as u64;
+
+    let sdk_access = views
+        .sdk
+        .addresses
+        .values()
+        .filter(|a| a.first_at.is_some_and(|t| t <= as_of))
+        .map(|a| a.principal.as_str())
+        .collect::<BTreeSet<_>>()
+        .len() as u64;
+
+    // Mina Planer.
+    let (mut notices, mut notices_in_time) = (0, 0);
+    let (mut discharged_svu, mut sip_before) = (0, 0);
+    for plan in views.plans.plans.values() {
+        if let (Some(sent), Some(assessed)) = (plan.notice_sent_at, plan.need_assessed_at) {
+            if sent <= as_of {
+                notices += 1;
+                if sent - assessed <= chrono::Duration::hours(limits.admission_notice_hours) {
+                    notices_in_time += 1;
+                }
+            }
+        }
+        if plan.kind == Some(sgd_schemas::events::plans::PlanKind::Svu) {
+            if let Some(discharged) = plan.discharged_at.filter(|t| *t <= as_of) {
+                discharged_svu += 1;
+                if plan.sip_held_at.is_some_and(|held| held <= discharged) {
+                    sip_before += 1;
+                }
+            }
+        }
+    }
+
+    // Decision support: medium/high warnings whose 48 hours have passed.
+    let window = chrono::Duration::hours(limits.warning_follow_up_hours);
+    let (mut warnings, mut followed) = (0, 0);
+    for w in views.decision.warnings.values().filter(|w| w.needs_follow_up()) {
+        let Some(raised) = w.raised_at else { continue };
+        if raised + window > as_of {
+            continue;
+        }
+        warnings += 1;
+        if views.plans.person_active_between(&w.person, raised, raised + window) {
+            followed += 1;
+        }
+    }
+
+    // Deviations: answered within 14 days; those still inside their 14 days and unanswered wait.
+    let answer_limit = chrono::Duration::days(limits.deviation_answer_days);
+    let (mut deviations, mut answered) = (0, 0);
+    for d in views.deviation.deviations.values() {
+        let Some(logged) = d.logged_at.filter(|t| *t <= as_of) else { continue };
+        let in_time = d.first_concerned_answer().is_some_and(|a| a <= as_of && a - logged <= answer_limit);
+        if in_time {
+            deviations += 1;
+            answered += 1;
+        } else if logged + answer_limit <= as_of {
+            deviations += 1;
+        }
+    }
+
+    // Video: held meetings where every admitted participant was strongly identified.
+    let (mut held, mut strong) = (0, 0);
+    for m in views.video.meetings.values() {
+        if m.held_at.is_some_and(|t| t <= as_of) {
+            held += 1;
+            if m.admitted_weak == 0 {
+                strong += 1;
+            }
+        }
+    }
+
+    let goal = |id: &'static str, area: &'static str, title: &'static str, numerator: u64, denominator: u64| Goal {
+        id,
+        area,
+        title,
+        numerator,
+        denominator,
+        value: (denominator > 0).then(|| numerator as f64 / denominator as f64),
+        target: settings.targets.get(id).copied().unwrap_or(1.0),
+    };
+    vec![
+        goal(
+            "npo.both_roles",
+            "npo",
+            "Principals with a unit active as NPÖ producer and one as consumer",
+            both_roles,
+            principals,
+        ),
+        goal(
+            "npo.minimum_sets",
+            "npo",
+            "Principals whose active producer units share every information set of the agreed minimum",
+            minimum_sets,
+            principals,
+        ),
+        goal("sdk.access", "sdk", "Principals with a published SDK function address", sdk_access, principals),
+        goal(
+            "plans.connected",
+            "plans",
+            "Principals that have published any Mina Planer event",
+            publishers_of(&PLANS_TYPES),
+            principals,
+        ),
+        goal(
+            "plans.admission_notice_24h",
+            "plans",
+            "Admission notices sent within 24 h of the assessed need",
+            notices_in_time,
+            notices,
+        ),
+        goal(
+            "plans.sip_before_discharge",
+            "plans",
+            "Discharged SVU plans with a SIP held before discharge",
+            sip_before,
+            discharged_svu,
+        ),
+        goal(
+            "decision.digital",
+            "decision",
+            "Principals that have published a ViSam assessment",
+            publishers_of(&["se.sgd.decision.assessment.completed"]),
+            principals,
+        ),
+        goal(
+            "decision.warnings_followed_up",
+            "decision",
+            "Medium or high early-warning scores followed within 48 h by a Mina Planer event for the person",
+            followed,
+            warnings,
+        ),
+        goal("deviation.answered_in_time", "deviation", "Deviations answered within 14 days", answered, deviations),
+        goal(
+            "video.adoption",
+            "video",
+            "Principals that have booked a video meeting",
+            publishers_of(&["se.sgd.video.meeting.booked"]),
+            principals,
+        ),
+        goal(
+            "video.strong_identification",
+            "video",
+            "Held meetings where every admitted participant used BankID, SITHS or Freja",
+            strong,
+            held,
+        ),
+    ]
+}
+
+/// Every Mina Planer event type.
+pub const PLANS_TYPES: [&str; 7] = [
+    "se.sgd.plans.plan.created",
+    "se.sgd.plans.admission.notified",
+    "se.sgd.plans.discharge.ready",
+    "se.sgd.plans.discharge.withdrawn",
+    "se.sgd.plans.patient.discharged",
+    "se.sgd.plans.sip.held",
+    "se.sgd.plans.plan.closed",
+];

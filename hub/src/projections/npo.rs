@@ -1,0 +1,201 @@
+//! NPÖ: which units are producers and consumers (with their information sets), and consents.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use sgd_schemas::events::{npo, Timestamp, UnitKind};
+
+use super::{table::Table, ProjectedEvent};
+
+/// One unit's role (producer or consumer) over time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UnitRole {
+    /// The principal the unit belongs to (who published).
+    pub principal: String,
+    /// The unit's HSA-id.
+    pub unit: String,
+    /// `producer` or `consumer`.
+    pub role: String,
+    /// The kind of care actor, when told.
+    pub unit_kind: Option<UnitKind>,
+    /// Every activation and deactivation, sorted by time (ties: in arrival order).
+    pub changes: Vec<RoleChange>,
+}
+
+/// An activation or a deactivation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoleChange {
+    /// When.
+    pub at: Timestamp,
+    /// Activated (true) or deactivated.
+    pub active: bool,
+    /// The information sets named (deactivation: those no longer shared; all when empty).
+    pub information_sets: Vec<String>,
+}
+
+impl UnitRole {
+    /// Whether the role is active at `as_of`, and the information sets shared then.
+    pub fn state_at(&self, as_of: Timestamp) -> Option<BTreeSet<String>> {
+        let mut state: Option<BTreeSet<String>> = None;
+        for change in self.changes.iter().filter(|c| c.at <= as_of) {
+            if change.active {
+                let sets = state.get_or_insert_with(BTreeSet::new);
+                sets.extend(change.information_sets.iter().cloned());
+            } else if change.information_sets.is_empty() {
+                state = None;
+            } else if let Some(sets) = state.as_mut() {
+                for s in &change.information_sets {
+                    sets.remove(s);
+                }
+                if sets.is_empty() {
+                    state = None;
+                }
+            }
+        }
+        state
+    }
+
+    fn record(&mut self, change: RoleChange) {
+        let at = self.changes.partition_point(|c| c.at <= change.at);
+        self.changes.insert(at, change);
+    }
+}
+
+/// A person's consent to one consuming unit for one scope, over time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Consent {
+    /// The person's pseudonym.
+    pub person: String,
+    /// The consuming unit.
+    pub consumer_unit: String,
+    /// The scope.
+    pub scope: String,
+    /// The principal that recorded it.
+    pub principal: String,
+    /// Given and revoked, sorted by time.
+    pub changes: Vec<ConsentChange>,
+}
+
+/// A consent given or revoked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConsentChange {
+    /// When.
+    pub at: Timestamp,
+    /// Given (true) or revoked.
+    pub given: bool,
+    /// Until when a given consent holds.
+    pub valid_until: Option<Timestamp>,
+}
+
+impl Consent {
+    /// Whether the consent holds at `as_of`: given, not revoked since, not expired.
+    pub fn valid_at(&self, as_of: Timestamp) -> bool {
+        match self.changes.iter().rfind(|c| c.at <= as_of) {
+            Some(c) if c.given => c.valid_until.is_none_or(|until| until > as_of),
+            _ => false,
+        }
+    }
+
+    fn record(&mut self, change: ConsentChange) {
+        let at = self.changes.partition_point(|c| c.at <= change.at);
+        self.changes.insert(at, change);
+    }
+}
+
+/// The NPÖ view.
+#[derive(Debug, Clone)]
+pub struct NpoView {
+    /// Unit roles by `<principal>/<unit>/<role>`.
+    pub roles: Table<UnitRole>,
+    /// Consents by `<person>/<consumer unit>/<scope>`.
+    pub consents: Table<Consent>,
+}
+
+impl Default for NpoView {
+    fn default() -> Self {
+        Self { roles: Table::new("v/npo/role/"), consents: Table::new("v/npo/consent/") }
+    }
+}
+
+fn role_name(role: npo::Role) -> &'static str {
+    match role {
+        npo::Role::Producer => "producer",
+        npo::Role::Consumer => "consumer",
+    }
+}
+
+fn scope_name(scope: npo::ConsentScope) -> &'static str {
+    match scope {
+        npo::ConsentScope::CareDocumentation => "care_documentation",
+        npo::ConsentScope::MedicationList => "medication_list",
+    }
+}
+
+impl NpoView {
+    /// Applies one event.
+    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+        use sgd_schemas::DomainEvent as D;
+        let principal = &e.envelope.principal;
+        let at = e.envelope.time;
+        match e.event {
+            D::NpoRoleActivated(d) => {
+                let role = self.role(principal, &d.unit, d.role);
+                if d.unit_kind.is_some() {
+                    role.unit_kind = d.unit_kind;
+                }
+                role.record(RoleChange { at, active: true, information_sets: d.information_sets.clone() });
+            }
+            D::NpoRoleDeactivated(d) => {
+                self.role(principal, &d.unit, d.role).record(RoleChange {
+                    at,
+                    active: false,
+                    information_sets: d.information_sets.clone(),
+                });
+            }
+            D::NpoConsentGiven(d) => {
+                self.consent(principal, &d.person, &d.consumer_unit, d.scope).record(ConsentChange {
+                    at,
+                    given: true,
+                    valid_until: d.valid_until,
+                });
+            }
+            D::NpoConsentRevoked(d) => {
+                self.consent(principal, &d.person, &d.consumer_unit, d.scope).record(ConsentChange {
+                    at,
+                    given: false,
+                    valid_until: None,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn role(&mut self, principal: &str, unit: &str, role: npo::Role) -> &mut UnitRole {
+        let name = role_name(role);
+        let entry = self.roles.entry(&format!("{principal}/{unit}/{name}"));
+        if entry.unit.is_empty() {
+            entry.principal = principal.into();
+            entry.unit = unit.into();
+            entry.role = name.into();
+        }
+        entry
+    }
+
+    fn consent(&mut self, principal: &str, person: &str, unit: &str, scope: npo::ConsentScope) -> &mut Consent {
+        let scope = scope_name(scope);
+        let entry = self.consents.entry(&format!("{person}/{unit}/{scope}"));
+        if entry.person.is_empty() {
+            entry.person = person.into();
+            entry.consumer_unit = unit.into();
+            entry.scope = scope.into();
+            entry.principal = principal.into();
+        }
+        entry
+    }
+
+    /// Whether `person` has a consent that holds at `as_of` (any unit, any scope).
+    pub fn has_valid_consent(&self, person: &str, as_of: Timestamp) -> bool {
+        let prefix = format!("{person}/");
+        self.consents.iter().any(|(key, consent)| key.starts_with(&prefix) && consent.valid_at(as_of))
+    }
+}

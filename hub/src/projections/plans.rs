@@ -1,0 +1,139 @@
+//! Mina Planer: plans and their SVU/SIP milestones, and which persons had plan activity when.
+
+use serde::{Deserialize, Serialize};
+use sgd_schemas::events::{plans::PlanKind, Timestamp};
+
+use super::{table::Table, ProjectedEvent};
+
+/// One plan as its events describe it (earliest time of each milestone).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Plan {
+    /// The principal that created it.
+    pub principal: Option<String>,
+    /// Its process.
+    pub kind: Option<PlanKind>,
+    /// The person's pseudonym.
+    pub person: Option<String>,
+    /// Principals taking part.
+    pub participants: Vec<String>,
+    /// Created.
+    pub created_at: Option<Timestamp>,
+    /// Need for support assessed (admission notice).
+    pub need_assessed_at: Option<Timestamp>,
+    /// Admission notice sent (inskrivningsmeddelande).
+    pub notice_sent_at: Option<Timestamp>,
+    /// The principal that sent the notice.
+    pub notice_principal: Option<String>,
+    /// Ready for discharge (utskrivningsklar).
+    pub ready_at: Option<Timestamp>,
+    /// Ready-for-discharge withdrawn.
+    pub withdrawn_at: Option<Timestamp>,
+    /// Discharged.
+    pub discharged_at: Option<Timestamp>,
+    /// The principal that reported the discharge.
+    pub discharge_principal: Option<String>,
+    /// First SIP meeting held.
+    pub sip_held_at: Option<Timestamp>,
+    /// Closed.
+    pub closed_at: Option<Timestamp>,
+    /// Times of every event about the plan (for "followed by a plan event").
+    pub event_times: Vec<Timestamp>,
+}
+
+impl Plan {
+    /// The principals a discharge episode is attributed to: the participants, or the creator.
+    pub fn accountable_principals(&self) -> Vec<String> {
+        if self.participants.is_empty() {
+            self.principal.iter().cloned().collect()
+        } else {
+            let mut p = self.participants.clone();
+            p.sort();
+            p.dedup();
+            p
+        }
+    }
+}
+
+/// The plans view.
+#[derive(Debug, Clone)]
+pub struct PlansView {
+    /// Plans by plan id.
+    pub plans: Table<Plan>,
+    /// Plan ids by person pseudonym.
+    pub by_person: Table<Vec<String>>,
+}
+
+impl Default for PlansView {
+    fn default() -> Self {
+        Self { plans: Table::new("v/plans/plan/"), by_person: Table::new("v/plans/person/") }
+    }
+}
+
+fn earliest(slot: &mut Option<Timestamp>, at: Timestamp) {
+    *slot = Some(slot.map_or(at, |t| t.min(at)));
+}
+
+impl PlansView {
+    /// Applies one event.
+    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+        use sgd_schemas::DomainEvent as D;
+        let principal = &e.envelope.principal;
+        let at = e.envelope.time;
+        let plan_id = match e.event {
+            D::PlansPlanCreated(d) => &d.plan_id,
+            D::PlansAdmissionNotified(d) => &d.plan_id,
+            D::PlansDischargeReady(d) => &d.plan_id,
+            D::PlansDischargeWithdrawn(d) => &d.plan_id,
+            D::PlansPatientDischarged(d) => &d.plan_id,
+            D::PlansSipHeld(d) => &d.plan_id,
+            D::PlansPlanClosed(d) => &d.plan_id,
+            _ => return,
+        };
+        let plan = self.plans.entry(plan_id);
+        let at_index = plan.event_times.partition_point(|t| *t <= at);
+        plan.event_times.insert(at_index, at);
+        let mut new_person = None;
+        match e.event {
+            D::PlansPlanCreated(d) => {
+                plan.principal = Some(principal.clone());
+                plan.kind = Some(d.kind);
+                if plan.person.is_none() {
+                    new_person = Some(d.person.clone());
+                }
+                plan.person = Some(d.person.clone());
+                plan.participants = d.participants.clone();
+                earliest(&mut plan.created_at, at);
+            }
+            D::PlansAdmissionNotified(d) => {
+                if plan.notice_sent_at.is_none_or(|t| d.sent_at < t) {
+                    plan.notice_sent_at = Some(d.sent_at);
+                    plan.need_assessed_at = Some(d.need_assessed_at);
+                    plan.notice_principal = Some(principal.clone());
+                }
+            }
+            D::PlansDischargeReady(d) => earliest(&mut plan.ready_at, d.ready_at),
+            D::PlansDischargeWithdrawn(_) => earliest(&mut plan.withdrawn_at, at),
+            D::PlansPatientDischarged(d) => {
+                earliest(&mut plan.discharged_at, d.discharged_at);
+                plan.discharge_principal = Some(principal.clone());
+            }
+            D::PlansSipHeld(d) => earliest(&mut plan.sip_held_at, d.held_at),
+            D::PlansPlanClosed(_) => earliest(&mut plan.closed_at, at),
+            _ => {}
+        }
+        if let Some(person) = new_person {
+            let ids = self.by_person.entry(&person);
+            if !ids.contains(plan_id) {
+                ids.push(plan_id.clone());
+            }
+        }
+    }
+
+    /// Whether `person` had any plan event in `(after, until]`.
+    pub fn person_active_between(&self, person: &str, after: Timestamp, until: Timestamp) -> bool {
+        self.by_person.get(person).into_iter().flatten().filter_map(|id| self.plans.get(id)).any(|plan| {
+            let from = plan.event_times.partition_point(|t| *t <= after);
+            plan.event_times.get(from).is_some_and(|t| *t <= until)
+        })
+    }
+}

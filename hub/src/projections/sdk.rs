@@ -1,0 +1,84 @@
+//! SDK: published function addresses, and messages with their receipts.
+
+use serde::{Deserialize, Serialize};
+use sgd_schemas::events::{sdk, Timestamp, UnitKind};
+
+use super::{table::Table, ProjectedEvent};
+
+/// A unit's published function address.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Address {
+    /// The principal.
+    pub principal: String,
+    /// The unit's HSA-id.
+    pub unit: String,
+    /// The function address.
+    pub function_address: String,
+    /// The kind of care actor.
+    pub unit_kind: Option<UnitKind>,
+    /// First published.
+    pub first_at: Option<Timestamp>,
+}
+
+/// A message and its receipt.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    /// The sending principal.
+    pub principal: Option<String>,
+    /// The receiving principal.
+    pub recipient_principal: Option<String>,
+    /// When it was sent.
+    pub sent_at: Option<Timestamp>,
+    /// When the (first) receipt was issued.
+    pub received_at: Option<Timestamp>,
+    /// Whether the receipt rejected it.
+    pub rejected: bool,
+}
+
+/// The SDK view.
+#[derive(Debug, Clone)]
+pub struct SdkView {
+    /// Addresses by `<principal>/<unit>`.
+    pub addresses: Table<Address>,
+    /// Messages by message id.
+    pub messages: Table<Message>,
+}
+
+impl Default for SdkView {
+    fn default() -> Self {
+        Self { addresses: Table::new("v/sdk/address/"), messages: Table::new("v/sdk/message/") }
+    }
+}
+
+impl SdkView {
+    /// Applies one event.
+    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+        use sgd_schemas::DomainEvent as D;
+        let principal = &e.envelope.principal;
+        let at = e.envelope.time;
+        match e.event {
+            D::SdkAddressPublished(d) => {
+                let a = self.addresses.entry(&format!("{principal}/{}", d.unit));
+                a.principal = principal.clone();
+                a.unit = d.unit.clone();
+                a.function_address = d.function_address.clone();
+                a.unit_kind = d.unit_kind.or(a.unit_kind);
+                a.first_at = Some(a.first_at.map_or(at, |t| t.min(at)));
+            }
+            D::SdkMessageSent(d) => {
+                let m = self.messages.entry(&d.message_id);
+                m.principal = Some(principal.clone());
+                m.recipient_principal = Some(d.recipient_principal.clone());
+                m.sent_at = Some(m.sent_at.map_or(at, |t| t.min(at)));
+            }
+            D::SdkMessageDelivered(d) => {
+                let m = self.messages.entry(&d.message_id);
+                if m.received_at.is_none_or(|t| d.received_at < t) {
+                    m.received_at = Some(d.received_at);
+                    m.rejected = d.status == sdk::DeliveryStatus::Rejected;
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Secure video meetings and how their participants were identified.
+
+use serde::{Deserialize, Serialize};
+use sgd_schemas::events::Timestamp;
+
+use super::{table::Table, ProjectedEvent};
+
+/// One meeting.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Meeting {
+    /// The principal that booked it.
+    pub principal: Option<String>,
+    /// Booked.
+    pub booked_at: Option<Timestamp>,
+    /// Participants admitted.
+    pub admitted: u32,
+    /// Participants admitted without strong identification (`none`).
+    pub admitted_weak: u32,
+    /// Held.
+    pub held_at: Option<Timestamp>,
+}
+
+/// The video view.
+#[derive(Debug, Clone)]
+pub struct VideoView {
+    /// Meetings by id.
+    pub meetings: Table<Meeting>,
+}
+
+impl Default for VideoView {
+    fn default() -> Self {
+        Self { meetings: Table::new("v/video/meeting/") }
+    }
+}
+
+impl VideoView {
+    /// Applies one event.
+    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+        use sgd_schemas::DomainEvent as D;
+        let at = e.envelope.time;
+        match e.event {
+            D::VideoMeetingBooked(d) => {
+                let m = self.meetings.entry(&d.meeting_id);
+                m.principal = Some(e.envelope.principal.clone());
+                m.booked_at = Some(m.booked_at.map_or(at, |t| t.min(at)));
+            }
+            D::VideoParticipantAdmitted(d) => {
+                let m = self.meetings.entry(&d.meeting_id);
+                m.admitted += 1;
+                if !d.method.is_strong() {
+                    m.admitted_weak += 1;
+                }
+            }
+            D::VideoMeetingHeld(d) => {
+                let m = self.meetings.entry(&d.meeting_id);
+                m.held_at = Some(m.held_at.map_or(at, |t| t.min(at)));
+                if m.principal.is_none() {
+                    m.principal = Some(e.envelope.principal.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+}
