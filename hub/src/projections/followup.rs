@@ -209,3 +209,241 @@ pub fn summary(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -
     }
     by_principal.into_values().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::projections::testing::{at, event, given, person};
+
+    fn cases(views: &DomainViews, as_of: &str, rule: &str) -> Vec<String> {
+        open_cases(views, at(as_of), &FollowupLimits::default())
+            .into_iter()
+            .filter(|c| c.rule == rule)
+            .map(|c| format!("{}:{}", c.principal, c.case_id))
+            .collect()
+    }
+
+    #[test]
+    fn an_admission_notice_is_late_only_after_24_hours_exactly() {
+        let notice = |plan: &str, sent: &str| {
+            event(
+                "se.sgd.plans.admission.notified",
+                "12",
+                sent,
+                json!({"plan_id": plan, "need_assessed_at": "2026-03-02T08:00:00+01:00", "sent_at": sent}),
+            )
+        };
+        let views =
+            given(&[notice("on-time", "2026-03-03T08:00:00+01:00"), notice("late", "2026-03-03T08:00:01+01:00")]);
+        assert_eq!(cases(&views, "2026-04-01T00:00:00Z", "late_notice"), vec!["12:late"]);
+    }
+
+    #[test]
+    fn a_warning_is_open_when_no_plan_event_follows_within_48_hours() {
+        let p = person('a');
+        let q = person('b');
+        let raised = |id: &str, who: &str, band: &str| {
+            event(
+                "se.sgd.decision.score.raised",
+                "1280",
+                "2026-03-02T10:00:00+01:00",
+                json!({"person": who, "assessment_id": id, "scale": "news2", "score": 6, "band": band}),
+            )
+        };
+        let plan = |who: &str, time: &str| {
+            event(
+                "se.sgd.plans.plan.created",
+                "12",
+                time,
+                json!({"plan_id": format!("plan-{who}"), "kind": "svu", "person": who}),
+            )
+        };
+        let views = given(&[
+            raised("followed-at-48h", &p, "medium"),
+            plan(&p, "2026-03-04T10:00:00+01:00"), // exactly 48 h later: followed
+            raised("late-follow-up", &q, "high"),
+            plan(&q, "2026-03-04T10:00:01+01:00"), // one second too late
+            raised("low-band", &person('c'), "low_medium"),
+        ]);
+        // not counted before the 48 hours have passed
+        assert!(cases(&views, "2026-03-04T09:59:59+01:00", "open_warning").is_empty());
+        assert_eq!(cases(&views, "2026-03-05T00:00:00+01:00", "open_warning"), vec!["1280:late-follow-up"]);
+    }
+
+    #[test]
+    fn ready_for_discharge_days_follow_the_skr_definition() {
+        let episode = |plan: &str, ready: &str, discharged: &str| {
+            vec![
+                event(
+                    "se.sgd.plans.plan.created",
+                    "12",
+                    ready,
+                    json!({"plan_id": plan, "kind": "svu", "person": person('d'), "participants": ["12", "1280"]}),
+                ),
+                event("se.sgd.plans.discharge.ready", "12", ready, json!({"plan_id": plan, "ready_at": ready})),
+                event(
+                    "se.sgd.plans.patient.discharged",
+                    "12",
+                    discharged,
+                    json!({"plan_id": plan, "discharged_at": discharged}),
+                ),
+            ]
+        };
+        let mut events = Vec::new();
+        events.extend(episode("day0", "2026-03-02T09:00:00+01:00", "2026-03-02T23:30:00+01:00"));
+        // 23:30 UTC on 2 March is 3 March in Sweden: one day
+        events.extend(episode("one", "2026-03-02T09:00:00+01:00", "2026-03-02T23:30:00Z"));
+        events.extend(episode("five", "2026-03-02T09:00:00+01:00", "2026-03-07T09:00:00+01:00"));
+        let views = given(&events);
+        let summary = summary(&views, at("2026-04-01T00:00:00Z"), &FollowupLimits::default());
+        let malmo = summary.iter().find(|p| p.principal == "1280").unwrap();
+        assert_eq!(malmo.discharge_episodes, 3);
+        assert_eq!(malmo.ready_days_mean, Some(3.0)); // (1 + 5) / 2: day-0 episodes apart
+        assert_eq!(malmo.ready_day0_share, Some(1.0 / 3.0));
+        assert_eq!(malmo.days_beyond_threshold, 2); // 5 − 3
+        assert_eq!(malmo.cases["ready_days_over_threshold"], 1);
+        // none had a SIP: each SVU plan is flagged, for its creator
+        assert_eq!(cases(&views, "2026-04-01T00:00:00Z", "svu_without_sip").len(), 3);
+    }
+
+    #[test]
+    fn a_sip_before_discharge_clears_the_flag_but_one_after_does_not() {
+        let events = vec![
+            event(
+                "se.sgd.plans.plan.created",
+                "12",
+                "2026-03-01T09:00:00+01:00",
+                json!({"plan_id": "a", "kind": "svu", "person": person('e')}),
+            ),
+            event(
+                "se.sgd.plans.sip.held",
+                "1280",
+                "2026-03-03T09:00:00+01:00",
+                json!({"plan_id": "a", "held_at": "2026-03-03T09:00:00+01:00", "mode": "video"}),
+            ),
+            event(
+                "se.sgd.plans.patient.discharged",
+                "12",
+                "2026-03-04T09:00:00+01:00",
+                json!({"plan_id": "a", "discharged_at": "2026-03-04T09:00:00+01:00"}),
+            ),
+            event(
+                "se.sgd.plans.plan.created",
+                "12",
+                "2026-03-01T09:00:00+01:00",
+                json!({"plan_id": "b", "kind": "svu", "person": person('f')}),
+            ),
+            event(
+                "se.sgd.plans.patient.discharged",
+                "12",
+                "2026-03-04T09:00:00+01:00",
+                json!({"plan_id": "b", "discharged_at": "2026-03-04T09:00:00+01:00"}),
+            ),
+            event(
+                "se.sgd.plans.sip.held",
+                "1280",
+                "2026-03-05T09:00:00+01:00",
+                json!({"plan_id": "b", "held_at": "2026-03-05T09:00:00+01:00", "mode": "physical"}),
+            ),
+        ];
+        assert_eq!(cases(&given(&events), "2026-04-01T00:00:00Z", "svu_without_sip"), vec!["12:b"]);
+    }
+
+    #[test]
+    fn risk_flags_messages_deviations_and_meetings() {
+        let events = vec![
+            event(
+                "se.sgd.decision.risk.flagged",
+                "12",
+                "2026-03-01T09:00:00+01:00",
+                json!({"person": person('g'), "flag_id": "acked", "primary_care_unit": "SE2321000255-VC1"}),
+            ),
+            event("se.sgd.decision.risk.acknowledged", "12", "2026-03-03T09:00:00+01:00", json!({"flag_id": "acked"})),
+            event(
+                "se.sgd.decision.risk.flagged",
+                "12",
+                "2026-03-01T09:00:00+01:00",
+                json!({"person": person('h'), "flag_id": "ignored", "primary_care_unit": "SE2321000255-VC1"}),
+            ),
+            event(
+                "se.sgd.sdk.message.sent",
+                "1281",
+                "2026-03-01T09:00:00+01:00",
+                json!({"message_id": "no-receipt", "recipient_principal": "12"}),
+            ),
+            event(
+                "se.sgd.sdk.message.sent",
+                "1281",
+                "2026-03-01T09:00:00+01:00",
+                json!({"message_id": "rejected", "recipient_principal": "12"}),
+            ),
+            event(
+                "se.sgd.sdk.message.delivered",
+                "12",
+                "2026-03-01T09:05:00+01:00",
+                json!({"message_id": "rejected", "status": "rejected", "error_code": "E1"}),
+            ),
+            event(
+                "se.sgd.deviation.case.logged",
+                "1283",
+                "2026-03-01T09:00:00+01:00",
+                json!({"deviation_id": "serious", "concerned_principals": ["12"], "category": "x", "actuality": "actual", "probability": 2, "consequence": 4}),
+            ),
+            // an answer from a principal that is not concerned does not count
+            event(
+                "se.sgd.deviation.case.answered",
+                "1280",
+                "2026-03-02T09:00:00+01:00",
+                json!({"deviation_id": "serious", "answered_by": "1280"}),
+            ),
+            event(
+                "se.sgd.deviation.case.logged",
+                "1283",
+                "2026-03-01T09:00:00+01:00",
+                json!({"deviation_id": "minor", "concerned_principals": ["12"], "category": "x", "actuality": "near_miss", "probability": 1, "consequence": 1}),
+            ),
+            event(
+                "se.sgd.deviation.case.answered",
+                "12",
+                "2026-03-10T09:00:00+01:00",
+                json!({"deviation_id": "minor", "answered_by": "12"}),
+            ),
+            event(
+                "se.sgd.video.meeting.booked",
+                "1290",
+                "2026-03-01T09:00:00+01:00",
+                json!({"meeting_id": "weak", "purpose": "sip", "principals": ["1290"]}),
+            ),
+            event(
+                "se.sgd.video.participant.admitted",
+                "1290",
+                "2026-03-02T09:00:00+01:00",
+                json!({"meeting_id": "weak", "method": "siths"}),
+            ),
+            event(
+                "se.sgd.video.participant.admitted",
+                "1290",
+                "2026-03-02T09:00:00+01:00",
+                json!({"meeting_id": "weak", "method": "none"}),
+            ),
+            event(
+                "se.sgd.video.meeting.held",
+                "1290",
+                "2026-03-02T10:00:00+01:00",
+                json!({"meeting_id": "weak", "duration_s": 600, "participants": 2}),
+            ),
+        ];
+        let views = given(&events);
+        assert!(cases(&views, "2026-03-04T08:59:59+01:00", "overdue_risk_flag").is_empty());
+        assert_eq!(cases(&views, "2026-03-04T09:00:00+01:00", "overdue_risk_flag"), vec!["12:ignored"]);
+        assert_eq!(cases(&views, "2026-03-02T09:00:00+01:00", "undelivered_message"), vec!["1281:no-receipt"]);
+        assert_eq!(cases(&views, "2026-03-02T09:00:00+01:00", "rejected_message"), vec!["1281:rejected"]);
+        assert!(cases(&views, "2026-03-15T08:59:59+01:00", "overdue_deviation").is_empty());
+        assert_eq!(cases(&views, "2026-03-15T09:00:00+01:00", "overdue_deviation"), vec!["1283:serious"]);
+        assert!(cases(&views, "2026-03-31T08:59:59+01:00", "overdue_analysis").is_empty());
+        assert_eq!(cases(&views, "2026-03-31T09:00:00+01:00", "overdue_analysis"), vec!["1283:serious"]);
+        assert_eq!(cases(&views, "2026-03-03T00:00:00+01:00", "not_strongly_identified"), vec!["1290:weak"]);
+    }
+}

@@ -246,3 +246,128 @@ pub const PLANS_TYPES: [&str; 7] = [
     "se.sgd.plans.sip.held",
     "se.sgd.plans.plan.closed",
 ];
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::projections::testing::{at, event, given, person};
+
+    fn goal(views: &DomainViews, publishers: &PublishersByType, as_of: &str, id: &str) -> (u64, u64) {
+        let all = goals(views, publishers, at(as_of), &GoalSettings::default(), &FollowupLimits::default());
+        let g = all.into_iter().find(|g| g.id == id).unwrap();
+        (g.numerator, g.denominator)
+    }
+
+    #[test]
+    fn npo_roles_count_until_deactivated_and_minimum_sets_need_every_set() {
+        let all = json!(["GetCareDocumentation", "GetAlertInformation", "GetFunctionalStatus"]);
+        let views = given(&[
+            event(
+                "se.sgd.npo.role.activated",
+                "1280",
+                "2026-01-01T00:00:00Z",
+                json!({"unit": "SE2120001124-A", "role": "producer", "information_sets": all}),
+            ),
+            event(
+                "se.sgd.npo.role.activated",
+                "1280",
+                "2026-01-01T00:00:00Z",
+                json!({"unit": "SE2120001124-B", "role": "consumer"}),
+            ),
+            event(
+                "se.sgd.npo.role.deactivated",
+                "1280",
+                "2026-02-01T00:00:00Z",
+                json!({"unit": "SE2120001124-B", "role": "consumer"}),
+            ),
+            event(
+                "se.sgd.npo.role.activated",
+                "1281",
+                "2026-01-01T00:00:00Z",
+                json!({"unit": "SE2120001173-A", "role": "producer", "information_sets": ["GetCareDocumentation"]}),
+            ),
+            event(
+                "se.sgd.npo.role.activated",
+                "1281",
+                "2026-01-01T00:00:00Z",
+                json!({"unit": "SE2120001173-B", "role": "consumer"}),
+            ),
+            // a producer stops sharing one set of the minimum
+            event(
+                "se.sgd.npo.role.deactivated",
+                "1280",
+                "2026-03-01T00:00:00Z",
+                json!({"unit": "SE2120001124-A", "role": "producer", "information_sets": ["GetFunctionalStatus"]}),
+            ),
+        ]);
+        let none = PublishersByType::new();
+        assert_eq!(goal(&views, &none, "2026-01-15T00:00:00Z", "npo.both_roles"), (2, 34));
+        assert_eq!(goal(&views, &none, "2026-02-15T00:00:00Z", "npo.both_roles"), (1, 34));
+        assert_eq!(goal(&views, &none, "2026-02-15T00:00:00Z", "npo.minimum_sets"), (1, 34));
+        assert_eq!(goal(&views, &none, "2026-03-15T00:00:00Z", "npo.minimum_sets"), (0, 34));
+    }
+
+    #[test]
+    fn shares_of_cases_count_only_what_is_due() {
+        let p = person('a');
+        let views = given(&[
+            event(
+                "se.sgd.plans.admission.notified",
+                "12",
+                "2026-03-02T08:00:00Z",
+                json!({"plan_id": "x", "need_assessed_at": "2026-03-01T08:00:00Z", "sent_at": "2026-03-02T08:00:00Z"}),
+            ),
+            event(
+                "se.sgd.plans.admission.notified",
+                "12",
+                "2026-03-03T08:00:00Z",
+                json!({"plan_id": "y", "need_assessed_at": "2026-03-01T08:00:00Z", "sent_at": "2026-03-03T08:00:00Z"}),
+            ),
+            event(
+                "se.sgd.decision.score.raised",
+                "1280",
+                "2026-03-02T10:00:00Z",
+                json!({"person": p, "assessment_id": "w", "scale": "news2", "score": 7, "band": "high"}),
+            ),
+            event(
+                "se.sgd.deviation.case.logged",
+                "1283",
+                "2026-03-01T00:00:00Z",
+                json!({"deviation_id": "d1", "concerned_principals": ["12"], "category": "x", "actuality": "actual", "probability": 1, "consequence": 1}),
+            ),
+            event(
+                "se.sgd.deviation.case.logged",
+                "1283",
+                "2026-03-01T00:00:00Z",
+                json!({"deviation_id": "d2", "concerned_principals": ["12"], "category": "x", "actuality": "actual", "probability": 1, "consequence": 1}),
+            ),
+            event(
+                "se.sgd.deviation.case.answered",
+                "12",
+                "2026-03-15T00:00:00Z",
+                json!({"deviation_id": "d1", "answered_by": "12"}),
+            ),
+        ]);
+        let none = PublishersByType::new();
+        assert_eq!(goal(&views, &none, "2026-04-01T00:00:00Z", "plans.admission_notice_24h"), (1, 2));
+        assert_eq!(goal(&views, &none, "2026-03-04T09:59:59Z", "decision.warnings_followed_up"), (0, 0));
+        assert_eq!(goal(&views, &none, "2026-03-04T10:00:00Z", "decision.warnings_followed_up"), (0, 1));
+        // d1 answered on day 14 exactly: in time; d2 unanswered: waits until its 14 days are over
+        assert_eq!(goal(&views, &none, "2026-03-14T23:59:59Z", "deviation.answered_in_time"), (0, 0));
+        assert_eq!(goal(&views, &none, "2026-03-15T00:00:00Z", "deviation.answered_in_time"), (1, 2));
+    }
+
+    #[test]
+    fn principal_goals_from_publishers() {
+        let mut publishers = PublishersByType::new();
+        publishers.entry("se.sgd.plans.sip.held".into()).or_default().insert("12".into());
+        publishers.entry("se.sgd.plans.plan.created".into()).or_default().insert("1280".into());
+        publishers.entry("se.sgd.video.meeting.booked".into()).or_default().insert("1280".into());
+        let views = DomainViews::default();
+        assert_eq!(goal(&views, &publishers, "2026-04-01T00:00:00Z", "plans.connected"), (2, 34));
+        assert_eq!(goal(&views, &publishers, "2026-04-01T00:00:00Z", "video.adoption"), (1, 34));
+        assert_eq!(goal(&views, &publishers, "2026-04-01T00:00:00Z", "decision.digital"), (0, 34));
+    }
+}

@@ -12,6 +12,8 @@ pub mod npo;
 pub mod plans;
 pub mod sdk;
 pub mod table;
+#[cfg(test)]
+pub mod testing;
 pub mod usage;
 pub mod video;
 

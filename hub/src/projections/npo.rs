@@ -199,3 +199,41 @@ impl NpoView {
         self.consents.iter().any(|(key, consent)| key.starts_with(&prefix) && consent.valid_at(as_of))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::projections::testing::{at, event, given, person};
+
+    #[test]
+    fn consent_holds_until_revoked_or_expired() {
+        let p = person('a');
+        let q = person('b');
+        let views = given(&[
+            event(
+                "se.sgd.npo.consent.given",
+                "1280",
+                "2026-03-01T00:00:00Z",
+                json!({"person": p, "consumer_unit": "SE2120001124-A", "scope": "care_documentation"}),
+            ),
+            event(
+                "se.sgd.npo.consent.revoked",
+                "1280",
+                "2026-03-10T00:00:00Z",
+                json!({"person": p, "consumer_unit": "SE2120001124-A", "scope": "care_documentation"}),
+            ),
+            event(
+                "se.sgd.npo.consent.given",
+                "1280",
+                "2026-03-01T00:00:00Z",
+                json!({"person": q, "consumer_unit": "SE2120001124-A", "scope": "medication_list", "valid_until": "2026-03-05T00:00:00Z"}),
+            ),
+        ]);
+        assert!(!views.npo.has_valid_consent(&p, at("2026-02-28T00:00:00Z")));
+        assert!(views.npo.has_valid_consent(&p, at("2026-03-09T23:59:59Z")));
+        assert!(!views.npo.has_valid_consent(&p, at("2026-03-10T00:00:00Z")));
+        assert!(views.npo.has_valid_consent(&q, at("2026-03-04T23:59:59Z")));
+        assert!(!views.npo.has_valid_consent(&q, at("2026-03-05T00:00:00Z")));
+    }
+}
