@@ -228,7 +228,7 @@ async fn project_batch(
         views.apply(&projected_event);
         if let Some(person) = person_of(&projected_event, &views.plans) {
             let entry = timeline_entry(&projected_event);
-            let key = ReadModel::timeline_key(&person, &entry, digest);
+            let key = ReadModel::timeline_key(&person, &entry, sequence);
             records.push((key, serde_json::to_vec(&entry).unwrap_or_default()));
         }
         *projected.entry((envelope.area().to_string(), envelope.event_type.clone())).or_default() += 1;

@@ -9,7 +9,7 @@
 //!   faster rebuilds and an 11× smaller store, see `../shared/ARCHITECTURE.md`).
 //! - `usage/<YYYY-MM-DD>/<principal>/<type>` → count (u64, big-endian).
 //! - `v/<view>/<table>/<key>` → a view record (JSON), see [`crate::projections::DomainViews`].
-//! - `t/<person>/<time>/<event digest>` → one entry of a person's timeline (JSON).
+//! - `t/<person>/<time>/<log sequence>` → one entry of a person's timeline (JSON).
 
 use std::{collections::HashSet, path::Path};
 
@@ -186,12 +186,13 @@ impl ReadModel {
         Ok(views)
     }
 
-    /// The storage key of a timeline entry: ordered by time within the person.
-    pub fn timeline_key(person: &str, entry: &TimelineEntry, digest: u128) -> Vec<u8> {
+    /// The storage key of a timeline entry: ordered by time within the person, then by log
+    /// sequence (so a rebuild gives the same order).
+    pub fn timeline_key(person: &str, entry: &TimelineEntry, sequence: u64) -> Vec<u8> {
         let nanos = entry.time.timestamp_nanos_opt().unwrap_or_default();
         // Shifted so that times before 1970 still sort correctly as text.
         let sortable = (i128::from(nanos) + (1i128 << 63)) as u64;
-        format!("{TIMELINE}{person}/{sortable:016x}/{digest:032x}").into_bytes()
+        format!("{TIMELINE}{person}/{sortable:016x}/{sequence:016x}").into_bytes()
     }
 
     /// A person's timeline, oldest first.

@@ -5,6 +5,7 @@
 //! | `SGD_INGRESS` | `sgd.in.>` | work queue: each message until the validator acks it |
 //! | `SGD_EVENTS` | `sgd.events.>` | limits, file storage, no expiry: the log, the source of truth |
 //! | `SGD_DLQ` | `sgd.dlq.>` | limits, file storage: refused events with their reasons |
+//! | `SGD_AUDIT` | `sgd.audit.>` | limits, file storage, deny delete and purge: person-level reads |
 
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ pub const INGRESS: &str = "SGD_INGRESS";
 pub const EVENTS: &str = "SGD_EVENTS";
 /// The dead-letter stream.
 pub const DLQ: &str = "SGD_DLQ";
+/// The audit stream of person-level reads (no deletes, no purges).
+pub const AUDIT: &str = "SGD_AUDIT";
+/// Subjects of the audit stream: `sgd.audit.<principal>`.
+pub const AUDIT_SUBJECTS: &str = "sgd.audit.>";
 
 /// Duplicate window of `SGD_INGRESS`: as short as JetStream allows (see [`configs`]).
 pub const INGRESS_DEDUP_WINDOW: Duration = Duration::from_millis(100);
@@ -83,6 +88,18 @@ pub fn configs(settings: StreamSettings) -> Vec<Config> {
             description: Some("sgd-hub dead letters: refused events, redacted, with reasons".into()),
             ..Default::default()
         },
+        Config {
+            name: AUDIT.into(),
+            subjects: vec![AUDIT_SUBJECTS.into()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            num_replicas: settings.replicas,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            description: Some("sgd-hub audit: every person-level read, allowed or refused".into()),
+            ..Default::default()
+        },
     ]
 }
 
@@ -92,7 +109,8 @@ pub async fn ensure(js: &jetstream::Context, settings: StreamSettings) -> Result
         let stream: &'static str = match config.name.as_str() {
             INGRESS => INGRESS,
             EVENTS => EVENTS,
-            _ => DLQ,
+            DLQ => DLQ,
+            _ => AUDIT,
         };
         let error = |e: &dyn std::fmt::Display| StreamSetupError { stream, message: e.to_string() };
         match js.get_stream(stream).await {

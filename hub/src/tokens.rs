@@ -88,16 +88,19 @@ pub enum TokenError {
 
 /// Adds a token to `path` (creating the file) and returns (record, secret).
 pub fn add(path: &Path, role: Role, principal: Option<&str>) -> Result<(TokenRecord, String), TokenError> {
-    match (role, principal) {
-        (Role::Integrator, None) => {
-            return Err(TokenError::Usage("an integrator token needs --principal CODE".into()));
+    // Integrators publish for, and coordinators read on behalf of, one principal.
+    let bound = matches!(role, Role::Integrator | Role::Coordinator);
+    match (bound, principal) {
+        (true, None) => {
+            return Err(TokenError::Usage(format!("a {} token needs --principal CODE", role.as_str())));
         }
-        (Role::Integrator, Some(code)) if !sgd_schemas::principals::is_known(code) => {
+        (true, Some(code)) if !sgd_schemas::principals::is_known(code) => {
             return Err(TokenError::Usage(format!("{code} is not the code of one of the 34 principals")));
         }
-        (Role::Integrator, Some(_)) => {}
-        (_, Some(_)) => return Err(TokenError::Usage("only integrator tokens are bound to a principal".into())),
-        (_, None) => {}
+        (true, Some(_)) | (false, None) => {}
+        (false, Some(_)) => {
+            return Err(TokenError::Usage("only integrator and coordinator tokens are bound to a principal".into()))
+        }
     }
     let mut file = read_file(path)?;
     let mut bytes = [0u8; 32];

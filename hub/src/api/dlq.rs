@@ -44,24 +44,14 @@ pub async fn list(
 ) -> Result<Json<DlqAnswer>, ApiError> {
     caller.require(&[Role::Operator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be 1–1000"));
-    }
-    let mut stream = state.js.get_stream(streams::DLQ).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let info = stream.info().await.map_err(|e| ApiError::unavailable(e.to_string()))?.clone();
-    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    let limit = super::stream_tail::limit(query.limit)?;
+    let (total, messages) = super::stream_tail::newest(&state.js, streams::DLQ, limit).await?;
     let mut items = Vec::new();
-    let mut seq = last;
-    while seq >= first.max(1) && items.len() < limit {
-        match stream.get_raw_message(seq).await {
-            Ok(message) => match serde_json::from_slice::<DeadLetter>(&message.payload) {
-                Ok(dead_letter) => items.push(DlqItem { seq, dead_letter }),
-                Err(e) => tracing::warn!(seq, error = %e, "unreadable dead letter"),
-            },
-            Err(e) => tracing::debug!(seq, error = %e, "dead letter gone"),
+    for (seq, payload) in messages {
+        match serde_json::from_slice::<DeadLetter>(&payload) {
+            Ok(dead_letter) => items.push(DlqItem { seq, dead_letter }),
+            Err(e) => tracing::warn!(seq, error = %e, "unreadable dead letter"),
         }
-        seq -= 1;
     }
-    Ok(Json(DlqAnswer { total: info.state.messages, items }))
+    Ok(Json(DlqAnswer { total, items }))
 }

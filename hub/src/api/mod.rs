@@ -11,17 +11,22 @@
 //! | `GET /api/v1/followup/summary` | analyst, operator, coordinator | follow-up figures per principal |
 //! | `GET /api/v1/followup/open` | analyst, operator, coordinator | the open cases themselves |
 //! | `GET /api/v1/dlq` | operator | the newest dead letters |
+//! | `GET /api/v1/persons/{pseudonym}/timeline` | coordinator, with a consent | a person's events; audited |
+//! | `GET /api/v1/audit` | operator | the newest audit records |
 //! | `POST /api/v1/events` | integrator | CloudEvents HTTP binding into the log, synchronously |
 //! | `GET /api/v1/openapi.json` | any token | this API described |
 
 pub mod adoption;
 pub mod as_of;
+pub mod audit;
 pub mod auth;
 pub mod dlq;
 pub mod followup;
 pub mod goals;
 pub mod health;
 pub mod ingest;
+pub mod persons;
+pub mod stream_tail;
 pub mod usage;
 
 use std::sync::Arc;
@@ -76,6 +81,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/followup/summary", get(followup::summary_handler))
         .route("/api/v1/followup/open", get(followup::open_handler))
         .route("/api/v1/dlq", get(dlq::list))
+        .route("/api/v1/persons/{pseudonym}/timeline", get(persons::timeline))
+        .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/events", post(ingest::post_events).layer(DefaultBodyLimit::max(max_body)))
         .with_state(state)
 }

@@ -1,0 +1,54 @@
+//! `GET /api/v1/audit`: the newest audit records of person-level reads, for operators.
+
+use axum::{
+    extract::{Query, State},
+    Json,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{auth::Caller, persons::AuditRecord, ApiError, ApiState};
+use crate::{streams, tokens::Role};
+
+/// Query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// How many, newest first: 1–1000, default 50.
+    pub limit: Option<usize>,
+}
+
+/// One item.
+#[derive(Debug, Serialize)]
+pub struct AuditItem {
+    /// Sequence in `SGD_AUDIT`.
+    pub seq: u64,
+    /// The record.
+    #[serde(flatten)]
+    pub record: AuditRecord,
+}
+
+/// The answer.
+#[derive(Debug, Serialize)]
+pub struct AuditAnswer {
+    /// Records in the stream.
+    pub total: u64,
+    /// The newest, newest first.
+    pub items: Vec<AuditItem>,
+}
+
+/// The handler.
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditAnswer>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = super::stream_tail::limit(query.limit)?;
+    let (total, messages) = super::stream_tail::newest(&state.js, streams::AUDIT, limit).await?;
+    let items = messages
+        .into_iter()
+        .filter_map(|(seq, payload)| serde_json::from_slice(&payload).ok().map(|record| AuditItem { seq, record }))
+        .collect();
+    Ok(Json(AuditAnswer { total, items }))
+}

@@ -1,0 +1,110 @@
+//! `GET /api/v1/persons/{pseudonym}/timeline`: one person's events across areas, for coordinators
+//! only, and only while an unrevoked, unexpired NPÖ consent exists for the person. Every read that
+//! reaches this handler with a valid token, allowed or refused, is first written to `SGD_AUDIT`
+//! (`sgd.audit.<principal>`); if the audit record cannot be stored, nothing is served.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Json,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{auth::Caller, ApiError, ApiState};
+use crate::{projections::TimelineEntry, tokens::Role};
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When the read was asked for.
+    pub at: DateTime<Utc>,
+    /// The token's public id.
+    pub token_id: String,
+    /// The token's role.
+    pub role: String,
+    /// The principal the reader acts for (`none` for roles without one).
+    pub principal: String,
+    /// The person's pseudonym.
+    pub person: String,
+    /// What was read.
+    pub resource: String,
+    /// `allowed` or `refused`.
+    pub outcome: String,
+    /// Why it was refused, or how many entries were served.
+    pub detail: String,
+}
+
+/// The answer.
+#[derive(Debug, Serialize)]
+pub struct Timeline {
+    /// The person's pseudonym.
+    pub person: String,
+    /// Every event about the person, oldest first.
+    pub entries: Vec<TimelineEntry>,
+}
+
+fn is_pseudonym(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The handler.
+pub async fn timeline(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(person): Path<String>,
+) -> Result<Json<Timeline>, ApiError> {
+    let refuse =
+        |status: StatusCode, code: &'static str, message: String| ApiError { status, code, message, details: None };
+    // Never let a personal identity number through to the audit stream or a log.
+    if !is_pseudonym(&person) {
+        return Err(ApiError::bad_request("a person is named by a 64-hex pseudonym"));
+    }
+    let mut record = AuditRecord {
+        at: Utc::now(),
+        token_id: caller.0.id.clone(),
+        role: caller.0.role.as_str().into(),
+        principal: caller.0.principal.clone().unwrap_or_else(|| "none".into()),
+        person: person.clone(),
+        resource: "timeline".into(),
+        outcome: "refused".into(),
+        detail: String::new(),
+    };
+    let decision = if caller.require(&[Role::Coordinator]).is_err() {
+        Err(refuse(StatusCode::FORBIDDEN, "forbidden", "only a coordinator token may read a person's timeline".into()))
+    } else if !state.views.read().await.npo.has_valid_consent(&person, Utc::now().fixed_offset()) {
+        Err(refuse(
+            StatusCode::FORBIDDEN,
+            "no_consent",
+            "no unrevoked, unexpired NPÖ consent exists for this person".into(),
+        ))
+    } else {
+        let model = state.model.clone();
+        let who = person.clone();
+        tokio::task::spawn_blocking(move || model.timeline(&who))
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+            .map_err(ApiError::from)
+    };
+    match &decision {
+        Ok(entries) => {
+            record.outcome = "allowed".into();
+            record.detail = format!("{} entries", entries.len());
+        }
+        Err(e) => record.detail = e.message.clone(),
+    }
+    audit(&state, &record).await?;
+    decision.map(|entries| Json(Timeline { person, entries }))
+}
+
+/// Stores an audit record and waits for JetStream's acknowledgement.
+pub async fn audit(state: &ApiState, record: &AuditRecord) -> Result<(), ApiError> {
+    let subject = format!("sgd.audit.{}", record.principal);
+    let body = serde_json::to_vec(record).unwrap_or_default();
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "audit record not stored; refusing the read");
+        ApiError::unavailable(format!("the audit log is unavailable ({e}); nothing was read"))
+    };
+    state.js.publish(subject, body.into()).await.map_err(|e| unavailable(&e))?.await.map_err(|e| unavailable(&e))?;
+    Ok(())
+}

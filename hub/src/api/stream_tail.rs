@@ -1,0 +1,36 @@
+//! The newest messages of a stream (the DLQ, the audit stream), newest first.
+
+use async_nats::jetstream;
+
+use super::ApiError;
+
+/// (messages in the stream, the newest `limit` as (sequence, payload), newest first).
+pub async fn newest(
+    js: &jetstream::Context,
+    stream: &str,
+    limit: usize,
+) -> Result<(u64, Vec<(u64, bytes::Bytes)>), ApiError> {
+    let mut stream = js.get_stream(stream).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let info = stream.info().await.map_err(|e| ApiError::unavailable(e.to_string()))?.clone();
+    let (first, last) = (info.state.first_sequence.max(1), info.state.last_sequence);
+    let mut out = Vec::new();
+    let mut seq = last;
+    while seq >= first && out.len() < limit {
+        match stream.get_raw_message(seq).await {
+            Ok(message) => out.push((seq, message.payload)),
+            Err(e) => tracing::debug!(seq, error = %e, "message gone"),
+        }
+        seq -= 1;
+    }
+    Ok((info.state.messages, out))
+}
+
+/// Checks a `limit` parameter: 1–1000, default 50.
+pub fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request("limit must be 1–1000"))
+    }
+}

@@ -1,0 +1,292 @@
+//! The read model end to end: a scenario published over NATS, the goals and follow-up checked
+//! against numbers computed by hand, and a person's timeline behind role, consent and audit.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use sgd_hub::tokens::Role;
+use sgd_tests::{wait_until, InProcessHub, TestNats};
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn ce(n: usize, principal: &str, event_type: &str, time: &str, data: Value) -> (String, Value) {
+    let area = event_type.split('.').nth(2).unwrap();
+    let event = json!({
+        "specversion": "1.0", "id": format!("scenario-{n}"), "source": format!("/principals/{principal}/systems/scenario"),
+        "type": event_type, "time": time, "principal": principal, "datacontenttype": "application/json", "data": data,
+    });
+    (format!("sgd.in.{principal}.{area}"), event)
+}
+
+fn scenario() -> Vec<(String, Value)> {
+    let sets = json!(["GetCareDocumentation", "GetAlertInformation", "GetFunctionalStatus"]);
+    let t = "2026-03-01T09:00:00+01:00";
+    let items = vec![
+        // NPÖ: 1280 both roles and the minimum; 1281 producer of one set; 12 loses its consumer
+        (
+            "1280",
+            "se.sgd.npo.role.activated",
+            t,
+            json!({"unit": "SE2120001124-P", "role": "producer", "information_sets": sets}),
+        ),
+        ("1280", "se.sgd.npo.role.activated", t, json!({"unit": "SE2120001124-C", "role": "consumer"})),
+        (
+            "1281",
+            "se.sgd.npo.role.activated",
+            t,
+            json!({"unit": "SE2120001173-P", "role": "producer", "information_sets": ["GetCareDocumentation"]}),
+        ),
+        (
+            "12",
+            "se.sgd.npo.role.activated",
+            t,
+            json!({"unit": "SE2321000255-P", "role": "producer", "information_sets": sets}),
+        ),
+        ("12", "se.sgd.npo.role.activated", t, json!({"unit": "SE2321000255-C", "role": "consumer"})),
+        (
+            "12",
+            "se.sgd.npo.role.deactivated",
+            "2026-04-01T09:00:00+02:00",
+            json!({"unit": "SE2321000255-C", "role": "consumer"}),
+        ),
+        // SDK: two principals with an address
+        (
+            "1280",
+            "se.sgd.sdk.address.published",
+            t,
+            json!({"unit": "SE2120001124-P", "function_address": "SE2120001124-FA1"}),
+        ),
+        (
+            "1283",
+            "se.sgd.sdk.address.published",
+            t,
+            json!({"unit": "SE2120001283-X", "function_address": "SE2120001283-FA1"}),
+        ),
+        // Mina Planer: p1 on time with a SIP before discharge, p2 late without SIP
+        (
+            "12",
+            "se.sgd.plans.plan.created",
+            t,
+            json!({"plan_id": "p1", "kind": "svu", "person": A, "participants": ["12", "1280"]}),
+        ),
+        (
+            "12",
+            "se.sgd.plans.admission.notified",
+            t,
+            json!({"plan_id": "p1", "need_assessed_at": "2026-03-01T08:00:00+01:00", "sent_at": "2026-03-01T09:00:00+01:00"}),
+        ),
+        (
+            "1280",
+            "se.sgd.plans.sip.held",
+            "2026-03-03T09:00:00+01:00",
+            json!({"plan_id": "p1", "held_at": "2026-03-03T09:00:00+01:00", "mode": "video"}),
+        ),
+        (
+            "12",
+            "se.sgd.plans.patient.discharged",
+            "2026-03-05T09:00:00+01:00",
+            json!({"plan_id": "p1", "discharged_at": "2026-03-05T09:00:00+01:00"}),
+        ),
+        ("12", "se.sgd.plans.plan.created", t, json!({"plan_id": "p2", "kind": "svu", "person": B})),
+        (
+            "12",
+            "se.sgd.plans.admission.notified",
+            t,
+            json!({"plan_id": "p2", "need_assessed_at": "2026-02-27T08:00:00+01:00", "sent_at": "2026-03-01T09:00:00+01:00"}),
+        ),
+        (
+            "12",
+            "se.sgd.plans.patient.discharged",
+            "2026-03-06T09:00:00+01:00",
+            json!({"plan_id": "p2", "discharged_at": "2026-03-06T09:00:00+01:00"}),
+        ),
+        // Decision support: A's medium score is followed by p1's creation within 48 h; B's high score is not
+        (
+            "1280",
+            "se.sgd.decision.assessment.completed",
+            "2026-02-28T10:00:00+01:00",
+            json!({"person": A, "assessment_id": "a1", "recommendation": "stay_home"}),
+        ),
+        (
+            "1280",
+            "se.sgd.decision.score.raised",
+            "2026-02-28T10:00:00+01:00",
+            json!({"person": A, "assessment_id": "a1", "scale": "news2", "score": 5, "band": "medium"}),
+        ),
+        (
+            "1280",
+            "se.sgd.decision.score.raised",
+            "2026-03-10T10:00:00+01:00",
+            json!({"person": B, "assessment_id": "a2", "scale": "news2", "score": 8, "band": "high"}),
+        ),
+        // Deviations: d1 answered in 3 days, d2 never
+        (
+            "1283",
+            "se.sgd.deviation.case.logged",
+            t,
+            json!({"deviation_id": "d1", "concerned_principals": ["12"], "category": "handover", "actuality": "actual", "probability": 1, "consequence": 1}),
+        ),
+        (
+            "12",
+            "se.sgd.deviation.case.answered",
+            "2026-03-04T09:00:00+01:00",
+            json!({"deviation_id": "d1", "answered_by": "12"}),
+        ),
+        (
+            "1283",
+            "se.sgd.deviation.case.logged",
+            t,
+            json!({"deviation_id": "d2", "concerned_principals": ["12"], "category": "handover", "actuality": "actual", "probability": 1, "consequence": 1}),
+        ),
+        // Video: m1 strongly identified, m2 not
+        (
+            "1290",
+            "se.sgd.video.meeting.booked",
+            t,
+            json!({"meeting_id": "m1", "purpose": "sip", "principals": ["1290", "12"]}),
+        ),
+        ("1290", "se.sgd.video.participant.admitted", t, json!({"meeting_id": "m1", "method": "siths"})),
+        ("1290", "se.sgd.video.participant.admitted", t, json!({"meeting_id": "m1", "method": "bankid"})),
+        ("1290", "se.sgd.video.meeting.held", t, json!({"meeting_id": "m1", "duration_s": 1200, "participants": 2})),
+        (
+            "1290",
+            "se.sgd.video.meeting.booked",
+            t,
+            json!({"meeting_id": "m2", "purpose": "consultation", "principals": ["1290"]}),
+        ),
+        ("1290", "se.sgd.video.participant.admitted", t, json!({"meeting_id": "m2", "method": "none"})),
+        ("1290", "se.sgd.video.meeting.held", t, json!({"meeting_id": "m2", "duration_s": 600, "participants": 1})),
+    ];
+    items.into_iter().enumerate().map(|(n, (p, ty, time, data))| ce(n, p, ty, time, data)).collect()
+}
+
+async fn publish(js: &async_nats::jetstream::Context, subject: &str, event: &Value) -> Result<()> {
+    let mut headers = async_nats::HeaderMap::new();
+    let msg_id = format!("{}/{}", event["source"].as_str().unwrap(), event["id"].as_str().unwrap());
+    headers.insert("Nats-Msg-Id", msg_id.as_str());
+    js.publish_with_headers(subject.to_string(), headers, serde_json::to_vec(event)?.into())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn goals_follow_up_and_timeline_match_a_hand_computed_scenario() -> Result<()> {
+    let nats = TestNats::start().await?;
+    let hub = InProcessHub::start(&nats.url(), |_| {}).await?;
+    let js = nats.jetstream().await?;
+    let events = scenario();
+    for (subject, event) in &events {
+        publish(&js, subject, event).await?;
+    }
+    let analyst = hub.api(Role::Analyst, None)?;
+    wait_until(Duration::from_secs(20), || async { Ok(analyst.usage_total("").await? == events.len() as u64) }).await?;
+
+    let goals = analyst.get_json("/api/v1/goals?as_of=2026-06-30").await?;
+    let got = |id: &str| {
+        let g = goals["goals"].as_array().unwrap().iter().find(|g| g["id"] == id).unwrap_or_else(|| panic!("{id}"));
+        (g["numerator"].as_u64().unwrap(), g["denominator"].as_u64().unwrap())
+    };
+    assert_eq!(got("npo.both_roles"), (1, 34), "{goals}"); // 1280 (12 lost its consumer)
+    assert_eq!(got("npo.minimum_sets"), (2, 34)); // 1280, 12
+    assert_eq!(got("sdk.access"), (2, 34));
+    assert_eq!(got("plans.connected"), (2, 34)); // 12 and 1280 (sip.held)
+    assert_eq!(got("plans.admission_notice_24h"), (1, 2));
+    assert_eq!(got("plans.sip_before_discharge"), (1, 2));
+    assert_eq!(got("decision.digital"), (1, 34));
+    assert_eq!(got("decision.warnings_followed_up"), (1, 2));
+    assert_eq!(got("deviation.answered_in_time"), (1, 2));
+    assert_eq!(got("video.adoption"), (1, 34));
+    assert_eq!(got("video.strong_identification"), (1, 2));
+    // before 12 deactivated its consumer, it had both roles
+    let march = analyst.get_json("/api/v1/goals?as_of=2026-03-15").await?;
+    let both = march["goals"].as_array().unwrap().iter().find(|g| g["id"] == "npo.both_roles").unwrap().clone();
+    assert_eq!(both["numerator"], 2);
+
+    let open = analyst.get_json("/api/v1/followup/open?as_of=2026-06-30").await?;
+    let cases: Vec<String> = open["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c["rule"].as_str().unwrap(),
+                c["principal"].as_str().unwrap(),
+                c["case_id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "late_notice 12 p2",
+        "svu_without_sip 12 p2",
+        "open_warning 1280 a2",
+        "overdue_deviation 1283 d2",
+        "not_strongly_identified 1290 m2",
+    ] {
+        assert!(cases.contains(&expected.to_string()), "{expected} missing from {cases:?}");
+    }
+    assert_eq!(cases.len(), 5, "{cases:?}");
+    let summary = analyst.get_json("/api/v1/followup/summary?as_of=2026-06-30").await?;
+    let malmo = summary["principals"].as_array().unwrap().iter().find(|p| p["principal"] == "1280").unwrap().clone();
+    assert_eq!(malmo["cases"]["open_warning"], 1);
+    assert_eq!(malmo["discharge_episodes"], 0); // p1 has no ready-for-discharge date
+    let adoption = analyst.get_json("/api/v1/adoption").await?;
+    let p1280 = adoption["principals"].as_array().unwrap().iter().find(|p| p["principal"] == "1280").unwrap().clone();
+    assert_eq!(p1280["name"], "Malmö");
+    assert_eq!(p1280["areas"]["npo"]["units"], json!(["SE2120001124-C", "SE2120001124-P"]));
+    assert_eq!(p1280["areas"]["npo"]["events"], 2);
+
+    // A person's timeline: coordinators only, with a consent, every read audited.
+    let coordinator = hub.api(Role::Coordinator, Some("1280"))?;
+    let path = format!("/api/v1/persons/{A}/timeline");
+    let refused = coordinator.get(&path).await?;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.json::<Value>().await?["error"], "no_consent");
+    assert_eq!(analyst.get(&path).await?.status(), 403);
+    let (subject, consent) = ce(
+        900,
+        "1280",
+        "se.sgd.npo.consent.given",
+        "2026-03-01T08:00:00+01:00",
+        json!({"person": A, "consumer_unit": "SE2120001124-C", "scope": "care_documentation"}),
+    );
+    publish(&js, &subject, &consent).await?;
+    wait_until(Duration::from_secs(20), || async { Ok(coordinator.get(&path).await?.status() == 200) }).await?;
+    let timeline = coordinator.get_json(&path).await?;
+    let types: Vec<&str> =
+        timeline["entries"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "se.sgd.decision.assessment.completed",
+            "se.sgd.decision.score.raised",
+            "se.sgd.npo.consent.given",
+            "se.sgd.plans.plan.created",
+            "se.sgd.plans.admission.notified",
+            "se.sgd.plans.sip.held",
+            "se.sgd.plans.patient.discharged",
+        ],
+        "{timeline}"
+    );
+    assert_eq!(coordinator.get("/api/v1/persons/19121212-1212/timeline").await?.status(), 400);
+
+    let operator = hub.api(Role::Operator, None)?;
+    let audit = operator.get_json("/api/v1/audit?limit=100").await?;
+    let items = audit["items"].as_array().unwrap();
+    let outcomes: Vec<(&str, &str)> =
+        items.iter().map(|i| (i["role"].as_str().unwrap(), i["outcome"].as_str().unwrap())).collect();
+    assert!(outcomes.contains(&("coordinator", "allowed")), "{audit}");
+    assert!(outcomes.contains(&("coordinator", "refused")), "{audit}");
+    assert!(outcomes.contains(&("analyst", "refused")), "{audit}");
+    assert!(items.iter().all(|i| i["person"] == A));
+    assert_eq!(analyst.get("/api/v1/audit").await?.status(), 403);
+    // the audit stream refuses deletes
+    let stream = js.get_stream("SGD_AUDIT").await?;
+    assert!(stream.delete_message(1).await.is_err(), "an audit record could be deleted");
+    hub.stop().await
+}
