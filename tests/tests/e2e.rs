@@ -545,3 +545,6 @@ mod integrators_doc;
 
 #[path = "e2e/demo.rs"]
 mod demo;
+
+#[path = "e2e/read_model.rs"]
+mod read_model;
