@@ -15,6 +15,7 @@
 //! - [`nats_server`]: runs a real `nats-server` (the demo's embedded default, the tests' harness).
 //! - [`demo`]: `hub demo`: a sample of every event type for several principals.
 //! - [`offline`]: `hub validate FILE…`.
+//! - [`privacy`]: small-count suppression in statistics about persons.
 //! - [`cli`]: the `hub` command line.
 #![deny(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod demo;
 pub mod metrics;
 pub mod nats_server;
 pub mod offline;
+pub mod privacy;
 pub mod projections;
 pub mod projector;
 pub mod read_model;

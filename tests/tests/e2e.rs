@@ -85,7 +85,8 @@ mod nats_ingest {
     #[tokio::test]
     async fn usage_buckets_filters_and_csv() -> Result<()> {
         let nats = TestNats::start().await?;
-        let hub = InProcessHub::start(&nats.url(), |_| {}).await?;
+        // exact small counts: suppression is tested in the read_model module
+        let hub = InProcessHub::start(&nats.url(), |c| c.privacy_threshold = 0).await?;
         let js = nats.jetstream().await?;
         let base: Value = serde_json::from_slice(&std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -545,6 +546,7 @@ mod integrators_doc;
 
 #[path = "e2e/demo.rs"]
 mod demo;
+
 
 #[path = "e2e/read_model.rs"]
 mod read_model;

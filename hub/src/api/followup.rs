@@ -42,7 +42,8 @@ pub async fn summary_handler(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let moment = as_of::parse(query.as_of.as_deref())?;
     let views = state.views.read().await;
-    let principals = summary(&views, moment, &state.settings.followup);
+    let mut principals = summary(&views, moment, &state.settings.followup);
+    suppress_summary(&mut principals, state.settings.privacy_threshold);
     Ok(Json(SummaryAnswer { as_of: moment.to_rfc3339(), limits: state.settings.followup.clone(), principals }))
 }
 
@@ -95,4 +96,29 @@ pub async fn open_handler(
         .filter(|c| query.principal.as_deref().is_none_or(|p| p == c.principal))
         .collect();
     Ok(Json(OpenAnswer { as_of: moment.to_rfc3339(), total: cases.len(), cases }))
+}
+
+/// Suppresses small counts in the summary: each rule's column across principals is one published
+/// total (the open cases), and a principal's discharge figures rest on its episodes.
+pub fn suppress_summary(principals: &mut [PrincipalFollowup], threshold: u64) {
+    for rule in RULES {
+        let cells: Vec<(u64, bool)> =
+            principals.iter().map(|p| (p.cases.get(rule).copied().flatten().unwrap_or(0), true)).collect();
+        for (p, hide) in principals.iter_mut().zip(crate::privacy::suppress(&cells, threshold)) {
+            if hide {
+                p.cases.insert(rule, None);
+                p.suppressed = true;
+            }
+        }
+    }
+    let episodes: Vec<(u64, bool)> = principals.iter().map(|p| (p.discharge_episodes.unwrap_or(0), true)).collect();
+    for (p, hide) in principals.iter_mut().zip(crate::privacy::suppress(&episodes, threshold)) {
+        if hide {
+            p.discharge_episodes = None;
+            p.ready_days_mean = None;
+            p.ready_day0_share = None;
+            p.days_beyond_threshold = None;
+            p.suppressed = true;
+        }
+    }
 }

@@ -26,7 +26,45 @@ pub struct GoalsAnswer {
     /// The moment the goals are computed for.
     pub as_of: String,
     /// Every goal.
-    pub goals: Vec<Goal>,
+    pub goals: Vec<PublishedGoal>,
+}
+
+/// A goal as published: small counts about persons suppressed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublishedGoal {
+    /// Stable id.
+    pub id: &'static str,
+    /// The area.
+    pub area: &'static str,
+    /// What it measures.
+    pub title: &'static str,
+    /// How many meet it (`null` when suppressed).
+    pub numerator: Option<u64>,
+    /// Out of how many (`null` when suppressed).
+    pub denominator: Option<u64>,
+    /// The share (`null` when suppressed or nothing is due).
+    pub value: Option<f64>,
+    /// The target.
+    pub target: f64,
+    /// Present and true when counts were suppressed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
+}
+
+/// Suppresses a goal's counts about persons when it or its complement is below `threshold`.
+pub fn publish(goal: Goal, threshold: u64) -> PublishedGoal {
+    let hide = goal.about_persons && crate::privacy::hide_share(goal.numerator, goal.denominator, threshold);
+    let small_denominator = goal.about_persons && goal.denominator > 0 && goal.denominator < threshold;
+    PublishedGoal {
+        id: goal.id,
+        area: goal.area,
+        title: goal.title,
+        numerator: (!hide).then_some(goal.numerator),
+        denominator: (!small_denominator).then_some(goal.denominator),
+        value: if hide { None } else { goal.value },
+        target: goal.target,
+        suppressed: hide || small_denominator,
+    }
 }
 
 /// Which principals published each type up to `day`, from the usage counters.
@@ -53,6 +91,39 @@ pub async fn list(
     let moment = as_of::parse(query.as_of.as_deref())?;
     let publishers = publishers_until(&state, as_of::swedish_day(moment)).await?;
     let views = state.views.read().await;
-    let goals = goals(&views, &publishers, moment, &state.settings.goals, &state.settings.followup);
+    let threshold = state.settings.privacy_threshold;
+    let goals = goals(&views, &publishers, moment, &state.settings.goals, &state.settings.followup)
+        .into_iter()
+        .map(|g| publish(g, threshold))
+        .collect();
     Ok(Json(GoalsAnswer { as_of: moment.to_rfc3339(), goals }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn goal(numerator: u64, denominator: u64, about_persons: bool) -> Goal {
+        Goal {
+            id: "x",
+            area: "plans",
+            title: "x",
+            numerator,
+            denominator,
+            value: Some(numerator as f64 / denominator as f64),
+            target: 1.0,
+            about_persons,
+        }
+    }
+
+    #[test]
+    fn small_shares_about_persons_are_suppressed() {
+        assert_eq!(publish(goal(3, 20, true), 5).numerator, None);
+        assert_eq!(publish(goal(17, 20, true), 5).value, None); // its complement is 3
+        assert!(publish(goal(2, 3, true), 5).denominator.is_none());
+        let shown = publish(goal(10, 20, true), 5);
+        assert_eq!((shown.numerator, shown.denominator, shown.suppressed), (Some(10), Some(20), false));
+        // principals are not persons
+        assert_eq!(publish(goal(1, 34, false), 5).numerator, Some(1));
+    }
 }

@@ -48,14 +48,18 @@ pub struct UsageRow {
     pub event_type: String,
     /// The principal code.
     pub principal: String,
-    /// How many events.
-    pub count: u64,
+    /// How many events (`null` when suppressed).
+    pub count: Option<u64>,
+    /// Present and true when the count is suppressed (a small count about persons, or the cell
+    /// that would let one be computed back from the total).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
 }
 
 /// The JSON answer.
 #[derive(Debug, Serialize)]
 pub struct UsageAnswer {
-    /// Sum of `count` over the rows.
+    /// Sum of the counts over the rows, suppressed ones included.
     pub total: u64,
     /// The rows, by bucket, area, type, principal.
     pub rows: Vec<UsageRow>,
@@ -112,18 +116,32 @@ pub async fn usage(
         let bucket = if by_month { cell.day.format("%Y-%m").to_string() } else { cell.day.to_string() };
         *rows.entry((bucket, area.to_string(), cell.event_type, cell.principal)).or_default() += cell.count;
     }
+    let total = rows.values().sum();
+    let cells: Vec<(u64, bool)> = rows
+        .iter()
+        .map(|((_, _, event_type, _), count)| (*count, crate::privacy::is_person_level(event_type)))
+        .collect();
+    let hidden = crate::privacy::suppress(&cells, state.settings.privacy_threshold);
     let rows: Vec<UsageRow> = rows
         .into_iter()
-        .map(|((bucket, area, event_type, principal), count)| UsageRow { bucket, area, event_type, principal, count })
+        .zip(hidden)
+        .map(|(((bucket, area, event_type, principal), count), hide)| UsageRow {
+            bucket,
+            area,
+            event_type,
+            principal,
+            count: (!hide).then_some(count),
+            suppressed: hide,
+        })
         .collect();
-    let total = rows.iter().map(|r| r.count).sum();
     if csv {
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer
             .write_record(["bucket", "area", "type", "principal", "count"])
             .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let below = format!("<{}", state.settings.privacy_threshold);
         for row in &rows {
-            let count = row.count.to_string();
+            let count = row.count.map(|c| c.to_string()).unwrap_or_else(|| below.clone());
             writer
                 .write_record([&row.bucket, &row.area, &row.event_type, &row.principal, &count])
                 .map_err(|e| ApiError::unavailable(e.to_string()))?;

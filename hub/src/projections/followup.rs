@@ -158,16 +158,19 @@ pub struct PrincipalFollowup {
     pub principal: String,
     /// Its name.
     pub name: String,
-    /// Open or flagged cases per rule.
-    pub cases: BTreeMap<&'static str, u64>,
+    /// Open or flagged cases per rule (`null` when suppressed).
+    pub cases: BTreeMap<&'static str, Option<u64>>,
     /// Discharged episodes with a ready-for-discharge date (utskrivningsklar).
-    pub discharge_episodes: u64,
+    pub discharge_episodes: Option<u64>,
     /// SKR: mean days as ready for discharge over episodes of at least one day.
     pub ready_days_mean: Option<f64>,
     /// Share of episodes discharged the day they were ready (day 0).
     pub ready_day0_share: Option<f64>,
     /// Days beyond the payment threshold, summed over episodes.
-    pub days_beyond_threshold: u64,
+    pub days_beyond_threshold: Option<u64>,
+    /// Present and true when small counts were suppressed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
 }
 
 /// The follow-up summary of every principal as of `as_of`.
@@ -175,16 +178,23 @@ pub fn summary(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -
     let mut by_principal: BTreeMap<String, PrincipalFollowup> = sgd_schemas::principals::all()
         .iter()
         .map(|p| {
-            let cases = RULES.iter().map(|r| (*r, 0)).collect();
+            let cases = RULES.iter().map(|r| (*r, Some(0))).collect();
             (
                 p.code.to_string(),
-                PrincipalFollowup { principal: p.code.into(), name: p.name.into(), cases, ..Default::default() },
+                PrincipalFollowup {
+                    principal: p.code.into(),
+                    name: p.name.into(),
+                    cases,
+                    discharge_episodes: Some(0),
+                    days_beyond_threshold: Some(0),
+                    ..Default::default()
+                },
             )
         })
         .collect();
     for case in open_cases(views, as_of, limits) {
         if let Some(entry) = by_principal.get_mut(&case.principal) {
-            *entry.cases.entry(case.rule).or_default() += 1;
+            *entry.cases.entry(case.rule).or_default().get_or_insert(0) += 1;
         }
     }
     let mut episodes: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -199,13 +209,13 @@ pub fn summary(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -
     for (principal, days) in episodes {
         let Some(entry) = by_principal.get_mut(&principal) else { continue };
         let at_least_one: Vec<i64> = days.iter().copied().filter(|d| *d >= 1).collect();
-        entry.discharge_episodes = days.len() as u64;
+        entry.discharge_episodes = Some(days.len() as u64);
         entry.ready_days_mean =
             (!at_least_one.is_empty()).then(|| at_least_one.iter().sum::<i64>() as f64 / at_least_one.len() as f64);
         entry.ready_day0_share =
             (!days.is_empty()).then(|| days.iter().filter(|d| **d == 0).count() as f64 / days.len() as f64);
         entry.days_beyond_threshold =
-            days.iter().map(|d| (d - limits.payment_threshold_days).max(0)).sum::<i64>() as u64;
+            Some(days.iter().map(|d| (d - limits.payment_threshold_days).max(0)).sum::<i64>() as u64);
     }
     by_principal.into_values().collect()
 }
@@ -299,11 +309,11 @@ mod tests {
         let views = given(&events);
         let summary = summary(&views, at("2026-04-01T00:00:00Z"), &FollowupLimits::default());
         let malmo = summary.iter().find(|p| p.principal == "1280").unwrap();
-        assert_eq!(malmo.discharge_episodes, 3);
+        assert_eq!(malmo.discharge_episodes, Some(3));
         assert_eq!(malmo.ready_days_mean, Some(3.0)); // (1 + 5) / 2: day-0 episodes apart
         assert_eq!(malmo.ready_day0_share, Some(1.0 / 3.0));
-        assert_eq!(malmo.days_beyond_threshold, 2); // 5 − 3
-        assert_eq!(malmo.cases["ready_days_over_threshold"], 1);
+        assert_eq!(malmo.days_beyond_threshold, Some(2)); // 5 − 3
+        assert_eq!(malmo.cases["ready_days_over_threshold"], Some(1));
         // none had a SIP: each SVU plan is flagged, for its creator
         assert_eq!(cases(&views, "2026-04-01T00:00:00Z", "svu_without_sip").len(), 3);
     }

@@ -48,6 +48,9 @@ pub struct Goal {
     pub value: Option<f64>,
     /// The target value.
     pub target: f64,
+    /// Whether it counts cases about persons (then small counts are suppressed when published).
+    #[serde(skip)]
+    pub about_persons: bool,
 }
 
 /// Which principals have published at least one event of each type (up to the as-of day), from
@@ -166,6 +169,8 @@ pub fn goals(
         denominator,
         value: (denominator > 0).then(|| numerator as f64 / denominator as f64),
         target: settings.targets.get(id).copied().unwrap_or(1.0),
+        // Principal goals count principals; the others count cases about persons.
+        about_persons: area_goal_counts_cases(id),
     };
     vec![
         goal(
@@ -234,6 +239,17 @@ pub fn goals(
             held,
         ),
     ]
+}
+
+fn area_goal_counts_cases(id: &str) -> bool {
+    matches!(
+        id,
+        "plans.admission_notice_24h"
+            | "plans.sip_before_discharge"
+            | "decision.warnings_followed_up"
+            | "deviation.answered_in_time"
+            | "video.strong_identification"
+    )
 }
 
 /// Every Mina Planer event type.

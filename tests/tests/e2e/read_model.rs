@@ -177,7 +177,8 @@ async fn publish(js: &async_nats::jetstream::Context, subject: &str, event: &Val
 #[tokio::test]
 async fn goals_follow_up_and_timeline_match_a_hand_computed_scenario() -> Result<()> {
     let nats = TestNats::start().await?;
-    let hub = InProcessHub::start(&nats.url(), |_| {}).await?;
+    // Exact numbers: small-count suppression off here (tested on its own below).
+    let hub = InProcessHub::start(&nats.url(), |c| c.privacy_threshold = 0).await?;
     let js = nats.jetstream().await?;
     let events = scenario();
     for (subject, event) in &events {
@@ -288,5 +289,39 @@ async fn goals_follow_up_and_timeline_match_a_hand_computed_scenario() -> Result
     // the audit stream refuses deletes
     let stream = js.get_stream("SGD_AUDIT").await?;
     assert!(stream.delete_message(1).await.is_err(), "an audit record could be deleted");
+    hub.stop().await
+}
+
+#[tokio::test]
+async fn small_counts_about_persons_are_suppressed_with_the_cell_that_would_reveal_them() -> Result<()> {
+    let nats = TestNats::start().await?;
+    let hub = InProcessHub::start(&nats.url(), |_| {}).await?; // default threshold: 5
+    let js = nats.jetstream().await?;
+    let t = "2026-03-02T09:00:00+01:00";
+    let mut events = Vec::new();
+    for i in 0..3 {
+        events.push(("1280", "se.sgd.plans.plan.closed", json!({"plan_id": format!("p{i}")})));
+    }
+    for i in 0..8 {
+        events.push(("1281", "se.sgd.npo.role.activated", json!({"unit": format!("SE2120001173-U{i}"), "role": "consumer"})));
+    }
+    for i in 0..20 {
+        events.push(("1283", "se.sgd.npo.role.activated", json!({"unit": format!("SE2120001283-U{i}"), "role": "consumer"})));
+    }
+    for (n, (principal, event_type, data)) in events.iter().enumerate() {
+        let (subject, event) = ce(n, principal, event_type, t, data.clone());
+        publish(&js, &subject, &event).await?;
+    }
+    let analyst = hub.api(Role::Analyst, None)?;
+    wait_until(Duration::from_secs(20), || async { Ok(analyst.usage_total("").await? == 31) }).await?;
+    let usage = analyst.get_json("/api/v1/usage").await?;
+    let row = |principal: &str| usage["rows"].as_array().unwrap().iter().find(|r| r["principal"] == principal).unwrap().clone();
+    assert_eq!(row("1280")["count"], Value::Null, "{usage}"); // 3 plans: about persons, below 5
+    assert_eq!(row("1280")["suppressed"], true);
+    assert_eq!(row("1281")["count"], Value::Null, "{usage}"); // 8 roles: would reveal the 3 from the total
+    assert_eq!(row("1283")["count"], 20);
+    assert_eq!(usage["total"], 31);
+    let csv = analyst.get("/api/v1/usage?format=csv").await?.text().await?;
+    assert!(csv.contains(",1280,<5"), "{csv}");
     hub.stop().await
 }
