@@ -27,7 +27,7 @@ use tokio::sync::{watch, RwLock};
 use crate::{
     metrics::{Metrics, TypeLabels},
     projections::{
-        person_of, timeline_entry,
+        person_of,
         usage::{UsageDelta, UsageKey},
         DomainViews, ProjectedEvent,
     },
@@ -227,9 +227,7 @@ async fn project_batch(
         delta.apply(&projected_event);
         views.apply(&projected_event);
         if let Some(person) = person_of(&projected_event, &views.plans) {
-            let entry = timeline_entry(&projected_event);
-            let key = ReadModel::timeline_key(&person, &entry, sequence);
-            records.push((key, serde_json::to_vec(&entry).unwrap_or_default()));
+            records.push((ReadModel::timeline_key(&person, envelope.time, sequence), Vec::new()));
         }
         *projected.entry((envelope.area().to_string(), envelope.event_type.clone())).or_default() += 1;
     }

@@ -9,13 +9,14 @@
 //!   faster rebuilds and an 11× smaller store, see `../shared/ARCHITECTURE.md`).
 //! - `usage/<YYYY-MM-DD>/<principal>/<type>` → count (u64, big-endian).
 //! - `v/<view>/<table>/<key>` → a view record (JSON), see [`crate::projections::DomainViews`].
-//! - `t/<person>/<time>/<log sequence>` → one entry of a person's timeline (JSON).
+//! - `t/<person (32 bytes)><time (8)><log sequence (8)>` → nothing: a reference into the log for a
+//!   person's timeline.
 
 use std::{collections::HashSet, path::Path};
 
 use chrono::NaiveDate;
 
-use crate::projections::{usage::UsageKey, DomainViews, TimelineEntry};
+use crate::projections::{usage::UsageKey, DomainViews};
 
 /// The layout version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 2;
@@ -24,6 +25,11 @@ const CHECKPOINT: &[u8] = b"meta/checkpoint";
 const FORMAT: &[u8] = b"meta/format";
 const IDS: &[u8] = b"ids/";
 const USAGE: &str = "usage/";
+
+/// A pseudonym (64 hex) as 32 bytes; anything else as its own bytes (never the case after validation).
+fn person_key(person: &str) -> Vec<u8> {
+    hex::decode(person).unwrap_or_else(|_| person.as_bytes().to_vec())
+}
 const VIEWS: &[u8] = b"v/";
 const TIMELINE: &str = "t/";
 
@@ -83,7 +89,8 @@ impl ReadModel {
     pub fn open(dir: &Path) -> Result<Self, ReadModelError> {
         let path = dir.display().to_string();
         let storage = |source| ReadModelError::Storage { path: path.clone(), source };
-        let db = sled::Config::new().path(dir).cache_capacity(64 * 1024 * 1024).open().map_err(storage)?;
+        // The views live in memory; sled's cache serves usage scans and timelines.
+        let db = sled::Config::new().path(dir).cache_capacity(32 * 1024 * 1024).open().map_err(storage)?;
         match db.get(FORMAT).map_err(storage)? {
             None => {
                 db.insert(FORMAT, &FORMAT_VERSION.to_be_bytes()).map_err(storage)?;
@@ -186,24 +193,31 @@ impl ReadModel {
         Ok(views)
     }
 
-    /// The storage key of a timeline entry: ordered by time within the person, then by log
-    /// sequence (so a rebuild gives the same order).
-    pub fn timeline_key(person: &str, entry: &TimelineEntry, sequence: u64) -> Vec<u8> {
-        let nanos = entry.time.timestamp_nanos_opt().unwrap_or_default();
-        // Shifted so that times before 1970 still sort correctly as text.
-        let sortable = (i128::from(nanos) + (1i128 << 63)) as u64;
-        format!("{TIMELINE}{person}/{sortable:016x}/{sequence:016x}").into_bytes()
+    /// The storage key of a timeline reference: `t/` + the pseudonym's 32 bytes + the event time
+    /// (sortable nanoseconds) + its log sequence, all big-endian; the value is empty. The entries
+    /// themselves are read from the log, the source of truth, so the read model keeps ~50 bytes
+    /// per person-level event rather than a copy.
+    pub fn timeline_key(person: &str, time: sgd_schemas::events::Timestamp, sequence: u64) -> Vec<u8> {
+        let mut key = TIMELINE.as_bytes().to_vec();
+        key.extend_from_slice(&person_key(person));
+        let nanos = time.timestamp_nanos_opt().unwrap_or_default();
+        // Shifted so that times before 1970 still sort correctly as unsigned bytes.
+        key.extend_from_slice(&((i128::from(nanos) + (1i128 << 63)) as u64).to_be_bytes());
+        key.extend_from_slice(&sequence.to_be_bytes());
+        key
     }
 
-    /// A person's timeline, oldest first.
-    pub fn timeline(&self, person: &str) -> Result<Vec<TimelineEntry>, ReadModelError> {
-        let prefix = format!("{TIMELINE}{person}/");
-        let mut entries = Vec::new();
-        for item in self.db.scan_prefix(prefix.as_bytes()) {
-            let (key, value) = item.map_err(|e| self.storage(e))?;
-            entries.push(serde_json::from_slice(&value).map_err(|_| self.corrupt(&key))?);
+    /// The log sequences of a person's events, oldest first.
+    pub fn timeline_sequences(&self, person: &str) -> Result<Vec<u64>, ReadModelError> {
+        let mut prefix = TIMELINE.as_bytes().to_vec();
+        prefix.extend_from_slice(&person_key(person));
+        let mut sequences = Vec::new();
+        for item in self.db.scan_prefix(&prefix) {
+            let (key, _) = item.map_err(|e| self.storage(e))?;
+            let tail: [u8; 8] = key[key.len().saturating_sub(8)..].try_into().map_err(|_| self.corrupt(&key))?;
+            sequences.push(u64::from_be_bytes(tail));
         }
-        Ok(entries)
+        Ok(sequences)
     }
 
     /// Commits one projected batch atomically: new usage totals, changed view records and timeline

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{auth::Caller, ApiError, ApiState};
-use crate::{projections::TimelineEntry, tokens::Role};
+use crate::{projections::TimelineEntry, streams, tokens::Role};
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,12 +79,7 @@ pub async fn timeline(
             "no unrevoked, unexpired NPÖ consent exists for this person".into(),
         ))
     } else {
-        let model = state.model.clone();
-        let who = person.clone();
-        tokio::task::spawn_blocking(move || model.timeline(&who))
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?
-            .map_err(ApiError::from)
+        read_timeline(&state, &person).await
     };
     match &decision {
         Ok(entries) => {
@@ -107,4 +102,24 @@ pub async fn audit(state: &ApiState, record: &AuditRecord) -> Result<(), ApiErro
     };
     state.js.publish(subject, body.into()).await.map_err(|e| unavailable(&e))?.await.map_err(|e| unavailable(&e))?;
     Ok(())
+}
+
+/// The person's events, read from the log by the sequences the read model keeps.
+async fn read_timeline(state: &ApiState, person: &str) -> Result<Vec<TimelineEntry>, ApiError> {
+    let model = state.model.clone();
+    let who = person.to_string();
+    let sequences = tokio::task::spawn_blocking(move || model.timeline_sequences(&who))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))??;
+    let stream = state.js.get_stream(streams::EVENTS).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let mut entries = Vec::with_capacity(sequences.len());
+    for sequence in sequences {
+        let message = stream.get_raw_message(sequence).await.map_err(|e| {
+            ApiError::unavailable(format!("event {sequence} of the timeline could not be read from the log: {e}"))
+        })?;
+        let envelope: sgd_schemas::Envelope = serde_json::from_slice(&message.payload)
+            .map_err(|e| ApiError::unavailable(format!("event {sequence} in the log is unreadable: {e}")))?;
+        entries.push(TimelineEntry::of(&envelope));
+    }
+    Ok(entries)
 }

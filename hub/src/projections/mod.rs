@@ -176,14 +176,16 @@ pub fn person_of(event: &ProjectedEvent<'_>, plans: &plans::PlansView) -> Option
     plans.plans.get(plan_id).and_then(|plan| plan.person.clone())
 }
 
-/// The timeline entry of an event about a person.
-pub fn timeline_entry(event: &ProjectedEvent<'_>) -> TimelineEntry {
-    TimelineEntry {
-        time: event.envelope.time,
-        event_type: event.envelope.event_type.clone(),
-        area: event.envelope.area().to_string(),
-        principal: event.envelope.principal.clone(),
-        subject: event.envelope.subject.clone(),
-        id: event.envelope.id.clone(),
+impl TimelineEntry {
+    /// The timeline entry of an event.
+    pub fn of(envelope: &Envelope) -> Self {
+        Self {
+            time: envelope.time,
+            event_type: envelope.event_type.clone(),
+            area: envelope.area().to_string(),
+            principal: envelope.principal.clone(),
+            subject: envelope.subject.clone(),
+            id: envelope.id.clone(),
+        }
     }
 }

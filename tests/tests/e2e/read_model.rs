@@ -289,6 +289,21 @@ async fn goals_follow_up_and_timeline_match_a_hand_computed_scenario() -> Result
     // the audit stream refuses deletes
     let stream = js.get_stream("SGD_AUDIT").await?;
     assert!(stream.delete_message(1).await.is_err(), "an audit record could be deleted");
+
+    // A second hub with an empty read model replays the log and gives the same answers.
+    let rebuilt = InProcessHub::start(&nats.url(), |c| c.privacy_threshold = 0).await?;
+    let again = rebuilt.api(Role::Analyst, None)?;
+    let expected = analyst.usage_total("").await?;
+    wait_until(Duration::from_secs(20), || async { Ok(again.usage_total("").await? == expected) }).await?;
+    for path in [
+        "/api/v1/goals?as_of=2026-06-30",
+        "/api/v1/followup/summary?as_of=2026-06-30",
+        "/api/v1/followup/open?as_of=2026-06-30",
+        "/api/v1/usage?bucket=month",
+    ] {
+        assert_eq!(again.get_json(path).await?, analyst.get_json(path).await?, "{path} differs after a rebuild");
+    }
+    rebuilt.stop().await?;
     hub.stop().await
 }
 
