@@ -9,7 +9,7 @@ use sgd_schemas::{Problem, Rejection};
 pub const REASON_HEADER: &str = "Sgd-Reason";
 
 /// One refused event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The most severe reason: `pii`, `too_large`, `malformed`, `unknown_type`,
     /// `unknown_version`, `principal_mismatch`, `area_mismatch`, `envelope` or `schema`.
@@ -34,7 +34,7 @@ pub struct DeadLetter {
 }
 
 /// A problem as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProblemRecord {
     /// Reason code.
     pub reason: String,

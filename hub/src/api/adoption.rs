@@ -17,7 +17,8 @@ use super::{auth::Caller, ApiError, ApiState};
 use crate::tokens::Role;
 
 /// Query parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AdoptionQuery {
     /// `json` (default) or `csv`.
@@ -48,6 +49,7 @@ pub struct PrincipalAdoption {
     pub areas: BTreeMap<&'static str, AreaAdoption>,
 }
 
+#[utoipa::path(get, path = "/api/v1/adoption", tag = "statistics", params(AdoptionQuery), responses((status = 200, description = "Per principal × area: events, units, first and last activity", content((Object = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad format", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
 /// The handler.
 pub async fn adoption(
     State(state): State<ApiState>,

@@ -10,7 +10,8 @@ use super::{auth::Caller, persons::AuditRecord, ApiError, ApiState};
 use crate::{streams, tokens::Role};
 
 /// Query parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// How many, newest first: 1–1000, default 50.
@@ -18,7 +19,7 @@ pub struct AuditQuery {
 }
 
 /// One item.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditItem {
     /// Sequence in `SGD_AUDIT`.
     pub seq: u64,
@@ -28,7 +29,7 @@ pub struct AuditItem {
 }
 
 /// The answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditAnswer {
     /// Records in the stream.
     pub total: u64,
@@ -36,6 +37,7 @@ pub struct AuditAnswer {
     pub items: Vec<AuditItem>,
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", tag = "operations", params(AuditQuery), responses((status = 200, description = "The newest audit records, newest first", body = AuditAnswer), (status = 400, description = "Bad limit", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
 /// The handler.
 pub async fn list(
     State(state): State<ApiState>,

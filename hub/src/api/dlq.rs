@@ -10,7 +10,8 @@ use super::{auth::Caller, ApiError, ApiState};
 use crate::{dead_letter::DeadLetter, streams, tokens::Role};
 
 /// Query parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DlqQuery {
     /// How many, newest first: 1–1000, default 50.
@@ -18,7 +19,7 @@ pub struct DlqQuery {
 }
 
 /// One item: the dead letter and its sequence in `SGD_DLQ`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DlqItem {
     /// Sequence in `SGD_DLQ`.
     pub seq: u64,
@@ -28,7 +29,7 @@ pub struct DlqItem {
 }
 
 /// The answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DlqAnswer {
     /// How many dead letters the stream holds.
     pub total: u64,
@@ -36,6 +37,7 @@ pub struct DlqAnswer {
     pub items: Vec<DlqItem>,
 }
 
+#[utoipa::path(get, path = "/api/v1/dlq", tag = "operations", params(DlqQuery), responses((status = 200, description = "The newest dead letters, newest first", body = DlqAnswer), (status = 400, description = "Bad limit", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// The handler.
 pub async fn list(
     State(state): State<ApiState>,

@@ -14,7 +14,8 @@ use crate::{
 };
 
 /// Query of the summary.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     /// A day (its end in Sweden) or an RFC 3339 moment; default now.
@@ -22,7 +23,7 @@ pub struct SummaryQuery {
 }
 
 /// The summary.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SummaryAnswer {
     /// The moment.
     pub as_of: String,
@@ -32,6 +33,7 @@ pub struct SummaryAnswer {
     pub principals: Vec<PrincipalFollowup>,
 }
 
+#[utoipa::path(get, path = "/api/v1/followup/summary", tag = "follow-up", params(SummaryQuery), responses((status = 200, description = "Follow-up figures per principal", body = SummaryAnswer), (status = 400, description = "Bad as_of", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
 /// `GET /api/v1/followup/summary`.
 pub async fn summary_handler(
     State(state): State<ApiState>,
@@ -48,7 +50,8 @@ pub async fn summary_handler(
 }
 
 /// Query of the open cases.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OpenQuery {
     /// Only this rule.
@@ -60,7 +63,7 @@ pub struct OpenQuery {
 }
 
 /// The open cases.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OpenAnswer {
     /// The moment.
     pub as_of: String,
@@ -70,6 +73,7 @@ pub struct OpenAnswer {
     pub cases: Vec<OpenCase>,
 }
 
+#[utoipa::path(get, path = "/api/v1/followup/open", tag = "follow-up", params(OpenQuery), responses((status = 200, description = "The open cases, by rule, principal and case id", body = OpenAnswer), (status = 400, description = "Unknown rule or principal, bad as_of", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
 /// `GET /api/v1/followup/open`.
 pub async fn open_handler(
     State(state): State<ApiState>,

@@ -13,7 +13,8 @@ use crate::{
 };
 
 /// Query parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GoalsQuery {
     /// A day (its end in Sweden) or an RFC 3339 moment; default now.
@@ -21,7 +22,7 @@ pub struct GoalsQuery {
 }
 
 /// The answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GoalsAnswer {
     /// The moment the goals are computed for.
     pub as_of: String,
@@ -30,13 +31,16 @@ pub struct GoalsAnswer {
 }
 
 /// A goal as published: small counts about persons suppressed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PublishedGoal {
     /// Stable id.
+    #[schema(value_type = String)]
     pub id: &'static str,
     /// The area.
+    #[schema(value_type = String)]
     pub area: &'static str,
     /// What it measures.
+    #[schema(value_type = String)]
     pub title: &'static str,
     /// How many meet it (`null` when suppressed).
     pub numerator: Option<u64>,
@@ -80,6 +84,7 @@ pub async fn publishers_until(state: &ApiState, day: chrono::NaiveDate) -> Resul
     Ok(publishers)
 }
 
+#[utoipa::path(get, path = "/api/v1/goals", tag = "statistics", params(GoalsQuery), responses((status = 200, description = "Each stated goal", body = GoalsAnswer), (status = 400, description = "Bad as_of", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
 /// The handler.
 pub async fn list(
     State(state): State<ApiState>,

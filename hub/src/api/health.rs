@@ -5,14 +5,16 @@ use std::sync::atomic::Ordering;
 use axum::{extract::State, http::header, http::StatusCode, response::IntoResponse, Json};
 use serde_json::json;
 
-use super::{auth::Caller, ApiError, ApiState, OPENAPI};
+use super::{auth::Caller, ApiError, ApiState};
 use crate::tokens::Role;
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "The process is up", body = Object)))]
 /// `GET /healthz`: the process is up (no token needed).
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "The projection has caught up with the log: checkpoint, last sequence, lag", body = Object), (status = 503, description = "Not caught up, or NATS unavailable", body = Object), (status = 401, description = "No token", body = super::ErrorBody)))]
 /// `GET /readyz`: 200 when the projection has caught up with the log, else 503 with the lag.
 pub async fn readyz(State(state): State<ApiState>, _caller: Caller) -> impl IntoResponse {
     let checkpoint = state.model.checkpoint().unwrap_or(0);
@@ -39,13 +41,15 @@ pub async fn readyz(State(state): State<ApiState>, _caller: Caller) -> impl Into
     (status, Json(body))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
 /// `GET /metrics`: Prometheus text (operators).
 pub async fn metrics(State(state): State<ApiState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Operator])?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()))
 }
 
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200, description = "This document", body = Object), (status = 401, description = "No token", body = super::ErrorBody)))]
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi(_caller: Caller) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi_json())
 }

@@ -21,7 +21,7 @@ use super::{auth::Caller, ApiError, ApiState};
 use crate::tokens::Role;
 
 /// The answer to an accepted request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// Ids of the events now in the log (including duplicates of earlier ones).
     pub accepted: Vec<String>,
@@ -29,6 +29,7 @@ pub struct Accepted {
     pub duplicates: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/events", tag = "ingest", request_body(description = "Structured mode (application/cloudevents+json), batch mode (application/cloudevents-batch+json, an array) or binary mode (ce-* headers, application/json data). All or nothing.", content((Object = "application/cloudevents+json"), (Vec<Object> = "application/cloudevents-batch+json"), (Object = "application/json"))), responses((status = 202, description = "Every event is in the log", body = Accepted), (status = 400, description = "Refused; nothing was published; details lists each refused event and its problems", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 413, description = "Body too large", body = super::ErrorBody), (status = 415, description = "Not a CloudEvents content type", body = super::ErrorBody), (status = 503, description = "The log is unavailable; retry with the same ids", body = super::ErrorBody)))]
 /// The handler.
 pub async fn post_events(
     State(state): State<ApiState>,

@@ -36,15 +36,70 @@ use axum::{
     extract::DefaultBodyLimit,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
     Json, Router,
 };
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{metrics::Metrics, projector::ProjectorStatus, read_model::ReadModel, tokens::TokenStore};
 
-/// The OpenAPI description served at `/api/v1/openapi.json` (also `docs/openapi.json`).
-pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+/// The OpenAPI document's frame: title, security scheme; the paths come from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "sgd-hub API",
+        description = "The HTTP API of sgd-hub, the event-sourced integration hub for the shared digital services of \
+Skåne's 34 care principals. Every route but /healthz needs `Authorization: Bearer <token>`; tokens have a role: \
+analyst (aggregates), operator (also DLQ, audit and metrics), integrator (ingest for its own principal), \
+coordinator (follow-up and, with a consent, a person's timeline; audited)."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every route with its OpenAPI description: the one list both the router and the document use.
+fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(health::openapi))
+        .routes(routes!(usage::usage))
+        .routes(routes!(goals::list))
+        .routes(routes!(adoption::adoption))
+        .routes(routes!(followup::summary_handler))
+        .routes(routes!(followup::open_handler))
+        .routes(routes!(dlq::list))
+        .routes(routes!(persons::timeline))
+        .routes(routes!(audit::list))
+        .routes(routes!(ingest::post_events))
+}
+
+/// The OpenAPI document of the whole API, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The OpenAPI document as pretty JSON (served at `/api/v1/openapi.json`; `docs/openapi.json` is a
+/// copy that a test keeps current).
+pub fn openapi_json() -> &'static str {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| openapi().to_pretty_json().unwrap_or_default())
+}
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -70,24 +125,11 @@ pub struct ApiState {
 /// The router with every route.
 pub fn router(state: ApiState) -> Router {
     let max_body = state.max_event_bytes.saturating_mul(64).max(1 << 20);
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/api/v1/openapi.json", get(health::openapi))
-        .route("/api/v1/usage", get(usage::usage))
-        .route("/api/v1/goals", get(goals::list))
-        .route("/api/v1/adoption", get(adoption::adoption))
-        .route("/api/v1/followup/summary", get(followup::summary_handler))
-        .route("/api/v1/followup/open", get(followup::open_handler))
-        .route("/api/v1/dlq", get(dlq::list))
-        .route("/api/v1/persons/{pseudonym}/timeline", get(persons::timeline))
-        .route("/api/v1/audit", get(audit::list))
-        .route("/api/v1/events", post(ingest::post_events).layer(DefaultBodyLimit::max(max_body)))
-        .with_state(state)
+    let (router, _) = routes().split_for_parts();
+    router.layer(DefaultBodyLimit::max(max_body)).with_state(state)
 }
 
-/// An error response: `{"error": code, "message": text, "problems": [...]?}`.
+/// An error response: `{"error": code, "message": text, "details": ...?}`.
 #[derive(Debug)]
 pub struct ApiError {
     /// HTTP status.
@@ -112,6 +154,18 @@ impl ApiError {
     }
 }
 
+/// The body of every error response.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `unauthorized`, `forbidden`, `no_consent`, `bad_request`, `invalid_events`,
+    /// `too_large`, `unsupported_media_type`, `unavailable`.
+    pub error: String,
+    /// For a person.
+    pub message: String,
+    /// For `invalid_events`: `[{index, id, reason, problems: [{reason, path, message}]}]`.
+    pub details: Option<serde_json::Value>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({ "error": self.code, "message": self.message });
@@ -132,22 +186,25 @@ impl From<crate::read_model::ReadModelError> for ApiError {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_openapi_document_describes_every_route() {
-        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+    fn the_openapi_document_describes_every_route_and_docs_holds_its_copy() {
+        let doc: serde_json::Value = serde_json::from_str(super::openapi_json()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        for route in [
-            "/healthz",
-            "/readyz",
-            "/metrics",
-            "/api/v1/openapi.json",
-            "/api/v1/usage",
-            "/api/v1/dlq",
-            "/api/v1/events",
-        ] {
-            assert!(paths.contains_key(route), "{route} is not in docs/openapi.json");
-        }
         let source = include_str!("mod.rs");
-        let routed = source.matches(".route(\"").count();
-        assert_eq!(routed, paths.len(), "docs/openapi.json and the router list different routes");
+        let router_source = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+        let routed = router_source.matches(".routes(routes!(").count();
+        assert_eq!(paths.len(), routed, "a route without its OpenAPI description: {:?}", paths.keys());
+        for route in ["/healthz", "/api/v1/goals", "/api/v1/events", "/api/v1/persons/{pseudonym}/timeline"] {
+            assert!(paths.contains_key(route), "{route} is not described");
+        }
+        let copy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&copy, format!("{}\n", super::openapi_json())).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&copy).unwrap_or_default();
+        assert_eq!(
+            on_disk.trim_end(),
+            super::openapi_json(),
+            "docs/openapi.json is out of date: run `UPDATE_OPENAPI=1 cargo test -p sgd-hub --lib openapi`"
+        );
     }
 }

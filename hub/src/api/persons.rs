@@ -15,7 +15,7 @@ use super::{auth::Caller, ApiError, ApiState};
 use crate::{projections::TimelineEntry, streams, tokens::Role};
 
 /// One audit record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// When the read was asked for.
     pub at: DateTime<Utc>,
@@ -36,7 +36,7 @@ pub struct AuditRecord {
 }
 
 /// The answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Timeline {
     /// The person's pseudonym.
     pub person: String,
@@ -48,6 +48,7 @@ fn is_pseudonym(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+#[utoipa::path(get, path = "/api/v1/persons/{pseudonym}/timeline", tag = "follow-up", params(("pseudonym" = String, Path, description = "The person's 64-hex pseudonym")), responses((status = 200, description = "The person's events across areas, oldest first", body = Timeline), (status = 400, description = "Not a pseudonym", body = super::ErrorBody), (status = 401, description = "No token", body = super::ErrorBody), (status = 403, description = "Not a coordinator (forbidden), or no unrevoked, unexpired consent (no_consent)", body = super::ErrorBody), (status = 503, description = "The audit log is unavailable: nothing is served unaudited", body = super::ErrorBody)))]
 /// The handler.
 pub async fn timeline(
     State(state): State<ApiState>,

@@ -16,7 +16,8 @@ use super::{auth::Caller, ApiError, ApiState};
 use crate::tokens::Role;
 
 /// Query parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Only this area.
@@ -27,8 +28,10 @@ pub struct UsageQuery {
     /// Only this principal.
     pub principal: Option<String>,
     /// First day (inclusive), `YYYY-MM-DD`.
+    #[param(value_type = Option<String>, format = Date)]
     pub from: Option<NaiveDate>,
     /// Last day (inclusive), `YYYY-MM-DD`.
+    #[param(value_type = Option<String>, format = Date)]
     pub to: Option<NaiveDate>,
     /// `day` (default) or `month`.
     pub bucket: Option<String>,
@@ -37,7 +40,7 @@ pub struct UsageQuery {
 }
 
 /// One row of the answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageRow {
     /// `YYYY-MM-DD` or `YYYY-MM`.
     pub bucket: String,
@@ -57,7 +60,7 @@ pub struct UsageRow {
 }
 
 /// The JSON answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageAnswer {
     /// Sum of the counts over the rows, suppressed ones included.
     pub total: u64,
@@ -65,6 +68,7 @@ pub struct UsageAnswer {
     pub rows: Vec<UsageRow>,
 }
 
+#[utoipa::path(get, path = "/api/v1/usage", tag = "statistics", params(UsageQuery), responses((status = 200, description = "Usage per bucket × area × type × principal (CSV with format=csv or Accept: text/csv; header bucket,area,type,principal,count)", content((UsageAnswer = "application/json"), (String = "text/csv"))), (status = 400, description = "A parameter is invalid", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
 /// The handler.
 pub async fn usage(
     State(state): State<ApiState>,

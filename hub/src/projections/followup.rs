@@ -11,7 +11,7 @@ use sgd_schemas::events::{plans::PlanKind, Timestamp};
 use super::DomainViews;
 
 /// The limits of the rules (local agreements set them), with the defaults of `EVENTS.md`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FollowupLimits {
     /// An SVU admission notice later than this after the assessed need is late. Default 24.
@@ -59,15 +59,17 @@ pub const RULES: &[&str] = &[
 ];
 
 /// One open (or flagged) case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, PartialOrd, Ord, utoipa::ToSchema)]
 pub struct OpenCase {
     /// The rule.
+    #[schema(value_type = String)]
     pub rule: &'static str,
     /// The principal it is counted for.
     pub principal: String,
     /// The case id (plan, assessment, flag, message, deviation or meeting id).
     pub case_id: String,
     /// Since when the case has been open or flagged.
+    #[schema(value_type = String, format = DateTime)]
     pub since: Timestamp,
 }
 
@@ -152,13 +154,14 @@ pub fn open_cases(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
 }
 
 /// One principal's follow-up figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default, utoipa::ToSchema)]
 pub struct PrincipalFollowup {
     /// Principal code.
     pub principal: String,
     /// Its name.
     pub name: String,
     /// Open or flagged cases per rule (`null` when suppressed).
+    #[schema(value_type = Object)]
     pub cases: BTreeMap<&'static str, Option<u64>>,
     /// Discharged episodes with a ready-for-discharge date (utskrivningsklar).
     pub discharge_episodes: Option<u64>,

@@ -134,9 +134,10 @@ impl DomainViews {
 }
 
 /// One entry of a person's cross-area timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     /// When it happened.
+    #[schema(value_type = String, format = DateTime)]
     pub time: sgd_schemas::events::Timestamp,
     /// The event type.
     #[serde(rename = "type")]
