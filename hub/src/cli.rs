@@ -42,6 +42,25 @@ pub enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write a nats-server configuration with one nkey user per principal's adapter (publish only
+    /// to sgd.in.<principal>.>) and one for the hub; anonymous clients cannot connect.
+    NatsConfig {
+        /// Directory for nats-server.conf and seeds/ (seeds are kept and reused).
+        #[arg(long)]
+        out: PathBuf,
+        /// Client listen address.
+        #[arg(long, default_value = "0.0.0.0:4222")]
+        listen: String,
+        /// JetStream storage directory.
+        #[arg(long, default_value = "/var/lib/nats-server/jetstream")]
+        store_dir: PathBuf,
+        /// Server certificate (PEM) for TLS.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// Server key (PEM) for TLS.
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+    },
 }
 
 /// Flags of `hub serve`; each overrides the environment, which overrides the config file.
@@ -53,6 +72,9 @@ pub struct ServeArgs {
     /// NATS server URL.
     #[arg(long, env = "HUB_NATS_URL")]
     pub nats_url: Option<String>,
+    /// The hub's nkey seed file (when nats-server requires authentication).
+    #[arg(long, env = "HUB_NATS_NKEY_FILE")]
+    pub nats_nkey_file: Option<PathBuf>,
     /// Data directory (read model).
     #[arg(long, env = "HUB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -82,6 +104,9 @@ impl ServeArgs {
         };
         if let Some(v) = &self.nats_url {
             config.nats_url = v.clone();
+        }
+        if let Some(v) = &self.nats_nkey_file {
+            config.nats_nkey_file = Some(v.clone());
         }
         if let Some(v) = &self.data_dir {
             config.data_dir = v.clone();
@@ -158,6 +183,22 @@ pub fn main() -> ExitCode {
                 Ok((record, secret)) => {
                     println!("added {} token {} to {}", record.role.as_str(), record.id, tokens_file.display());
                     println!("{secret}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::NatsConfig { out, listen, store_dir, tls_cert, tls_key } => {
+            let options = crate::nats_config::NatsConfigOptions { out_dir: out, listen, store_dir, tls_cert, tls_key };
+            match crate::nats_config::generate(&options) {
+                Ok(generated) => {
+                    println!("wrote {}", generated.config_file.display());
+                    println!("hub seed: {} (connect with nkey)", generated.hub_seed.display());
+                    println!(
+                        "adapter seeds: {}/adapter-<principal>.nk; adapters connect with their seed and the inbox prefix _INBOX_<principal>",
+                        options.out_dir.join("seeds").display()
+                    );
+                    println!("run: nats-server -c {}", generated.config_file.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),

@@ -43,6 +43,9 @@ pub enum LogFormat {
 pub struct HubConfig {
     /// NATS server URL (`HUB_NATS_URL`). Default `nats://127.0.0.1:4222`.
     pub nats_url: String,
+    /// File holding the hub's nkey seed, when the server requires one (`hub nats-config` writes
+    /// `seeds/hub.nk`) (`HUB_NATS_NKEY_FILE`). Default none.
+    pub nats_nkey_file: Option<PathBuf>,
     /// Directory of the read model (sled) and, for `hub demo`, its own nats-server (`HUB_DATA_DIR`).
     /// Default `./hub-data`.
     pub data_dir: PathBuf,
@@ -81,6 +84,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             nats_url: "nats://127.0.0.1:4222".into(),
+            nats_nkey_file: None,
             data_dir: PathBuf::from("hub-data"),
             http_addr: "127.0.0.1:8080".parse().expect("literal address"),
             tokens_file: None,
@@ -142,6 +146,9 @@ pub const EXAMPLE: &str = r#"# sgd-hub configuration (TOML). Every key is option
 
 # NATS server URL (HUB_NATS_URL, --nats-url).
 nats_url = "nats://127.0.0.1:4222"
+# The hub's nkey seed file when the server requires authentication (see `hub nats-config`)
+# (HUB_NATS_NKEY_FILE, --nats-nkey-file).
+# nats_nkey_file = "nats/seeds/hub.nk"
 # Read model (sled) directory and demo nats-server storage (HUB_DATA_DIR, --data-dir).
 data_dir = "hub-data"
 # HTTP API address (HUB_HTTP_ADDR, --http-addr).

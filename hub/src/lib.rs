@@ -12,6 +12,7 @@
 //! - [`api`]: the HTTP API (axum).
 //! - [`tokens`]: hashed API tokens and roles.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`nats_config`]: `hub nats-config`: per-principal nkey users for `nats-server`.
 //! - [`nats_server`]: runs a real `nats-server` (the demo's embedded default, the tests' harness).
 //! - [`demo`]: `hub demo`: a sample of every event type for several principals.
 //! - [`offline`]: `hub validate FILE…`.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod demo;
 pub mod metrics;
+pub mod nats_config;
 pub mod nats_server;
 pub mod offline;
 pub mod privacy;
@@ -92,9 +94,17 @@ pub struct RunningHub {
     tasks: JoinSet<Result<(), HubError>>,
 }
 
-/// Connects to NATS.
-pub async fn connect(url: &str) -> Result<async_nats::Client, HubError> {
-    async_nats::ConnectOptions::new()
+/// Connects to NATS, with the hub's nkey when `nkey_file` is given.
+pub async fn connect(url: &str, nkey_file: Option<&std::path::Path>) -> Result<async_nats::Client, HubError> {
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(file) = nkey_file {
+        let seed = std::fs::read_to_string(file).map_err(|e| HubError::Nats {
+            url: url.into(),
+            message: format!("cannot read the nkey seed {}: {e}", file.display()),
+        })?;
+        options = options.nkey(seed.trim().to_string());
+    }
+    options
         .name("sgd-hub")
         .connection_timeout(Duration::from_secs(5))
         .retry_on_initial_connect()
@@ -106,9 +116,10 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, HubError> {
 
 /// Starts the configured parts: streams, validator, projection runner, API.
 pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Result<RunningHub, HubError> {
-    let client = tokio::time::timeout(Duration::from_secs(15), connect(&config.nats_url))
-        .await
-        .map_err(|_| HubError::Nats { url: config.nats_url.clone(), message: "no answer within 15 s".into() })??;
+    let client =
+        tokio::time::timeout(Duration::from_secs(15), connect(&config.nats_url, config.nats_nkey_file.as_deref()))
+            .await
+            .map_err(|_| HubError::Nats { url: config.nats_url.clone(), message: "no answer within 15 s".into() })??;
     let js = jetstream::new(client);
     streams::ensure(
         &js,

@@ -550,3 +550,6 @@ mod demo;
 
 #[path = "e2e/read_model.rs"]
 mod read_model;
+
+#[path = "e2e/security.rs"]
+mod security;
