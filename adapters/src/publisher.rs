@@ -57,6 +57,26 @@ pub struct Publisher {
     retry: RetryPolicy,
 }
 
+/// What goes on the wire for `draft` from `source`: the ingress subject
+/// `sgd.in.<principal>.<area>`, the `Nats-Msg-Id` (`<source>/<id>`) and the CloudEvents JSON body.
+pub fn encode(source: &SourceSystem, draft: &Draft) -> Result<(String, String, Bytes), BuildError> {
+    let body = draft.to_json(source)?;
+    let subject = subjects::ingress(source.principal(), draft.area());
+    let msg_id = sgd_schemas::envelope::identity(&source.source(), &draft.id);
+    Ok((subject, msg_id, Bytes::from(body)))
+}
+
+/// A heartbeat (`se.sgd.hub.adapter.heartbeat`) of `adapter` at this crate's version, with an id
+/// unique per minute so that a resend within the minute counts once.
+pub fn heartbeat(adapter: &str) -> Draft {
+    let now = chrono::Utc::now().fixed_offset();
+    let event = sgd_schemas::events::hub::AdapterHeartbeat {
+        adapter: adapter.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    Draft::at(format!("heartbeat/{adapter}/{}", now.format("%Y%m%dT%H%M")), now, event.into())
+}
+
 /// The header JetStream deduplicates on.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
@@ -142,10 +162,7 @@ impl Publisher {
     }
 
     fn encode(&self, draft: &Draft) -> Result<(String, String, Bytes), PublishError> {
-        let body = draft.to_json(&self.source)?;
-        let subject = subjects::ingress(self.source.principal(), draft.area());
-        let msg_id = sgd_schemas::envelope::identity(&self.source.source(), &draft.id);
-        Ok((subject, msg_id, Bytes::from(body)))
+        Ok(encode(&self.source, draft)?)
     }
 
     async fn send(&self, subject: &str, msg_id: &str, body: Bytes) -> Result<PublishAckFuture, String> {

@@ -10,6 +10,7 @@
 //! - [`projector`]: the projection runner, `SGD_EVENTS` → the read model, exactly once.
 //! - [`read_model`]: the sled read model.
 //! - [`api`]: the HTTP API (axum).
+//! - [`bench`]: the pipeline benchmark against raw JetStream (`cargo bench -p sgd-hub --bench pipeline`).
 //! - [`tokens`]: hashed API tokens and roles.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`nats_config`]: `hub nats-config`: per-principal nkey users for `nats-server`.
@@ -21,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dead_letter;

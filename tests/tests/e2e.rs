@@ -547,6 +547,8 @@ mod integrators_doc;
 #[path = "e2e/demo.rs"]
 mod demo;
 
+#[path = "e2e/adapters.rs"]
+mod adapters;
 
 #[path = "e2e/read_model.rs"]
 mod read_model;

@@ -102,7 +102,7 @@ pub fn open_cases(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
                 }
             }
         }
-        if plan.kind == Some(PlanKind::Svu) && !plan.sip_held_at.is_some_and(|held| held <= discharged) {
+        if plan.kind == Some(PlanKind::Svu) && plan.sip_held_at.is_none_or(|held| held > discharged) {
             push("svu_without_sip", &plan.principal, id, discharged);
         }
     }

@@ -104,12 +104,10 @@ impl PlansView {
                 plan.participants = d.participants.clone();
                 earliest(&mut plan.created_at, at);
             }
-            D::PlansAdmissionNotified(d) => {
-                if plan.notice_sent_at.is_none_or(|t| d.sent_at < t) {
-                    plan.notice_sent_at = Some(d.sent_at);
-                    plan.need_assessed_at = Some(d.need_assessed_at);
-                    plan.notice_principal = Some(principal.clone());
-                }
+            D::PlansAdmissionNotified(d) if plan.notice_sent_at.is_none_or(|t| d.sent_at < t) => {
+                plan.notice_sent_at = Some(d.sent_at);
+                plan.need_assessed_at = Some(d.need_assessed_at);
+                plan.notice_principal = Some(principal.clone());
             }
             D::PlansDischargeReady(d) => earliest(&mut plan.ready_at, d.ready_at),
             D::PlansDischargeWithdrawn(_) => earliest(&mut plan.withdrawn_at, at),

@@ -318,10 +318,18 @@ async fn small_counts_about_persons_are_suppressed_with_the_cell_that_would_reve
         events.push(("1280", "se.sgd.plans.plan.closed", json!({"plan_id": format!("p{i}")})));
     }
     for i in 0..8 {
-        events.push(("1281", "se.sgd.npo.role.activated", json!({"unit": format!("SE2120001173-U{i}"), "role": "consumer"})));
+        events.push((
+            "1281",
+            "se.sgd.npo.role.activated",
+            json!({"unit": format!("SE2120001173-U{i}"), "role": "consumer"}),
+        ));
     }
     for i in 0..20 {
-        events.push(("1283", "se.sgd.npo.role.activated", json!({"unit": format!("SE2120001283-U{i}"), "role": "consumer"})));
+        events.push((
+            "1283",
+            "se.sgd.npo.role.activated",
+            json!({"unit": format!("SE2120001283-U{i}"), "role": "consumer"}),
+        ));
     }
     for (n, (principal, event_type, data)) in events.iter().enumerate() {
         let (subject, event) = ce(n, principal, event_type, t, data.clone());
@@ -330,7 +338,9 @@ async fn small_counts_about_persons_are_suppressed_with_the_cell_that_would_reve
     let analyst = hub.api(Role::Analyst, None)?;
     wait_until(Duration::from_secs(20), || async { Ok(analyst.usage_total("").await? == 31) }).await?;
     let usage = analyst.get_json("/api/v1/usage").await?;
-    let row = |principal: &str| usage["rows"].as_array().unwrap().iter().find(|r| r["principal"] == principal).unwrap().clone();
+    let row = |principal: &str| {
+        usage["rows"].as_array().unwrap().iter().find(|r| r["principal"] == principal).unwrap().clone()
+    };
     assert_eq!(row("1280")["count"], Value::Null, "{usage}"); // 3 plans: about persons, below 5
     assert_eq!(row("1280")["suppressed"], true);
     assert_eq!(row("1281")["count"], Value::Null, "{usage}"); // 8 roles: would reveal the 3 from the total
