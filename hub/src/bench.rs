@@ -176,15 +176,12 @@ fn figure(name: &str, value: f64, unit: &str, ratio: Option<f64>) -> Figure {
     Figure { name: name.into(), value, unit: unit.into(), ratio }
 }
 
-/// (ingress subject, msg id, body) of `n` valid events of every type from the demo generator.
+/// (ingress subject, msg id, body) of `n` simulator events (all 34 principals, six areas).
 fn bodies(n: usize) -> Vec<(String, String, Bytes)> {
-    let principals = crate::demo::DEMO_PRINCIPALS;
-    let per_round = principals.len() * sgd_schemas::DomainEvent::TYPES.len();
-    let per_type = n.div_ceil(per_round).max(1);
-    crate::demo::sample(principals, per_type, 7)
-        .into_iter()
-        .take(n)
+    use sgd_adapters::simulator::{Simulator, SimulatorConfig};
+    Simulator::new(7, SimulatorConfig::default())
         .filter_map(|(source, draft)| sgd_adapters::publisher::encode(&source, &draft).ok())
+        .take(n)
         .collect()
 }
 

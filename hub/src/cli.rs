@@ -136,9 +136,12 @@ pub struct DemoArgs {
     /// HTTP API address (a free port is used if it is taken).
     #[arg(long, env = "HUB_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// Sample events per type and principal.
-    #[arg(long, default_value_t = 5)]
+    /// Sample events per type and principal (eight principals, every type).
+    #[arg(long, default_value_t = 2)]
     pub per_type: usize,
+    /// Simulated events for all 34 principals (FHIR and CSV through the adapters' mappings).
+    #[arg(long, default_value_t = 20_000)]
+    pub simulated: u64,
 }
 
 /// `hub token …`
@@ -221,6 +224,7 @@ pub fn main() -> ExitCode {
                 nats_url: args.nats_url,
                 http_addr: args.http_addr,
                 per_type: args.per_type,
+                simulated: args.simulated,
             };
             run_async(|shutdown| async move { crate::demo::run(options, shutdown).await.map_err(|e| e.to_string()) })
         }

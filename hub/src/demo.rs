@@ -356,8 +356,10 @@ pub struct DemoOptions {
     pub nats_url: Option<String>,
     /// The API address; if taken, a free port is used instead.
     pub http_addr: SocketAddr,
-    /// Events per type and principal in the sample.
+    /// Events per type and principal in the every-type sample.
     pub per_type: usize,
+    /// Events from the simulator (all 34 principals, native inputs through the real mappings).
+    pub simulated: u64,
 }
 
 /// Why the demo could not run.
@@ -375,6 +377,9 @@ pub enum DemoError {
     /// Publishing the sample failed.
     #[error(transparent)]
     Publish(#[from] sgd_adapters::PublishError),
+    /// The simulator failed.
+    #[error(transparent)]
+    Simulator(#[from] sgd_adapters::simulator::SimulatorError),
 }
 
 /// Runs the demo until Ctrl-C (or `shutdown`).
@@ -403,7 +408,7 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
     let tokens_file = config.tokens_path();
     let (_, analyst) = crate::tokens::add(&tokens_file, crate::tokens::Role::Analyst, None)?;
     let (_, operator) = crate::tokens::add(&tokens_file, crate::tokens::Role::Operator, None)?;
-    let hub = crate::start(&config, shutdown).await?;
+    let hub = crate::start(&config, shutdown.clone()).await?;
     let url = format!("http://{}", hub.http_addr.unwrap_or(http_addr));
 
     let sample = sample(DEMO_PRINCIPALS, options.per_type, 2026);
@@ -423,8 +428,33 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
             let _ = ack.await;
         }
     }
+    println!("published {published} sample events of every type (and 4 that the validator refuses)");
+    if options.simulated > 0 {
+        let days = 60;
+        let simulator = sgd_adapters::simulator::SimulatorConfig {
+            start: chrono::Utc::now().fixed_offset() - chrono::Duration::days(days),
+            days: days as u32,
+            native: true,
+            ..Default::default()
+        };
+        let report = sgd_adapters::simulator::run(
+            hub.js.clone(),
+            &data_dir.join("outbox"),
+            2026,
+            simulator,
+            Some(options.simulated),
+            0.0,
+            shutdown,
+        )
+        .await?;
+        published += report.acknowledged as usize;
+        println!(
+            "simulated {} events for the 34 principals over {days} days (FHIR and CSV through the adapters' mappings)",
+            report.acknowledged
+        );
+    }
     let published_in = started.elapsed();
-    println!("published {published} sample events (and 4 that the validator refuses) in {published_in:.1?}");
+    println!("published {published} events in {published_in:.1?}");
     if let Some(model) = &hub.model {
         for _ in 0..6000 {
             let mut stream = hub
