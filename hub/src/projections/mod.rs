@@ -164,15 +164,9 @@ pub fn person_of(event: &ProjectedEvent<'_>, plans: &plans::PlansView) -> Option
         D::DecisionAssessmentCompleted(d) => return Some(d.person.clone()),
         D::DecisionScoreRaised(d) => return Some(d.person.clone()),
         D::DecisionRiskFlagged(d) => return Some(d.person.clone()),
-        D::PlansAdmissionNotified(d) => &d.plan_id,
-        D::PlansDischargeReady(d) => &d.plan_id,
-        D::PlansDischargeWithdrawn(d) => &d.plan_id,
-        D::PlansPatientDischarged(d) => &d.plan_id,
-        D::PlansSipHeld(d) => &d.plan_id,
-        D::PlansPlanClosed(d) => &d.plan_id,
         D::VideoMeetingBooked(d) => d.plan_id.as_ref()?,
         D::DeviationCaseLogged(d) => d.plan_id.as_ref()?,
-        _ => return None,
+        other => plans::plan_event_id(other)?,
     };
     plans.plans.get(plan_id).and_then(|plan| plan.person.clone())
 }

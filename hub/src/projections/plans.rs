@@ -73,22 +73,28 @@ fn earliest(slot: &mut Option<Timestamp>, at: Timestamp) {
     *slot = Some(slot.map_or(at, |t| t.min(at)));
 }
 
+/// The plan id of a Mina Planer event.
+pub fn plan_event_id(event: &sgd_schemas::DomainEvent) -> Option<&String> {
+    use sgd_schemas::DomainEvent as D;
+    match event {
+        D::PlansPlanCreated(d) => Some(&d.plan_id),
+        D::PlansAdmissionNotified(d) => Some(&d.plan_id),
+        D::PlansDischargeReady(d) => Some(&d.plan_id),
+        D::PlansDischargeWithdrawn(d) => Some(&d.plan_id),
+        D::PlansPatientDischarged(d) => Some(&d.plan_id),
+        D::PlansSipHeld(d) => Some(&d.plan_id),
+        D::PlansPlanClosed(d) => Some(&d.plan_id),
+        _ => None,
+    }
+}
+
 impl PlansView {
     /// Applies one event.
     pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
         let principal = &e.envelope.principal;
         let at = e.envelope.time;
-        let plan_id = match e.event {
-            D::PlansPlanCreated(d) => &d.plan_id,
-            D::PlansAdmissionNotified(d) => &d.plan_id,
-            D::PlansDischargeReady(d) => &d.plan_id,
-            D::PlansDischargeWithdrawn(d) => &d.plan_id,
-            D::PlansPatientDischarged(d) => &d.plan_id,
-            D::PlansSipHeld(d) => &d.plan_id,
-            D::PlansPlanClosed(d) => &d.plan_id,
-            _ => return,
-        };
+        let Some(plan_id) = plan_event_id(e.event) else { return };
         let plan = self.plans.entry(plan_id);
         let at_index = plan.event_times.partition_point(|t| *t <= at);
         plan.event_times.insert(at_index, at);

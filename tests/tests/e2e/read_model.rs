@@ -163,15 +163,8 @@ fn scenario() -> Vec<(String, Value)> {
 }
 
 async fn publish(js: &async_nats::jetstream::Context, subject: &str, event: &Value) -> Result<()> {
-    let mut headers = async_nats::HeaderMap::new();
     let msg_id = format!("{}/{}", event["source"].as_str().unwrap(), event["id"].as_str().unwrap());
-    headers.insert("Nats-Msg-Id", msg_id.as_str());
-    js.publish_with_headers(subject.to_string(), headers, serde_json::to_vec(event)?.into())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
+    super::publish_raw(js, subject, &msg_id, serde_json::to_vec(event)?).await
 }
 
 #[tokio::test]
