@@ -87,7 +87,26 @@ impl TestNats {
     }
 }
 
-/// Path of the `hub` binary, built if needed (`SGD_HUB_BIN` overrides).
+/// The newest modification time of any file under `dir`.
+fn newest_under(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let time = if path.is_dir() {
+                newest_under(&path)
+            } else {
+                entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+            };
+            newest = newest.max(time);
+        }
+    }
+    newest
+}
+
+/// Path of the `hub` binary (`SGD_HUB_BIN` overrides). `cargo test --workspace` builds it; it is
+/// built here only when missing or older than the sources it is made of (building it again with
+/// `-p sgd-hub` would recompile dependencies with other features).
 pub fn hub_binary() -> Result<PathBuf> {
     if let Ok(path) = std::env::var("SGD_HUB_BIN") {
         return Ok(PathBuf::from(path));
@@ -97,6 +116,16 @@ pub fn hub_binary() -> Result<PathBuf> {
     let profile_dir = exe.parent().and_then(Path::parent).context("test executable has no profile dir")?;
     let candidate = profile_dir.join("hub");
     let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_string();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sources = ["hub/src", "schemas/src", "schemas/json", "adapters/src"]
+        .iter()
+        .map(|dir| newest_under(&root.join(dir)))
+        .max()
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    let built = std::fs::metadata(&candidate).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|built| built >= sources) {
+        return Ok(candidate);
+    }
     static BUILD: std::sync::Once = std::sync::Once::new();
     let mut result = Ok(());
     BUILD.call_once(|| {
