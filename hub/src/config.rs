@@ -70,6 +70,9 @@ pub struct HubConfig {
     /// How long the projection runner waits for a batch to fill after its first event, in
     /// milliseconds (the latency floor). Default 2.
     pub batch_wait_ms: u64,
+    /// How often the goals/follow-up views' changed records are written to disk, in milliseconds;
+    /// after a crash the log since then is replayed into them. Default 2000.
+    pub views_flush_ms: u64,
     /// Name of this hub instance, used in consumer names and logs. Default the host name.
     pub instance: String,
     /// Counts about persons below this are suppressed in statistics. Default 5.
@@ -96,6 +99,7 @@ impl Default for HubConfig {
             max_event_bytes: sgd_schemas::validate::DEFAULT_MAX_EVENT_BYTES,
             batch_max: 5000,
             batch_wait_ms: 2,
+            views_flush_ms: 2000,
             instance: hostname(),
             privacy_threshold: 5,
             goals: Default::default(),
@@ -175,6 +179,9 @@ max_event_bytes = 262144
 # Projection batches: up to batch_max events, waiting batch_wait_ms for a batch to fill.
 batch_max = 5000
 batch_wait_ms = 2
+# The goals/follow-up views are written every views_flush_ms (not every batch); after a crash
+# the log since then is replayed into them at start.
+views_flush_ms = 2000
 # Instance name (logs, metrics); default the host name.
 # instance = "hub-1"
 # Counts about persons below this are suppressed in statistics.

@@ -167,8 +167,11 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
 
     let status = config.projector.then(|| Arc::new(projector::ProjectorStatus::default()));
     if let (Some(model), Some(status)) = (&model, &status) {
-        let settings =
-            projector::ProjectorSettings { batch_max: config.batch_max.max(1), batch_wait: config.batch_wait() };
+        let settings = projector::ProjectorSettings {
+            batch_max: config.batch_max.max(1),
+            batch_wait: config.batch_wait(),
+            views_flush: Duration::from_millis(config.views_flush_ms),
+        };
         let (js, metrics, shutdown, model, status, views) =
             (js.clone(), metrics.clone(), shutdown.clone(), model.clone(), status.clone(), views.clone());
         tasks.spawn(async move { Ok(projector::run(js, model, views, settings, metrics, status, shutdown).await?) });

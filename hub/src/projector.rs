@@ -27,7 +27,6 @@ use tokio::sync::{watch, RwLock};
 use crate::{
     metrics::{Metrics, TypeLabels},
     projections::{
-        person_of,
         usage::{UsageDelta, UsageKey},
         DomainViews, ProjectedEvent,
     },
@@ -54,6 +53,8 @@ pub struct ProjectorSettings {
     pub batch_max: usize,
     /// How long a batch waits to fill after its first event.
     pub batch_wait: Duration,
+    /// How often the views' changed records are written (with the batch that ends the interval).
+    pub views_flush: Duration,
 }
 
 /// What the API needs to know of the projection's progress.
@@ -78,6 +79,7 @@ struct RunnerState {
     checkpoint: u64,
     identities: HashSet<u128>,
     usage_totals: HashMap<UsageKey, u64>,
+    views_flushed_at: std::time::Instant,
 }
 
 impl RunnerState {
@@ -87,7 +89,12 @@ impl RunnerState {
             .into_iter()
             .map(|c| (UsageKey { day: c.day, principal: c.principal, event_type: c.event_type }, c.count))
             .collect();
-        Ok(Self { checkpoint: model.checkpoint()?, identities: model.identities()?, usage_totals })
+        Ok(Self {
+            checkpoint: model.checkpoint()?,
+            identities: model.identities()?,
+            usage_totals,
+            views_flushed_at: std::time::Instant::now(),
+        })
     }
 }
 
@@ -114,6 +121,10 @@ pub async fn run(
 
     let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
     let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
+    let views_sequence = model.views_sequence()?;
+    if views_sequence < state.checkpoint {
+        replay_views(&stream, &model, &views, views_sequence, state.checkpoint).await?;
+    }
     let last_sequence = stream.info().await.map_err(|e| consumer_error(&e))?.state.last_sequence;
     let lag = last_sequence.saturating_sub(state.checkpoint);
     status.lag_events.store(lag, Ordering::Relaxed);
@@ -149,7 +160,7 @@ pub async fn run(
     loop {
         let first = tokio::select! {
             next = messages.next() => next,
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => return flush_views(&model, &views, state.checkpoint).await,
         };
         let mut batch = match first {
             Some(Ok(message)) => vec![message],
@@ -167,7 +178,7 @@ pub async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        project_batch(&mut state, &batch, &model, &views, &metrics, &status).await?;
+        project_batch(&mut state, &batch, &model, &views, settings.views_flush, &metrics, &status).await?;
         if let Some(last) = batch.last() {
             if let Err(e) = last.ack().await {
                 // Harmless: the checkpoint is the resume point; redelivered messages are skipped.
@@ -182,11 +193,11 @@ async fn project_batch(
     batch: &[jetstream::Message],
     model: &Arc<ReadModel>,
     views: &SharedViews,
+    views_flush: Duration,
     metrics: &Metrics,
     status: &ProjectorStatus,
 ) -> Result<(), ProjectorError> {
     let mut views = views.write().await;
-    let mut records = Vec::new();
     let mut delta = UsageDelta::default();
     let mut digests = Vec::with_capacity(batch.len());
     let mut projected: HashMap<(String, String), u64> = HashMap::new();
@@ -225,10 +236,7 @@ async fn project_batch(
         };
         let projected_event = ProjectedEvent::new(&envelope, &event);
         delta.apply(&projected_event);
-        views.apply(&projected_event);
-        if let Some(person) = person_of(&projected_event, &views.plans) {
-            records.push((ReadModel::timeline_key(&person, envelope.time, sequence), Vec::new()));
-        }
+        views.apply_logged(&projected_event, sequence);
         *projected.entry((envelope.area().to_string(), envelope.event_type.clone())).or_default() += 1;
     }
     if last_sequence == state.checkpoint {
@@ -240,13 +248,19 @@ async fn project_batch(
         *total += added;
         totals.push((key, *total));
     }
-    records.extend(views.drain_changes());
+    // View records are written every `views_flush`, not every batch: a record touched by many
+    // batches is written once, and most batches write only counters, digests and the checkpoint.
+    let flush = state.views_flushed_at.elapsed() >= views_flush;
+    let records = flush.then(|| views.drain_changes());
     drop(views);
     let writer = model.clone();
-    tokio::task::spawn_blocking(move || writer.commit(&totals, &records, &digests, last_sequence))
+    tokio::task::spawn_blocking(move || writer.commit(&totals, records.as_deref(), &digests, last_sequence))
         .await
         .map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
     state.checkpoint = last_sequence;
+    if flush {
+        state.views_flushed_at = std::time::Instant::now();
+    }
 
     metrics.batches.inc();
     metrics.checkpoint.set(last_sequence as i64);
@@ -262,6 +276,66 @@ async fn project_batch(
             if pending == 0 { 0.0 } else { (time_now_unix() - published.unix_timestamp_nanos() as f64 / 1e9).max(0.0) };
         metrics.lag_seconds.set(age);
     }
+    Ok(())
+}
+
+/// Brings the views from what sled holds (`from`) up to the checkpoint (`to`) by replaying that
+/// part of the log into the views only. Exactly the events applied the first time are applied
+/// again: those whose identity digests the batches after `from` recorded, each once.
+async fn replay_views(
+    stream: &jetstream::stream::Stream,
+    model: &Arc<ReadModel>,
+    views: &SharedViews,
+    from: u64,
+    to: u64,
+) -> Result<(), ProjectorError> {
+    let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
+    let reader = model.clone();
+    let mut applied =
+        tokio::task::spawn_blocking(move || reader.identities_after(from)).await.map_err(|e| consumer_error(&e))??;
+    tracing::info!(from, to, "replaying the log into the views up to the checkpoint");
+    let consumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from + 1 },
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            description: Some("sgd-hub view replay".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| consumer_error(&e))?;
+    let mut messages =
+        consumer.stream().max_messages_per_batch(5000).messages().await.map_err(|e| consumer_error(&e))?;
+    let mut views = views.write().await;
+    // A missing sequence (removed by retention) must not make the replay wait forever.
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await {
+        let message = message.map_err(|e| consumer_error(&e))?;
+        let Ok(info) = message.info() else { continue };
+        let sequence = info.stream_sequence;
+        if sequence > to {
+            break;
+        }
+        if let Ok(envelope) = serde_json::from_slice::<Envelope>(&message.payload) {
+            if applied.remove(&identity_digest(&envelope)) {
+                if let Ok(event) = upcast::decode(&envelope) {
+                    views.apply_logged(&ProjectedEvent::new(&envelope, &event), sequence);
+                }
+            }
+        }
+        if sequence == to {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the views' changed records (at shutdown), so the next start has nothing to replay.
+async fn flush_views(model: &Arc<ReadModel>, views: &SharedViews, checkpoint: u64) -> Result<(), ProjectorError> {
+    let records = views.write().await.drain_changes();
+    let writer = model.clone();
+    tokio::task::spawn_blocking(move || writer.commit(&[], Some(&records), &[], checkpoint))
+        .await
+        .map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
     Ok(())
 }
 

@@ -8,9 +8,9 @@
 //!   that ended at that sequence, concatenated (one key per batch, not per event: measured 3.5×
 //!   faster rebuilds and an 11× smaller store, see `../shared/ARCHITECTURE.md`).
 //! - `usage/<YYYY-MM-DD>/<principal>/<type>` → count (u64, big-endian).
-//! - `v/<view>/<table>/<key>` → a view record (JSON), see [`crate::projections::DomainViews`].
-//! - `t/<person (32 bytes)><time (8)><log sequence (8)>` → nothing: a reference into the log for a
-//!   person's timeline.
+//! - `v/<view>/<table>/<key>` → a view record (JSON), see [`crate::projections::DomainViews`];
+//!   written every `views_flush_ms`, not every batch.
+//! - `meta/views_sequence` → the log sequence the stored view records reflect.
 
 use std::{collections::HashSet, path::Path};
 
@@ -19,19 +19,14 @@ use chrono::NaiveDate;
 use crate::projections::{usage::UsageKey, DomainViews};
 
 /// The layout version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const CHECKPOINT: &[u8] = b"meta/checkpoint";
 const FORMAT: &[u8] = b"meta/format";
 const IDS: &[u8] = b"ids/";
 const USAGE: &str = "usage/";
-
-/// A pseudonym (64 hex) as 32 bytes; anything else as its own bytes (never the case after validation).
-fn person_key(person: &str) -> Vec<u8> {
-    hex::decode(person).unwrap_or_else(|_| person.as_bytes().to_vec())
-}
 const VIEWS: &[u8] = b"v/";
-const TIMELINE: &str = "t/";
+const VIEWS_SEQUENCE: &[u8] = b"meta/views_sequence";
 
 /// Why the read model failed.
 #[derive(Debug, thiserror::Error)]
@@ -193,45 +188,48 @@ impl ReadModel {
         Ok(views)
     }
 
-    /// The storage key of a timeline reference: `t/` + the pseudonym's 32 bytes + the event time
-    /// (sortable nanoseconds) + its log sequence, all big-endian; the value is empty. The entries
-    /// themselves are read from the log, the source of truth, so the read model keeps ~50 bytes
-    /// per person-level event rather than a copy.
-    pub fn timeline_key(person: &str, time: sgd_schemas::events::Timestamp, sequence: u64) -> Vec<u8> {
-        let mut key = TIMELINE.as_bytes().to_vec();
-        key.extend_from_slice(&person_key(person));
-        let nanos = time.timestamp_nanos_opt().unwrap_or_default();
-        // Shifted so that times before 1970 still sort correctly as unsigned bytes.
-        key.extend_from_slice(&((i128::from(nanos) + (1i128 << 63)) as u64).to_be_bytes());
-        key.extend_from_slice(&sequence.to_be_bytes());
-        key
-    }
-
-    /// The log sequences of a person's events, oldest first.
-    pub fn timeline_sequences(&self, person: &str) -> Result<Vec<u64>, ReadModelError> {
-        let mut prefix = TIMELINE.as_bytes().to_vec();
-        prefix.extend_from_slice(&person_key(person));
-        let mut sequences = Vec::new();
-        for item in self.db.scan_prefix(&prefix) {
-            let (key, _) = item.map_err(|e| self.storage(e))?;
-            let tail: [u8; 8] = key[key.len().saturating_sub(8)..].try_into().map_err(|_| self.corrupt(&key))?;
-            sequences.push(u64::from_be_bytes(tail));
+    /// The log sequence the persisted views reflect (0 when none). It trails the checkpoint by
+    /// at most the views' flush interval; the projection runner replays the difference at start.
+    pub fn views_sequence(&self) -> Result<u64, ReadModelError> {
+        match self.db.get(VIEWS_SEQUENCE).map_err(|e| self.storage(e))? {
+            None => Ok(0),
+            Some(v) => Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| self.corrupt(VIEWS_SEQUENCE))?)),
         }
-        Ok(sequences)
     }
 
-    /// Commits one projected batch atomically: new usage totals, changed view records and timeline
-    /// entries (`records`), the batch's identity digests and the checkpoint; then flushes to disk.
+    /// The identity digests of the events applied after `sequence` (from the per-batch keys).
+    pub fn identities_after(&self, sequence: u64) -> Result<HashSet<u128>, ReadModelError> {
+        let mut start = IDS.to_vec();
+        start.extend_from_slice(&(sequence + 1).to_be_bytes());
+        let mut end = IDS.to_vec();
+        end.extend_from_slice(&u64::MAX.to_be_bytes());
+        let mut set = HashSet::new();
+        for item in self.db.range(start..=end) {
+            let (key, value) = item.map_err(|e| self.storage(e))?;
+            if value.len() % 16 != 0 {
+                return Err(self.corrupt(&key));
+            }
+            set.extend(value.chunks_exact(16).map(|c| u128::from_be_bytes(c.try_into().unwrap_or_default())));
+        }
+        Ok(set)
+    }
+
+    /// Commits one projected batch atomically: new usage totals, the batch's identity digests and
+    /// the checkpoint, and, when the views are flushed with it, their changed records and the
+    /// sequence they reflect (`views`); then flushes to disk.
     pub fn commit(
         &self,
         usage_totals: &[(UsageKey, u64)],
-        records: &[(Vec<u8>, Vec<u8>)],
+        views: Option<&[(Vec<u8>, Vec<u8>)]>,
         digests: &[u128],
         last_sequence: u64,
     ) -> Result<(), ReadModelError> {
         let mut batch = sled::Batch::default();
-        for (key, value) in records {
-            batch.insert(key.as_slice(), value.as_slice());
+        if let Some(records) = views {
+            for (key, value) in records {
+                batch.insert(key.as_slice(), value.as_slice());
+            }
+            batch.insert(VIEWS_SEQUENCE, &last_sequence.to_be_bytes());
         }
         for (key, total) in usage_totals {
             let k = format!("{USAGE}{}/{}/{}", key.day, key.principal, key.event_type);
@@ -270,12 +268,14 @@ mod tests {
         {
             let model = ReadModel::open(dir.path()).unwrap();
             assert_eq!(model.checkpoint().unwrap(), 0);
-            model.commit(&[(key.clone(), 3)], &[], &[1, 2], 10).unwrap();
-            model.commit(&[(key.clone(), 5)], &[], &[3], 12).unwrap();
+            model.commit(&[(key.clone(), 3)], Some(&[]), &[1, 2], 10).unwrap();
+            model.commit(&[(key.clone(), 5)], None, &[3], 12).unwrap();
         }
         let model = ReadModel::open(dir.path()).unwrap();
         assert_eq!(model.checkpoint().unwrap(), 12);
         assert_eq!(model.identities().unwrap(), HashSet::from([1, 2, 3]));
+        assert_eq!(model.views_sequence().unwrap(), 10);
+        assert_eq!(model.identities_after(10).unwrap(), HashSet::from([3]));
         let cells = model.usage_between(Some(day), Some(day)).unwrap();
         assert_eq!(cells.len(), 1);
         assert_eq!(cells[0].count, 5);

@@ -107,11 +107,14 @@ pub async fn audit(state: &ApiState, record: &AuditRecord) -> Result<(), ApiErro
 
 /// The person's events, read from the log by the sequences the read model keeps.
 async fn read_timeline(state: &ApiState, person: &str) -> Result<Vec<TimelineEntry>, ApiError> {
-    let model = state.model.clone();
-    let who = person.to_string();
-    let sequences = tokio::task::spawn_blocking(move || model.timeline_sequences(&who))
+    let sequences: Vec<u64> = state
+        .views
+        .read()
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))??;
+        .timelines
+        .get(person)
+        .map(|refs| refs.iter().map(|(_, seq)| *seq).collect())
+        .unwrap_or_default();
     let stream = state.js.get_stream(streams::EVENTS).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     let mut entries = Vec::with_capacity(sequences.len());
     for sequence in sequences {

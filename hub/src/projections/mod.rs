@@ -46,7 +46,7 @@ pub fn swedish_day(envelope: &Envelope) -> NaiveDate {
 }
 
 /// Every view of the domain, in memory; the projection runner persists what changes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DomainViews {
     /// NPÖ roles and consents.
     pub npo: npo::NpoView,
@@ -60,6 +60,23 @@ pub struct DomainViews {
     pub deviation: deviation::DeviationView,
     /// Video meetings.
     pub video: video::VideoView,
+    /// Each person's events as (time in nanoseconds, log sequence), sorted: references into the
+    /// log, which the timeline endpoint reads.
+    pub timelines: table::Table<Vec<(i64, u64)>>,
+}
+
+impl Default for DomainViews {
+    fn default() -> Self {
+        Self {
+            npo: Default::default(),
+            sdk: Default::default(),
+            plans: Default::default(),
+            decision: Default::default(),
+            deviation: Default::default(),
+            video: Default::default(),
+            timelines: table::Table::new("v/timeline/"),
+        }
+    }
 }
 
 impl DomainViews {
@@ -71,6 +88,17 @@ impl DomainViews {
         self.decision.apply(event);
         self.deviation.apply(event);
         self.video.apply(event);
+    }
+
+    /// Applies one event from the log at `sequence`, including its place on a person's timeline.
+    pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64) {
+        self.apply(event);
+        if let Some(person) = person_of(event, &self.plans) {
+            let at = event.envelope.time.timestamp_nanos_opt().unwrap_or_default();
+            let refs = self.timelines.entry(&person);
+            let index = refs.partition_point(|r| *r <= (at, sequence));
+            refs.insert(index, (at, sequence));
+        }
     }
 
     /// The changed records of every view as (storage key, value), forgetting that they changed.
@@ -86,6 +114,7 @@ impl DomainViews {
         self.decision.flags.drain_changes(&mut out);
         self.deviation.deviations.drain_changes(&mut out);
         self.video.meetings.drain_changes(&mut out);
+        self.timelines.drain_changes(&mut out);
         out
     }
 
@@ -103,6 +132,7 @@ impl DomainViews {
             v.decision.flags.prefix(),
             v.deviation.deviations.prefix(),
             v.video.meetings.prefix(),
+            v.timelines.prefix(),
         ]
     }
 
@@ -127,7 +157,8 @@ impl DomainViews {
             self.decision.warnings,
             self.decision.flags,
             self.deviation.deviations,
-            self.video.meetings
+            self.video.meetings,
+            self.timelines
         );
         Err(format!("{key}: no view stores this key"))
     }
