@@ -21,7 +21,7 @@ use async_nats::jetstream::{
     consumer::{pull, AckPolicy, DeliverPolicy},
 };
 use futures::StreamExt;
-use sgd_schemas::{upcast, Envelope};
+use sgd_schemas::{upcast, DomainEvent, Envelope};
 use tokio::sync::{watch, RwLock};
 
 use crate::{
@@ -211,7 +211,7 @@ async fn project_batch(
             continue; // delivered again after a restart or an ack timeout: already applied
         }
         last_sequence = last_sequence.max(sequence);
-        let envelope: Envelope = match serde_json::from_slice(&message.payload) {
+        let mut envelope: Envelope = match serde_json::from_slice(&message.payload) {
             Ok(envelope) => envelope,
             Err(e) => {
                 metrics.decode_errors.inc();
@@ -226,7 +226,10 @@ async fn project_batch(
             continue;
         }
         digests.push(digest);
-        let event = match upcast::decode(&envelope) {
+        // The data moves into the typed event (no copy); projections read the envelope's attributes.
+        let data = std::mem::take(&mut envelope.data);
+        let version = envelope.version();
+        let event = match DomainEvent::decode(&envelope.event_type, upcast::to_newest(&envelope, version, data)) {
             Ok(event) => event,
             Err(e) => {
                 metrics.decode_errors.inc();

@@ -21,10 +21,14 @@ impl<V: Serialize + DeserializeOwned + Default> Table<V> {
 
     /// The record under `key`, created empty if absent; marked changed.
     pub fn entry(&mut self, key: &str) -> &mut V {
+        // Keys are allocated only the first time they are seen (this is the projection hot path).
         if !self.dirty.contains(key) {
             self.dirty.insert(key.to_string());
         }
-        self.rows.entry(key.to_string()).or_default()
+        if !self.rows.contains_key(key) {
+            self.rows.insert(key.to_string(), V::default());
+        }
+        self.rows.get_mut(key).unwrap_or_else(|| unreachable!("the row was inserted above"))
     }
 
     /// The record under `key`.
