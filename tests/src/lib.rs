@@ -105,8 +105,7 @@ fn newest_under(dir: &Path) -> std::time::SystemTime {
 }
 
 /// Path of the `hub` binary (`SGD_HUB_BIN` overrides). `cargo test --workspace` builds it; it is
-/// built here only when missing or older than the sources it is made of (building it again with
-/// `-p sgd-hub` would recompile dependencies with other features).
+/// built here only when missing or older than the sources it is made of.
 pub fn hub_binary() -> Result<PathBuf> {
     if let Ok(path) = std::env::var("SGD_HUB_BIN") {
         return Ok(PathBuf::from(path));
@@ -130,7 +129,9 @@ pub fn hub_binary() -> Result<PathBuf> {
     let mut result = Ok(());
     BUILD.call_once(|| {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "-p", "sgd-hub", "--bin", "hub"]);
+        // The same selection as `cargo test --workspace --all-targets`, so dependencies are not
+        // rebuilt with other features.
+        cmd.args(["build", "--workspace", "--all-targets"]);
         if profile == "release" {
             cmd.arg("--release");
         }

@@ -57,10 +57,6 @@ pub async fn timeline(
 ) -> Result<Json<Timeline>, ApiError> {
     let refuse =
         |status: StatusCode, code: &'static str, message: String| ApiError { status, code, message, details: None };
-    // Never let a personal identity number through to the audit stream or a log.
-    if !is_pseudonym(&person) {
-        return Err(ApiError::bad_request("a person is named by a 64-hex pseudonym"));
-    }
     let mut record = AuditRecord {
         at: Utc::now(),
         token_id: caller.0.id.clone(),
@@ -71,6 +67,14 @@ pub async fn timeline(
         outcome: "refused".into(),
         detail: String::new(),
     };
+    // Anything but a pseudonym (a personal identity number, say) is refused and audited without
+    // being written anywhere.
+    if !is_pseudonym(&person) {
+        record.person = "(not a pseudonym)".into();
+        record.detail = "the path does not name a 64-hex pseudonym".into();
+        audit(&state, &record).await?;
+        return Err(ApiError::bad_request("a person is named by a 64-hex pseudonym"));
+    }
     let decision = if caller.require(&[Role::Coordinator]).is_err() {
         Err(refuse(StatusCode::FORBIDDEN, "forbidden", "only a coordinator token may read a person's timeline".into()))
     } else if !state.views.read().await.npo.has_valid_consent(&person, Utc::now().fixed_offset()) {
