@@ -84,8 +84,20 @@ impl ReadModel {
     pub fn open(dir: &Path) -> Result<Self, ReadModelError> {
         let path = dir.display().to_string();
         let storage = |source| ReadModelError::Storage { path: path.clone(), source };
-        // The views live in memory; sled's cache serves usage scans and timelines.
-        let db = sled::Config::new().path(dir).cache_capacity(32 * 1024 * 1024).open().map_err(storage)?;
+        // The views live in memory; sled's cache serves usage scans.
+        let config = sled::Config::new().path(dir).cache_capacity(32 * 1024 * 1024);
+        // A handle closed a moment ago in this process may still hold sled's file lock while its
+        // background flusher finishes: wait for it a little before reporting the lock as taken.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other.map_err(storage)?,
+            }
+        };
         match db.get(FORMAT).map_err(storage)? {
             None => {
                 db.insert(FORMAT, &FORMAT_VERSION.to_be_bytes()).map_err(storage)?;
