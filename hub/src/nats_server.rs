@@ -157,11 +157,6 @@ impl NatsServer {
         self.kill();
         self.spawn()
     }
-
-    /// Whether the process is running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
 }
 
 impl Drop for NatsServer {

@@ -10,7 +10,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     time::Duration,
@@ -57,13 +57,10 @@ pub struct ProjectorSettings {
     pub views_flush: Duration,
 }
 
-/// What the API needs to know of the projection's progress.
+/// What the API needs to know of the projection's progress (the checkpoint and the lag are in the
+/// read model and the metrics).
 #[derive(Debug, Default)]
 pub struct ProjectorStatus {
-    /// Last committed sequence.
-    pub checkpoint: AtomicU64,
-    /// Events in the log after the checkpoint, as last seen.
-    pub lag_events: AtomicU64,
     /// Whether the last look found nothing left to project.
     pub caught_up: AtomicBool,
 }
@@ -116,7 +113,6 @@ pub async fn run(
     let mut state = tokio::task::spawn_blocking(move || RunnerState::load(&loader))
         .await
         .map_err(|e| ProjectorError::Consumer(e.to_string()))??;
-    status.checkpoint.store(state.checkpoint, Ordering::Relaxed);
     metrics.checkpoint.set(state.checkpoint as i64);
 
     let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
@@ -127,7 +123,6 @@ pub async fn run(
     }
     let last_sequence = stream.info().await.map_err(|e| consumer_error(&e))?.state.last_sequence;
     let lag = last_sequence.saturating_sub(state.checkpoint);
-    status.lag_events.store(lag, Ordering::Relaxed);
     status.caught_up.store(lag == 0, Ordering::Relaxed);
     metrics.lag_events.set(lag as i64);
     let deliver_policy = if state.checkpoint == 0 {
@@ -200,7 +195,8 @@ async fn project_batch(
     let mut views = views.write().await;
     let mut delta = UsageDelta::default();
     let mut digests = Vec::with_capacity(batch.len());
-    let mut projected: HashMap<(String, String), u64> = HashMap::new();
+    // Counted per type (a static name, no allocation per event); areas are derived once per batch.
+    let mut projected: HashMap<&'static str, u64> = HashMap::new();
     let mut last_sequence = state.checkpoint;
     let mut last_info = None;
     for message in batch {
@@ -240,7 +236,7 @@ async fn project_batch(
         let projected_event = ProjectedEvent::new(&envelope, &event);
         delta.apply(&projected_event);
         views.apply_logged(&projected_event, sequence);
-        *projected.entry((envelope.area().to_string(), envelope.event_type.clone())).or_default() += 1;
+        *projected.entry(event.event_type()).or_default() += 1;
     }
     if last_sequence == state.checkpoint {
         return Ok(());
@@ -267,12 +263,11 @@ async fn project_batch(
 
     metrics.batches.inc();
     metrics.checkpoint.set(last_sequence as i64);
-    for ((area, event_type), n) in projected {
-        metrics.projected.get_or_create(&TypeLabels { area, r#type: event_type }).inc_by(n);
+    for (event_type, n) in projected {
+        let area = sgd_schemas::catalogue::TypeName::parse(event_type).map(|t| t.area).unwrap_or("unknown");
+        metrics.projected.get_or_create(&TypeLabels { area: area.into(), r#type: event_type.into() }).inc_by(n);
     }
-    status.checkpoint.store(last_sequence, Ordering::Relaxed);
     if let Some((pending, published)) = last_info {
-        status.lag_events.store(pending, Ordering::Relaxed);
         status.caught_up.store(pending == 0, Ordering::Relaxed);
         metrics.lag_events.set(pending as i64);
         let age =

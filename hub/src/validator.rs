@@ -21,6 +21,7 @@ use async_nats::{
 use futures::StreamExt;
 use sgd_schemas::{subjects, validate, ValidationContext};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::{dead_letter::DeadLetter, metrics::Metrics, streams};
 
@@ -124,10 +125,15 @@ async fn route(
     match validate(&message.payload, &ctx) {
         Ok(event) => {
             headers.insert(crate::MSG_ID_HEADER, event.msg_id.as_str());
-            let span = tracing::debug_span!("validated", id = %event.envelope.id, traceparent = event.envelope.traceparent.as_deref().unwrap_or(""));
-            let _enter = span.enter();
+            let span = tracing::debug_span!(
+                "validated",
+                id = %event.envelope.id,
+                traceparent = event.envelope.traceparent.as_deref().unwrap_or("")
+            );
             metrics.count_validated(event.envelope.area(), &event.envelope.event_type);
+            // `instrument`, not `enter`: an entered span must not be held across an await.
             js.publish_with_headers(event.events_subject, headers, message.payload.clone())
+                .instrument(span)
                 .await
                 .map_err(|e| e.to_string())
         }

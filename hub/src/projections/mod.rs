@@ -118,24 +118,6 @@ impl DomainViews {
         out
     }
 
-    /// Every storage prefix of the views (each ends with `/`).
-    pub fn prefixes() -> Vec<&'static str> {
-        let v = Self::default();
-        vec![
-            v.npo.roles.prefix(),
-            v.npo.consents.prefix(),
-            v.sdk.addresses.prefix(),
-            v.sdk.messages.prefix(),
-            v.plans.plans.prefix(),
-            v.plans.by_person.prefix(),
-            v.decision.warnings.prefix(),
-            v.decision.flags.prefix(),
-            v.deviation.deviations.prefix(),
-            v.video.meetings.prefix(),
-            v.timelines.prefix(),
-        ]
-    }
-
     /// Loads one stored record (full storage key); unknown keys are an error.
     pub fn load(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
         macro_rules! try_table {
