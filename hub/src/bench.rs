@@ -137,7 +137,7 @@ pub async fn run(settings: BenchSettings, work_dir: &Path) -> Result<BenchReport
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let hub = crate::start(&config, shutdown.clone()).await.map_err(err)?;
-    let model = hub.model.clone().ok_or_else(|| BenchError("no read model".into()))?;
+    let model = hub.model.as_ref().map(|m| m.get()).ok_or_else(|| BenchError("no read model".into()))?;
     let task = tokio::spawn(hub.wait());
     let started = Instant::now();
     publish_all(
@@ -160,7 +160,7 @@ pub async fn run(settings: BenchSettings, work_dir: &Path) -> Result<BenchReport
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let hub = crate::start(&rebuild_config, shutdown).await.map_err(err)?;
-    let model = hub.model.clone().ok_or_else(|| BenchError("no read model".into()))?;
+    let model = hub.model.as_ref().map(|m| m.get()).ok_or_else(|| BenchError("no read model".into()))?;
     let task = tokio::spawn(hub.wait());
     wait_for_checkpoint(&model, events.len() as u64).await?;
     let rebuild = events.len() as f64 / started.elapsed().as_secs_f64();

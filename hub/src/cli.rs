@@ -42,6 +42,28 @@ pub enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Follow the log (or the dead letters) live: one line per event (time, principal, type,
+    /// subject), or the raw CloudEvent with --json. Talks to NATS.
+    Tail(TailArgs),
+    /// Dead letters: list, show, replay after a fix. Talks to the hub's API (operator token).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Rebuild the read model from the log beside the served one, with a progress bar, and swap
+    /// when it has caught up (the API keeps answering meanwhile); --check compares instead.
+    Rebuild(RebuildArgs),
+    /// Stream sizes, validator and projection lag, rates, dead letters by reason, adapters'
+    /// heartbeats. Talks to the hub's API (operator token).
+    Status {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Print again every this long (e.g. 5s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        watch: Option<std::time::Duration>,
+    },
     /// Write a nats-server configuration with one nkey user per principal's adapter (publish only
     /// to sgd.in.<principal>.>) and one for the hub; anonymous clients cannot connect.
     NatsConfig {
@@ -61,6 +83,142 @@ pub enum Command {
         #[arg(long)]
         tls_key: Option<PathBuf>,
     },
+}
+
+/// How operator commands reach NATS.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// NATS server URL.
+    #[arg(long, env = "HUB_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// An nkey seed file (when nats-server requires authentication).
+    #[arg(long, env = "HUB_NATS_NKEY_FILE")]
+    pub nats_nkey_file: Option<PathBuf>,
+}
+
+/// How operator commands reach the hub's API.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// The hub's API.
+    #[arg(long = "api", env = "HUB_API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api_url: String,
+    /// An operator token.
+    #[arg(long, env = "HUB_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+impl ApiArgs {
+    fn client(&self) -> crate::ops::client::ApiClient {
+        crate::ops::client::ApiClient::new(&self.api_url, &self.token)
+    }
+}
+
+/// Flags of `hub tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Only this area (npo, sdk, plans, decision, deviation, video, hub).
+    #[arg(long)]
+    area: Option<String>,
+    /// Only this principal (its code, e.g. 1280).
+    #[arg(long)]
+    principal: Option<String>,
+    /// Only this event type (e.g. se.sgd.npo.consent.given).
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// The dead letters instead of the log.
+    #[arg(long)]
+    dlq: bool,
+    /// Start at this stream sequence (default: only new messages).
+    #[arg(long, conflicts_with = "since")]
+    from_seq: Option<u64>,
+    /// Start this long ago (e.g. 15m, 2h, 1d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Print each message's raw JSON (the CloudEvent, or the dead letter) instead of a line.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+/// `hub dlq …`
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// The newest dead letters, one line each.
+    List {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only this reason code.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only this principal.
+        #[arg(long)]
+        principal: Option<String>,
+        /// How many (1–1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter in full: every problem with its JSON path, the redacted body.
+    Show {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Its sequence in SGD_DLQ.
+        seq: u64,
+    },
+    /// Send dead letters through validation again: one that passes lands in the log once and
+    /// leaves the DLQ; one that fails again stays.
+    Replay {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Their sequences in SGD_DLQ.
+        #[arg(required_unless_present = "reason", conflicts_with = "reason")]
+        seq: Vec<u64>,
+        /// Every dead letter refused for this reason.
+        #[arg(long)]
+        reason: Option<String>,
+        /// At most this many for a reason.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+/// Flags of `hub rebuild`.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// Compare a fresh rebuild with the served model instead of swapping (fails when they differ).
+    #[arg(long)]
+    check: bool,
+    /// Rebuild a stopped hub's read model directly (e.g. one that will not open) instead of
+    /// asking a running hub through its API.
+    #[arg(long)]
+    offline: bool,
+    /// The hub's API (online).
+    #[arg(long = "api", env = "HUB_API_URL", default_value = "http://127.0.0.1:8080")]
+    api_url: String,
+    /// An operator token (online).
+    #[arg(long, env = "HUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// TOML configuration file (offline).
+    #[arg(long, env = "HUB_CONFIG")]
+    config: Option<PathBuf>,
+    /// NATS server URL (offline).
+    #[arg(long, env = "HUB_NATS_URL")]
+    nats_url: Option<String>,
+    /// The hub's nkey seed file (offline).
+    #[arg(long, env = "HUB_NATS_NKEY_FILE")]
+    nats_nkey_file: Option<PathBuf>,
+    /// The stopped hub's data directory (offline).
+    #[arg(long, env = "HUB_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// Flags of `hub serve`; each overrides the environment, which overrides the config file.
@@ -218,6 +376,90 @@ pub fn main() -> ExitCode {
             };
             run_async(|shutdown| async move { crate::run(config, shutdown).await.map_err(|e| e.to_string()) })
         }
+        Command::Tail(args) => {
+            let filter = crate::ops::tail::TailFilter {
+                area: args.area,
+                principal: args.principal,
+                event_type: args.event_type,
+                dlq: args.dlq,
+            };
+            let start = match crate::ops::tail::StartAt::from_parameters(args.from_seq, args.since.as_deref()) {
+                Ok(start) => start,
+                Err(e) => return fail(&e),
+            };
+            let (json, limit, nats) = (args.json, args.limit, args.nats);
+            run_async(|shutdown| async move {
+                let client =
+                    crate::connect(&nats.nats_url, nats.nats_nkey_file.as_deref()).await.map_err(|e| e.to_string())?;
+                let js = async_nats::jetstream::new(client);
+                until_stopped(shutdown, crate::ops::commands::tail(&js, &filter, start, json, limit)).await
+            })
+        }
+        Command::Status { api, json, watch } => run_async(|shutdown| async move {
+            until_stopped(shutdown, crate::ops::commands::status(&api.client(), json, watch)).await
+        }),
+        Command::Dlq(DlqCommand::List { api, reason, principal, limit, json }) => run_async(|_| async move {
+            crate::ops::commands::dlq_list(&api.client(), reason.as_deref(), principal.as_deref(), limit, json)
+                .await
+                .map_err(|e| e.to_string())
+        }),
+        Command::Dlq(DlqCommand::Show { api, seq }) => {
+            run_async(
+                |_| async move { crate::ops::commands::dlq_show(&api.client(), seq).await.map_err(|e| e.to_string()) },
+            )
+        }
+        Command::Dlq(DlqCommand::Replay { api, seq, reason, limit }) => run_async(|_| async move {
+            let request = crate::api::dlq::ReplayRequest { seq, reason, limit: Some(limit) };
+            let answer = crate::ops::commands::dlq_replay(&api.client(), &request).await.map_err(|e| e.to_string())?;
+            if answer.refused > 0 {
+                return Err(format!("{} dead letters were refused again", answer.refused));
+            }
+            Ok(())
+        }),
+        Command::Rebuild(args) if !args.offline => {
+            let Some(token) = args.token else {
+                return fail(&"an operator token is needed: --token or HUB_TOKEN (or --offline for a stopped hub)");
+            };
+            let client = crate::ops::client::ApiClient::new(&args.api_url, &token);
+            run_async(|_| async move {
+                let report =
+                    crate::ops::commands::rebuild_online(&client, args.check).await.map_err(|e| e.to_string())?;
+                crate::ops::commands::rebuild_outcome(&report)
+            })
+        }
+        Command::Rebuild(args) => {
+            let serve = ServeArgs {
+                config: args.config,
+                nats_url: args.nats_url,
+                nats_nkey_file: args.nats_nkey_file,
+                data_dir: args.data_dir,
+                http_addr: None,
+                tokens_file: None,
+                no_validator: true,
+                no_projector: false,
+                no_api: true,
+            };
+            let config = match serve.to_config() {
+                Ok(config) => config,
+                Err(e) => return fail(&e),
+            };
+            let check = args.check;
+            run_async(|_| async move {
+                let client = crate::connect(&config.nats_url, config.nats_nkey_file.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let js = async_nats::jetstream::new(client);
+                let settings = crate::projector::ProjectorSettings {
+                    batch_max: config.batch_max.max(1),
+                    batch_wait: config.batch_wait(),
+                    views_flush: std::time::Duration::from_millis(config.views_flush_ms),
+                };
+                let report = crate::ops::commands::rebuild_offline(&js, &config.data_dir, settings, check)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                crate::ops::commands::rebuild_outcome(&report)
+            })
+        }
         Command::Demo(args) => {
             let options = crate::demo::DemoOptions {
                 data_dir: args.data_dir,
@@ -228,6 +470,17 @@ pub fn main() -> ExitCode {
             };
             run_async(|shutdown| async move { crate::demo::run(options, shutdown).await.map_err(|e| e.to_string()) })
         }
+    }
+}
+
+/// Runs `work` until it ends or Ctrl-C/SIGTERM; a stop is a normal end.
+async fn until_stopped<E: std::fmt::Display>(
+    mut shutdown: watch::Receiver<bool>,
+    work: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    tokio::select! {
+        result = work => result.map_err(|e| e.to_string()),
+        _ = shutdown.wait_for(|stop| *stop) => Ok(()),
     }
 }
 

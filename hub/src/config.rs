@@ -120,9 +120,9 @@ impl HubConfig {
         self.tokens_file.clone().unwrap_or_else(|| self.data_dir.join("tokens.json"))
     }
 
-    /// The read model's directory.
+    /// The served read model's directory (see [`crate::read_model::ModelDirs`]).
     pub fn read_model_dir(&self) -> PathBuf {
-        self.data_dir.join("read-model")
+        crate::read_model::ModelDirs::new(&self.data_dir).serving()
     }
 
     /// The duplicate window.

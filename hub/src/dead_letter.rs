@@ -56,7 +56,8 @@ impl DeadLetter {
         Self {
             reason: rejection.reason().as_str().into(),
             problems: rejection.problems.iter().map(ProblemRecord::from).collect(),
-            subject: subject.into(),
+            // an ingress subject is the publisher's choice and may hold anything, a number too
+            subject: sgd_schemas::pii::redact(subject),
             received_at: Utc::now(),
             ingress_seq,
             event_id: rejection.event_id.clone(),

@@ -463,7 +463,7 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
                 .await
                 .map_err(|e| crate::HubError::Nats { url: nats_url.clone(), message: e.to_string() })?;
             let last = stream.info().await.map(|i| i.state.last_sequence).unwrap_or(0);
-            if model.checkpoint().unwrap_or(0) >= last && last > 0 {
+            if model.get().checkpoint().unwrap_or(0) >= last && last > 0 {
                 let elapsed = started.elapsed();
                 println!(
                     "validated and projected in {elapsed:.1?}: {:.0} events/s from publish to read model",

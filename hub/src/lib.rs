@@ -9,6 +9,7 @@
 //! - [`projections`]: pure projections (one module per view), tested without I/O.
 //! - [`projector`]: the projection runner, `SGD_EVENTS` → the read model, exactly once.
 //! - [`read_model`]: the sled read model.
+//! - [`rebuild`]: the read model rebuilt from the log beside the served one, then swapped or compared.
 //! - [`api`]: the HTTP API (axum).
 //! - [`bench`]: the pipeline benchmark against raw JetStream (`cargo bench -p sgd-hub --bench pipeline`).
 //! - [`tokens`]: hashed API tokens and roles.
@@ -17,6 +18,7 @@
 //! - [`nats_server`]: runs a real `nats-server` (the demo's embedded default, the tests' harness).
 //! - [`demo`]: `hub demo`: a sample of every event type for several principals.
 //! - [`offline`]: `hub validate FILE…`.
+//! - [`ops`]: what operators run against a live hub (tail, status, dead letters, rebuild).
 //! - [`privacy`]: small-count suppression in statistics about persons.
 //! - [`cli`]: the `hub` command line.
 #![deny(missing_docs)]
@@ -31,10 +33,12 @@ pub mod metrics;
 pub mod nats_config;
 pub mod nats_server;
 pub mod offline;
+pub mod ops;
 pub mod privacy;
 pub mod projections;
 pub mod projector;
 pub mod read_model;
+pub mod rebuild;
 pub mod streams;
 pub mod tokens;
 pub mod validator;
@@ -89,14 +93,16 @@ pub enum HubError {
 pub struct RunningHub {
     /// Where the API listens, when it runs.
     pub http_addr: Option<SocketAddr>,
-    /// The read model.
-    pub model: Option<Arc<read_model::ReadModel>>,
+    /// The served read model.
+    pub model: Option<read_model::ServingModel>,
     /// JetStream.
     pub js: jetstream::Context,
     tasks: JoinSet<Result<(), HubError>>,
 }
 
-/// Connects to NATS, with the hub's nkey when `nkey_file` is given.
+/// Connects to NATS, with the hub's nkey when `nkey_file` is given. `url` may list several
+/// servers separated by commas (the nodes of a cluster): the client starts with any that answers
+/// and fails over to the others (and to those the cluster announces) when one goes away.
 pub async fn connect(url: &str, nkey_file: Option<&std::path::Path>) -> Result<async_nats::Client, HubError> {
     let mut options = async_nats::ConnectOptions::new();
     if let Some(file) = nkey_file {
@@ -111,7 +117,7 @@ pub async fn connect(url: &str, nkey_file: Option<&std::path::Path>) -> Result<a
         .connection_timeout(Duration::from_secs(5))
         .retry_on_initial_connect()
         .max_reconnects(None)
-        .connect(url)
+        .connect(url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>())
         .await
         .map_err(|e| HubError::Nats { url: url.into(), message: e.to_string() })
 }
@@ -144,19 +150,29 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
                 source: sled::Error::Io(source),
             })
         })?;
+        if config.projector {
+            // Only the hub that projects may remove what a killed rebuild left behind.
+            let dirs = read_model::ModelDirs::new(&config.data_dir);
+            match dirs.remove_stale() {
+                Ok(removed) => {
+                    removed.iter().for_each(|dir| tracing::info!(dir = %dir.display(), "removed a stale read model"))
+                }
+                Err(e) => tracing::warn!(error = %e, "could not remove stale read models"),
+            }
+        }
         let dir = config.read_model_dir();
-        Some(Arc::new(
+        Some(read_model::ServingModel::new(Arc::new(
             tokio::task::spawn_blocking(move || read_model::ReadModel::open(&dir))
                 .await
                 .map_err(|e| HubError::Http(std::io::Error::other(e.to_string())))??,
-        ))
+        )))
     } else {
         None
     };
 
     let views: projector::SharedViews = match &model {
         Some(model) => {
-            let loader = model.clone();
+            let loader = model.get();
             let loaded = tokio::task::spawn_blocking(move || loader.load_views())
                 .await
                 .map_err(|e| HubError::Http(std::io::Error::other(e.to_string())))??;
@@ -166,15 +182,28 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
     };
 
     let status = config.projector.then(|| Arc::new(projector::ProjectorStatus::default()));
+    let mut rebuilder = None;
     if let (Some(model), Some(status)) = (&model, &status) {
         let settings = projector::ProjectorSettings {
             batch_max: config.batch_max.max(1),
             batch_wait: config.batch_wait(),
             views_flush: Duration::from_millis(config.views_flush_ms),
         };
+        let (control, control_rx) = tokio::sync::mpsc::channel(1);
+        rebuilder = Some(Arc::new(rebuild::Rebuilder::new(
+            js.clone(),
+            &config.data_dir,
+            model.clone(),
+            views.clone(),
+            control,
+            settings,
+        )));
         let (js, metrics, shutdown, model, status, views) =
-            (js.clone(), metrics.clone(), shutdown.clone(), model.clone(), status.clone(), views.clone());
-        tasks.spawn(async move { Ok(projector::run(js, model, views, settings, metrics, status, shutdown).await?) });
+            (js.clone(), metrics.clone(), shutdown.clone(), model.get(), status.clone(), views.clone());
+        tasks.spawn(async move {
+            let signals = projector::Signals { control: control_rx, shutdown };
+            Ok(projector::run(js, model, views, settings, metrics, status, signals).await?)
+        });
     }
 
     let mut http_addr = None;
@@ -193,6 +222,9 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             max_event_bytes: config.max_event_bytes,
             views: views.clone(),
             settings: Arc::new(config.clone()),
+            started: std::time::Instant::now(),
+            rebuilder: rebuilder.clone(),
+            shutdown: shutdown.clone(),
         };
         let mut shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -1,10 +1,15 @@
 //! Prometheus metrics of the hub (`GET /metrics`).
 
-use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
     registry::Registry,
 };
 
@@ -24,6 +29,44 @@ pub struct ReasonLabels {
     pub reason: String,
     /// Where the event came in: `nats` or `http`.
     pub entry: String,
+}
+
+/// Labels of the DLQ size.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DlqLabels {
+    /// The reject reason code.
+    pub reason: String,
+}
+
+/// Labels of an adapter's heartbeat age.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdapterLabels {
+    /// The principal.
+    pub principal: String,
+    /// The adapter.
+    pub adapter: String,
+}
+
+/// Labels of HTTP request durations.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The method.
+    pub method: String,
+    /// The route (its pattern, e.g. `/api/v1/dlq/{seq}`), or `unmatched`.
+    pub route: String,
+    /// The status code.
+    pub status: u16,
+}
+
+/// Totals since the process started, readable without the registry (`GET /api/v1/status`).
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Events accepted by the validator (NATS and HTTP).
+    pub validated: AtomicU64,
+    /// Events refused.
+    pub refused: AtomicU64,
+    /// Events applied to the read model.
+    pub projected: AtomicU64,
 }
 
 /// Every metric of the hub.
@@ -47,6 +90,18 @@ pub struct Metrics {
     pub checkpoint: Gauge<i64, AtomicI64>,
     /// Projection batches committed.
     pub batches: Counter,
+    /// Events per committed projection batch.
+    pub batch_size: Histogram,
+    /// Seconds to commit one projection batch to sled (apply + flush).
+    pub commit_seconds: Histogram,
+    /// Dead letters in `SGD_DLQ` by reason (read from JetStream at each scrape).
+    pub dlq_messages: Family<DlqLabels, Gauge>,
+    /// Seconds since each adapter's newest heartbeat (computed at each scrape).
+    pub adapter_heartbeat_age: Family<AdapterLabels, Gauge<f64, AtomicU64>>,
+    /// HTTP request durations.
+    pub http_seconds: Family<HttpLabels, Histogram>,
+    /// Totals since start.
+    pub totals: Totals,
 }
 
 impl Default for Metrics {
@@ -61,6 +116,13 @@ impl Default for Metrics {
         let lag_seconds = Gauge::<f64, AtomicU64>::default();
         let checkpoint = Gauge::<i64, AtomicI64>::default();
         let batches = Counter::default();
+        let batch_size = Histogram::new(exponential_buckets(1.0, 4.0, 8));
+        let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let dlq_messages = Family::<DlqLabels, Gauge>::default();
+        let adapter_heartbeat_age = Family::<AdapterLabels, Gauge<f64, AtomicU64>>::default();
+        let http_seconds = Family::<HttpLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 14))) as fn() -> Histogram,
+        );
         registry.register("events_validated", "Events accepted by the validator", validated.clone());
         registry.register("events_refused", "Events refused (to the DLQ or an HTTP error)", refused.clone());
         registry.register("events_projected", "Events applied to the read model", projected.clone());
@@ -70,6 +132,15 @@ impl Default for Metrics {
         registry.register("projection_lag_seconds", "Age of the oldest unprojected event", lag_seconds.clone());
         registry.register("projection_checkpoint", "Last applied log sequence", checkpoint.clone());
         registry.register("projection_batches", "Projection batches committed", batches.clone());
+        registry.register("projection_batch_size", "Events per committed projection batch", batch_size.clone());
+        registry.register("projection_commit_seconds", "Seconds to commit one batch to sled", commit_seconds.clone());
+        registry.register("dlq_messages", "Dead letters in SGD_DLQ by reason", dlq_messages.clone());
+        registry.register(
+            "adapter_heartbeat_age_seconds",
+            "Seconds since each adapter's newest heartbeat",
+            adapter_heartbeat_age.clone(),
+        );
+        registry.register("http_request_duration_seconds", "HTTP request durations", http_seconds.clone());
         // Every series exists from the start (at zero), so dashboards and alerts see all of them.
         for event_type in sgd_schemas::catalogue::Catalogue::get().types() {
             let area = sgd_schemas::catalogue::TypeName::parse(event_type).map(|t| t.area).unwrap_or_default();
@@ -81,6 +152,7 @@ impl Default for Metrics {
             for entry in ["nats", "http"] {
                 let _ = refused.get_or_create(&ReasonLabels { reason: reason.as_str().into(), entry: entry.into() });
             }
+            let _ = dlq_messages.get_or_create(&DlqLabels { reason: reason.as_str().into() });
         }
         Self {
             registry,
@@ -93,6 +165,12 @@ impl Default for Metrics {
             lag_seconds,
             checkpoint,
             batches,
+            batch_size,
+            commit_seconds,
+            dlq_messages,
+            adapter_heartbeat_age,
+            http_seconds,
+            totals: Totals::default(),
         }
     }
 }
@@ -109,10 +187,18 @@ impl Metrics {
     /// Counts an accepted event.
     pub fn count_validated(&self, area: &str, event_type: &str) {
         self.validated.get_or_create(&TypeLabels { area: area.into(), r#type: event_type.into() }).inc();
+        self.totals.validated.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a refusal.
     pub fn count_refused(&self, reason: &str, entry: &str) {
         self.refused.get_or_create(&ReasonLabels { reason: reason.into(), entry: entry.into() }).inc();
+        self.totals.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an HTTP request.
+    pub fn observe_http(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let labels = HttpLabels { method: method.into(), route: route.into(), status };
+        self.http_seconds.get_or_create(&labels).observe(seconds);
     }
 }

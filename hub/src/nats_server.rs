@@ -152,6 +152,25 @@ impl NatsServer {
         }
     }
 
+    /// Stops the server the way an operator does (SIGTERM: it closes clients and flushes its
+    /// storage), waiting at most `limit` before killing it; its storage stays.
+    pub fn stop(&mut self, limit: Duration) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: sending a signal to our own child process, which has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Starts the server again on the same port with the same storage.
     pub fn restart(&mut self) -> Result<(), NatsServerError> {
         self.kill();

@@ -22,7 +22,7 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 use sgd_schemas::{upcast, DomainEvent, Envelope};
-use tokio::sync::{watch, RwLock};
+use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
 use crate::{
     metrics::{Metrics, TypeLabels},
@@ -98,6 +98,35 @@ impl RunnerState {
 /// The domain views, shared between the projection runner (the only writer) and the API.
 pub type SharedViews = Arc<RwLock<DomainViews>>;
 
+/// What a rebuild asks of the running projection.
+pub enum Control {
+    /// Stop after the current batch, answer the checkpoint reached on `paused`, and wait for
+    /// `resume`: with a model (at exactly that checkpoint) and its views to carry on with, or with
+    /// `None` to carry on as before. Dropping `resume` also carries on as before.
+    Pause {
+        /// Receives the checkpoint at which the projection stopped.
+        paused: oneshot::Sender<u64>,
+        /// What to carry on with.
+        resume: oneshot::Receiver<Option<Handover>>,
+    },
+}
+
+/// What the running projection listens to besides the log.
+pub struct Signals {
+    /// Requests of a rebuild.
+    pub control: mpsc::Receiver<Control>,
+    /// Turns true at shutdown.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A model and its views that take over from the running projection's.
+pub struct Handover {
+    /// The new read model, at the paused checkpoint.
+    pub model: Arc<ReadModel>,
+    /// Its views.
+    pub views: DomainViews,
+}
+
 /// Runs the projection until `shutdown` turns true. `views` must hold what the read model holds
 /// (see [`ReadModel::load_views`]).
 pub async fn run(
@@ -107,8 +136,10 @@ pub async fn run(
     settings: ProjectorSettings,
     metrics: Arc<Metrics>,
     status: Arc<ProjectorStatus>,
-    mut shutdown: watch::Receiver<bool>,
+    signals: Signals,
 ) -> Result<(), ProjectorError> {
+    let Signals { mut control, mut shutdown } = signals;
+    let mut model = model;
     let loader = model.clone();
     let mut state = tokio::task::spawn_blocking(move || RunnerState::load(&loader))
         .await
@@ -156,6 +187,25 @@ pub async fn run(
         let first = tokio::select! {
             next = messages.next() => next,
             _ = shutdown.changed() => return flush_views(&model, &views, state.checkpoint).await,
+            Some(Control::Pause { paused, resume }) = control.recv() => {
+                let _ = paused.send(state.checkpoint);
+                let handover = tokio::select! {
+                    handover = resume => handover.ok().flatten(),
+                    _ = shutdown.changed() => return flush_views(&model, &views, state.checkpoint).await,
+                };
+                if let Some(handover) = handover {
+                    // The new model stands at this checkpoint too, so the consumer's position holds.
+                    flush_views(&model, &views, state.checkpoint).await?;
+                    let loader = handover.model.clone();
+                    state = tokio::task::spawn_blocking(move || RunnerState::load(&loader))
+                        .await
+                        .map_err(|e| ProjectorError::Consumer(e.to_string()))??;
+                    *views.write().await = handover.views;
+                    model = handover.model;
+                    tracing::info!(checkpoint = state.checkpoint, "projection carries on with the rebuilt read model");
+                }
+                continue;
+            }
         };
         let mut batch = match first {
             Some(Ok(message)) => vec![message],
@@ -215,6 +265,13 @@ async fn project_batch(
                 continue;
             }
         };
+        let _span = tracing::debug_span!(
+            "projected",
+            sequence,
+            id = %envelope.id,
+            traceparent = envelope.traceparent.as_deref().unwrap_or("")
+        )
+        .entered();
         let digest = identity_digest(&envelope);
         if !state.identities.insert(digest) {
             metrics.duplicates.inc();
@@ -236,6 +293,7 @@ async fn project_batch(
         let projected_event = ProjectedEvent::new(&envelope, &event);
         delta.apply(&projected_event);
         views.apply_logged(&projected_event, sequence);
+        tracing::debug!(event_type = event.event_type(), "projected");
         *projected.entry(event.event_type()).or_default() += 1;
     }
     if last_sequence == state.checkpoint {
@@ -253,9 +311,15 @@ async fn project_batch(
     let records = flush.then(|| views.drain_changes());
     drop(views);
     let writer = model.clone();
+    let applied = digests.len();
+    let started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || writer.commit(&totals, records.as_deref(), &digests, last_sequence))
         .await
         .map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
+    metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+    metrics.batch_size.observe(applied as f64);
+    metrics.totals.projected.fetch_add(applied as u64, Ordering::Relaxed);
+    tracing::debug!(last_sequence, applied, flush, "projection batch committed");
     state.checkpoint = last_sequence;
     if flush {
         state.views_flushed_at = std::time::Instant::now();
@@ -275,6 +339,84 @@ async fn project_batch(
         metrics.lag_seconds.set(age);
     }
     Ok(())
+}
+
+/// Replays the log into `model` (a fresh one, or one a rebuild filled before) from its checkpoint
+/// up to exactly `stop_at` (or the end of the log, when it holds less), with the same batches and
+/// commits as the projection runner; `progress` follows the sequence reached. Returns the views.
+pub async fn catch_up(
+    js: &jetstream::Context,
+    model: &Arc<ReadModel>,
+    views: DomainViews,
+    stop_at: u64,
+    settings: ProjectorSettings,
+    progress: &std::sync::atomic::AtomicU64,
+) -> Result<DomainViews, ProjectorError> {
+    let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
+    let loader = model.clone();
+    let mut state =
+        tokio::task::spawn_blocking(move || RunnerState::load(&loader)).await.map_err(|e| consumer_error(&e))??;
+    let views: SharedViews = Arc::new(RwLock::new(views));
+    progress.store(state.checkpoint, Ordering::Relaxed);
+    if state.checkpoint < stop_at {
+        let stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: state.checkpoint + 1 },
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                description: Some("sgd-hub rebuild".into()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| consumer_error(&e))?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(settings.batch_max)
+            .messages()
+            .await
+            .map_err(|e| consumer_error(&e))?;
+        // Counted apart from the serving hub's metrics, which a rebuild must not move.
+        let (metrics, status) = (Metrics::default(), ProjectorStatus::default());
+        'replay: while state.checkpoint < stop_at {
+            let mut batch = Vec::with_capacity(settings.batch_max);
+            let mut ended = false;
+            while batch.len() < settings.batch_max {
+                // Nothing for a while: the log holds less than `stop_at` (or a sequence is gone).
+                match tokio::time::timeout(Duration::from_secs(5), messages.next()).await {
+                    Ok(Some(Ok(message))) => {
+                        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+                        if sequence > stop_at {
+                            ended = true;
+                            break;
+                        }
+                        batch.push(message);
+                        if sequence == stop_at {
+                            ended = true;
+                            break;
+                        }
+                    }
+                    Ok(Some(Err(e))) => return Err(consumer_error(&e)),
+                    Ok(None) | Err(_) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                // Views are written once, at the end, not every interval.
+                let never = Duration::from_secs(u64::MAX / 4);
+                project_batch(&mut state, &batch, model, &views, never, &metrics, &status).await?;
+                progress.store(state.checkpoint, Ordering::Relaxed);
+            }
+            if ended {
+                break 'replay;
+            }
+        }
+    }
+    flush_views(model, &views, state.checkpoint).await?;
+    let views = Arc::try_unwrap(views).map(RwLock::into_inner).map_err(|_| consumer_error(&"views still shared"))?;
+    Ok(views)
 }
 
 /// Brings the views from what sled holds (`from`) up to the checkpoint (`to`) by replaying that

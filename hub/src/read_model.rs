@@ -33,7 +33,7 @@ const VIEWS_SEQUENCE: &[u8] = b"meta/views_sequence";
 pub enum ReadModelError {
     /// sled could not open or write it (disk full, corrupt files, permissions) → stop projecting;
     /// `hub rebuild` recreates it from the log.
-    #[error("read model at {path}: {source}")]
+    #[error("read model at {path}: {source}{}", damaged_hint(source))]
     Storage {
         /// Its directory.
         path: String,
@@ -58,6 +58,16 @@ pub enum ReadModelError {
         /// The key.
         key: String,
     },
+}
+
+/// What to do when sled says the files are not a store it can read (damaged, or not sled's).
+fn damaged_hint(source: &sled::Error) -> &'static str {
+    match source {
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
+            "; its files are damaged: rebuild it from the log (hub rebuild, or delete the directory and restart)"
+        }
+        _ => "",
+    }
 }
 
 /// One row of usage.
@@ -262,9 +272,104 @@ impl ReadModel {
         Ok(())
     }
 
+    /// Its directory.
+    pub fn dir(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(&self.path)
+    }
+
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// The read model the API serves, replaceable while requests still hold the one they started
+/// with (a rebuild swaps in its fresh model this way).
+#[derive(Clone)]
+pub struct ServingModel(std::sync::Arc<std::sync::RwLock<std::sync::Arc<ReadModel>>>);
+
+impl ServingModel {
+    /// Serves `model`.
+    pub fn new(model: std::sync::Arc<ReadModel>) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(model)))
+    }
+
+    /// The model served now.
+    pub fn get(&self) -> std::sync::Arc<ReadModel> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Serves `model` from now on; returns the one served before.
+    pub fn replace(&self, model: std::sync::Arc<ReadModel>) -> std::sync::Arc<ReadModel> {
+        let mut guard = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::replace(&mut *guard, model)
+    }
+}
+
+/// The read models in a data directory: the one served (named by the file `CURRENT`, or
+/// `read-model` when there is none) and fresh ones a rebuild fills beside it. Switching is one
+/// atomic rename of `CURRENT`, so a rebuild killed at any moment leaves the served model as it was.
+#[derive(Debug, Clone)]
+pub struct ModelDirs {
+    data_dir: std::path::PathBuf,
+}
+
+const CURRENT: &str = "CURRENT";
+const DEFAULT_DIR: &str = "read-model";
+
+impl ModelDirs {
+    /// The read models under `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self { data_dir: data_dir.to_path_buf() }
+    }
+
+    /// The directory of the served model.
+    pub fn serving(&self) -> std::path::PathBuf {
+        let name = std::fs::read_to_string(self.data_dir.join(CURRENT))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && !s.contains('/') && s.starts_with(DEFAULT_DIR));
+        self.data_dir.join(name.as_deref().unwrap_or(DEFAULT_DIR))
+    }
+
+    /// A new, empty directory for a rebuild, beside the served one.
+    pub fn fresh(&self) -> std::io::Result<std::path::PathBuf> {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
+        let dir = self.data_dir.join(format!("{DEFAULT_DIR}-{stamp}-{:04x}", rand::random::<u16>()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Makes `dir` the served model: writes `CURRENT` by an atomic rename, synced.
+    pub fn promote(&self, dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| std::io::Error::other(format!("{} has no usable name", dir.display())))?;
+        let temporary = self.data_dir.join(format!("{CURRENT}.tmp"));
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(name.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, self.data_dir.join(CURRENT))?;
+        std::fs::File::open(&self.data_dir)?.sync_all()
+    }
+
+    /// Removes every read-model directory but the served one (left by a rebuild that was killed,
+    /// or replaced by one that finished). Call only when no rebuild runs.
+    pub fn remove_stale(&self) -> std::io::Result<Vec<std::path::PathBuf>> {
+        let serving = self.serving();
+        let mut removed = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else { return Ok(removed) };
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if path.is_dir() && name.starts_with(DEFAULT_DIR) && path != serving {
+                std::fs::remove_dir_all(&path)?;
+                removed.push(path);
+            }
+        }
+        Ok(removed)
     }
 }
 
@@ -292,6 +397,25 @@ mod tests {
         assert_eq!(cells.len(), 1);
         assert_eq!(cells[0].count, 5);
         assert!(model.usage_between(Some(day.succ_opt().unwrap()), None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_promoted_directory_is_served_and_the_others_are_stale() {
+        let data = tempfile::tempdir().unwrap();
+        let dirs = ModelDirs::new(data.path());
+        assert_eq!(dirs.serving(), data.path().join("read-model"));
+        std::fs::create_dir_all(dirs.serving()).unwrap();
+        let fresh = dirs.fresh().unwrap();
+        assert_ne!(fresh, dirs.serving());
+        let abandoned = dirs.fresh().unwrap();
+        dirs.promote(&fresh).unwrap();
+        assert_eq!(dirs.serving(), fresh);
+        let mut removed = dirs.remove_stale().unwrap();
+        removed.sort();
+        let mut expected = vec![data.path().join("read-model"), abandoned];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(fresh.exists());
     }
 
     #[test]

@@ -20,7 +20,10 @@ use async_nats::{
 };
 use futures::StreamExt;
 use sgd_schemas::{subjects, validate, ValidationContext};
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 use tracing::Instrument;
 
 use crate::{dead_letter::DeadLetter, metrics::Metrics, streams};
@@ -77,7 +80,7 @@ pub async fn run(
         .await
         .map_err(|e| ValidatorError::Consumer(e.to_string()))?;
 
-    let (to_acker, acks) = mpsc::channel::<(PublishAckFuture, jetstream::Message)>(10_000);
+    let (to_acker, acks) = mpsc::channel::<(PublishAckFuture, jetstream::Message, Instant)>(10_000);
     let acker = tokio::spawn(ack_in_order(acks));
     tracing::info!("validator consuming {}", streams::INGRESS);
 
@@ -96,12 +99,12 @@ pub async fn run(
         };
         match route(&js, &message, settings, &metrics).await {
             Ok(ack) => {
-                if to_acker.send((ack, message)).await.is_err() {
+                if to_acker.send((ack, message, Instant::now() + PUBLISH_ACK_WAIT)).await.is_err() {
                     break Err(ValidatorError::Consumer("ack task stopped".into()));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, subject = %message.subject, "publish failed; ingress message will be redelivered");
+                tracing::warn!(error = %e, subject = %sgd_schemas::pii::redact(&message.subject), "publish failed; ingress message will be redelivered");
                 let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
             }
         }
@@ -123,40 +126,66 @@ async fn route(
     let ctx = ValidationContext::from_ingress_subject(subject, settings.max_event_bytes);
     let mut headers = HeaderMap::new();
     match validate(&message.payload, &ctx) {
-        Ok(event) => {
-            headers.insert(crate::MSG_ID_HEADER, event.msg_id.as_str());
-            let span = tracing::debug_span!(
-                "validated",
-                id = %event.envelope.id,
-                traceparent = event.envelope.traceparent.as_deref().unwrap_or("")
-            );
-            metrics.count_validated(event.envelope.area(), &event.envelope.event_type);
-            // `instrument`, not `enter`: an entered span must not be held across an await.
-            js.publish_with_headers(event.events_subject, headers, message.payload.clone())
-                .instrument(span)
-                .await
-                .map_err(|e| e.to_string())
-        }
+        Ok(event) => publish_valid(js, event, message.payload.clone(), metrics).await,
         Err(rejection) => {
             let ingress_seq = message.info().ok().map(|i| i.stream_sequence);
             let dead_letter = DeadLetter::from_rejection(&rejection, subject, ingress_seq);
             metrics.count_refused(&dead_letter.reason, "nats");
-            tracing::info!(reason = %dead_letter.reason, subject, "refused: {rejection}");
+            tracing::info!(reason = %dead_letter.reason, subject = %dead_letter.subject, "refused: {rejection}");
             let principal = ctx.transport_principal.filter(|p| sgd_schemas::principals::is_known(p));
             headers.insert(crate::MSG_ID_HEADER, format!("dlq/{}", ingress_seq.unwrap_or_default()).as_str());
             headers.insert(crate::dead_letter::REASON_HEADER, dead_letter.reason.as_str());
-            js.publish_with_headers(subjects::dlq(principal), headers, dead_letter.to_json().into())
-                .await
-                .map_err(|e| e.to_string())
+            js.publish_with_headers(
+                subjects::dlq(principal, &dead_letter.reason),
+                headers,
+                dead_letter.to_json().into(),
+            )
+            .await
+            .map_err(|e| e.to_string())
         }
     }
 }
 
-/// Awaits each publish acknowledgement in order; acks the ingress message after its publish is
-/// stored, naks it (for redelivery) when the publish failed.
-async fn ack_in_order(mut acks: mpsc::Receiver<(PublishAckFuture, jetstream::Message)>) {
-    while let Some((ack, message)) = acks.recv().await {
-        match ack.await {
+/// Publishes a valid event to the log, with its identity as `Nats-Msg-Id` so that a repeat within
+/// the duplicate window is dropped; returns the pending acknowledgement. `payload` is what was
+/// received (the log keeps the bytes the adapter sent). Used by the validator and by the DLQ
+/// replay, so a replayed event goes through exactly what a new one does.
+pub async fn publish_valid(
+    js: &jetstream::Context,
+    event: sgd_schemas::ValidatedEvent,
+    payload: bytes::Bytes,
+    metrics: &Metrics,
+) -> Result<PublishAckFuture, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(crate::MSG_ID_HEADER, event.msg_id.as_str());
+    let span = tracing::debug_span!(
+        "validated",
+        id = %event.envelope.id,
+        traceparent = event.envelope.traceparent.as_deref().unwrap_or("")
+    );
+    metrics.count_validated(event.envelope.area(), &event.envelope.event_type);
+    tracing::debug!(parent: &span, subject = %event.events_subject, "validated");
+    // `instrument`, not `enter`: an entered span must not be held across an await.
+    js.publish_with_headers(event.events_subject, headers, payload).instrument(span).await.map_err(|e| e.to_string())
+}
+
+/// How long a publish to the log may wait for its acknowledgement, counted from the publish.
+const PUBLISH_ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Awaits each publish acknowledgement in order, each until its own deadline (counted from its
+/// publish); acks the ingress message after its publish is stored, naks it (for redelivery) when
+/// the publish failed or was not acknowledged in time.
+///
+/// Regression (issue 7, NATS restarts): the client's timeout starts when an acknowledgement is
+/// awaited, so awaiting thousands lost in a `nats-server` restart one after the other took 5 s
+/// each, and validation stalled for hours behind the full queue.
+async fn ack_in_order(mut acks: mpsc::Receiver<(PublishAckFuture, jetstream::Message, Instant)>) {
+    while let Some((ack, message, deadline)) = acks.recv().await {
+        let acknowledged = match tokio::time::timeout_at(deadline, std::future::IntoFuture::into_future(ack)).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no acknowledgement within {PUBLISH_ACK_WAIT:?} of the publish")),
+        };
+        match acknowledged {
             Ok(_) => {
                 if let Err(e) = message.ack().await {
                     tracing::warn!(error = %e, "ingress ack failed; the message will be redelivered and deduplicated");

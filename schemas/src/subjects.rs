@@ -2,7 +2,8 @@
 //!
 //! - ingress: `sgd.in.<principal>.<area>` (what adapters publish to)
 //! - the log: `sgd.events.<principal>.<area>.<entity>.<action>`
-//! - dead letters: `sgd.dlq.<principal>` or `sgd.dlq.unknown`
+//! - dead letters: `sgd.dlq.<principal>.<reason>` (`unknown` for an untrustworthy principal), so
+//!   JetStream counts them per principal and reason without reading them
 
 /// Subjects of the ingress stream `SGD_INGRESS`.
 pub const INGRESS_ALL: &str = "sgd.in.>";
@@ -32,9 +33,16 @@ pub fn events(principal: &str, event_type: &str) -> String {
     format!("sgd.events.{principal}.{tail}")
 }
 
-/// The dead-letter subject for a refusal; `None` (no trustworthy principal) gives `sgd.dlq.unknown`.
-pub fn dlq(principal: Option<&str>) -> String {
-    format!("sgd.dlq.{}", principal.unwrap_or("unknown"))
+/// The dead-letter subject for a refusal with `reason` (a reject reason code); `None` (no
+/// trustworthy principal) gives `sgd.dlq.unknown.<reason>`.
+pub fn dlq(principal: Option<&str>, reason: &str) -> String {
+    format!("sgd.dlq.{}.{reason}", principal.unwrap_or("unknown"))
+}
+
+/// (principal, reason) of a dead-letter subject.
+pub fn parse_dlq(subject: &str) -> Option<(&str, &str)> {
+    let (principal, reason) = subject.strip_prefix("sgd.dlq.")?.split_once('.')?;
+    (!principal.is_empty() && !reason.is_empty() && !reason.contains('.')).then_some((principal, reason))
 }
 
 #[cfg(test)]
@@ -47,6 +55,8 @@ mod tests {
         assert_eq!(parse_ingress("sgd.in.1280"), None);
         assert_eq!(parse_ingress("sgd.in.1280.npo.extra"), None);
         assert_eq!(events("12", "se.sgd.plans.plan.created"), "sgd.events.12.plans.plan.created");
-        assert_eq!(dlq(None), "sgd.dlq.unknown");
+        assert_eq!(dlq(None, "schema"), "sgd.dlq.unknown.schema");
+        assert_eq!(parse_dlq(&dlq(Some("1280"), "pii")), Some(("1280", "pii")));
+        assert_eq!(parse_dlq("sgd.dlq.1280"), None);
     }
 }

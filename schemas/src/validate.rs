@@ -18,6 +18,14 @@ use crate::{
 /// Default upper limit of an event's size in bytes.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
 
+/// How far after the validator's clock an event's `time` may be, in days. `time` is when the
+/// event happened, so a later one is a wrong clock or a sentinel date (9999-12-31, 2099-…) that
+/// would sit in the statistics' future and keep follow-up rules from ever firing. The margin is
+/// wide: a clock or offset that is wrong by hours must not lose an event, and the demo's sample
+/// and the simulator publish follow-ups up to some weeks ahead. Far-past times are accepted
+/// (back-fill of history).
+pub const MAX_FUTURE_DAYS: i64 = 366;
+
 /// What the transport tells the validator about where an event came from.
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationContext<'a> {
@@ -204,6 +212,8 @@ pub fn validate(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<ValidatedEv
     let reject = |mut problems: Vec<Problem>, value: Option<&Value>| {
         problems.sort_by_key(|p| p.reason);
         for p in &mut problems {
+            // A path names keys, and a key may be a number too.
+            p.path = pii::redact(&p.path);
             p.message = pii::redact(&p.message);
         }
         let field = |name: &str| value.and_then(|v| v.get(name)).and_then(Value::as_str).map(pii::redact);
@@ -221,7 +231,7 @@ pub fn validate(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<ValidatedEv
             format!("the event is {} bytes; the limit is {} bytes", bytes.len(), ctx.max_bytes),
         ));
         // Still look for personal identity numbers, so the DLQ copy is redacted; but do not parse.
-        if pii::redact_raw(&String::from_utf8_lossy(bytes)).contains(pii::REDACTED) {
+        if raw_holds_pii(&String::from_utf8_lossy(bytes)) {
             problems.push(problem(RejectReason::Pii, "", "the event holds a personal identity number"));
         }
         let mut rejection = reject(problems, None);
@@ -236,6 +246,9 @@ pub fn validate(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<ValidatedEv
                 "",
                 format!("the body is not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
             ));
+            if raw_holds_pii(&String::from_utf8_lossy(bytes)) {
+                problems.push(problem(RejectReason::Pii, "", "the event holds a personal identity number"));
+            }
             return Err(reject(problems, None));
         }
     };
@@ -243,6 +256,9 @@ pub fn validate(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<ValidatedEv
         Ok(value) => value,
         Err(e) => {
             problems.push(problem(RejectReason::Malformed, "", format!("the body is not JSON: {e}")));
+            if raw_holds_pii(text) {
+                problems.push(problem(RejectReason::Pii, "", "the event holds a personal identity number"));
+            }
             return Err(reject(problems, None));
         }
     };
@@ -251,6 +267,15 @@ pub fn validate(bytes: &[u8], ctx: &ValidationContext<'_>) -> Result<ValidatedEv
             RejectReason::Pii,
             &path,
             "a Swedish personal identity or coordination number; refer to persons by their pseudonym only",
+        ));
+    }
+    // The log keeps the body byte for byte, so the text must be clean too, not only the parsed
+    // value: with a repeated key the parser keeps the last value and drops the others.
+    if problems.is_empty() && raw_holds_pii(text) {
+        problems.push(problem(
+            RejectReason::Pii,
+            "",
+            "a personal identity number in the body outside the event's values (a repeated key?)",
         ));
     }
     let Some(object) = value.as_object() else {
@@ -332,14 +357,25 @@ fn check_envelope(
         }
     }
     if let Some(time) = string("time", true, problems) {
-        if chrono::DateTime::parse_from_rfc3339(&time).is_err() {
-            problems.push(problem(
+        match chrono::DateTime::parse_from_rfc3339(&time) {
+            Err(_) => problems.push(problem(
                 RejectReason::Envelope,
                 "/time",
                 format!(
                     "`time` must be an RFC 3339 timestamp with offset, e.g. 2026-03-02T10:15:00+01:00, not {time:?}"
                 ),
-            ));
+            )),
+            Ok(at) if at.to_utc() > chrono::Utc::now() + chrono::Duration::days(MAX_FUTURE_DAYS) => {
+                problems.push(problem(
+                    RejectReason::Envelope,
+                    "/time",
+                    format!(
+                        "`time` {time:?} is more than {MAX_FUTURE_DAYS} days after the hub's clock; `time` is when it \
+                         happened in your system (a date such as 9999-12-31 meaning \"no end\" does not belong here)"
+                    ),
+                ));
+            }
+            Ok(_) => {}
         }
     }
     string("subject", false, problems);
@@ -499,6 +535,16 @@ fn check_data(checked: &CheckedEnvelope, data: &Value, problems: &mut Vec<Proble
     let Some(schema) = Catalogue::get().schema(&checked.event_type, checked.version) else { return };
     for error in schema.validator.iter_errors(data) {
         problems.push(problem(RejectReason::Schema, &format!("/data{}", error.instance_path()), error.to_string()));
+    }
+}
+
+/// Whether unparsed text holds a personal identity number (JSON escapes of digits decoded).
+fn raw_holds_pii(text: &str) -> bool {
+    if text.contains("\\u00") {
+        // (a body may quote the redaction marker itself, e.g. a dead letter sent back)
+        pii::redact_raw(text).matches(pii::REDACTED).count() > text.matches(pii::REDACTED).count()
+    } else {
+        pii::contains(text)
     }
 }
 

@@ -186,6 +186,11 @@ impl HubProcess {
     }
 
     async fn spawn(&mut self) -> Result<()> {
+        self.spawn_child()?;
+        self.wait_healthy(Duration::from_secs(30)).await
+    }
+
+    fn spawn_child(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self._dir.path().join("hub.log"))?;
         let child = Command::new(hub_binary()?)
             .arg("serve")
@@ -201,15 +206,74 @@ impl HubProcess {
             .spawn()
             .context("spawning hub")?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until `/healthz` answers, at most `limit`.
+    pub async fn wait_healthy(&self, limit: Duration) -> Result<()> {
         let url = format!("http://{}/healthz", self.http_addr);
         let client = reqwest::Client::new();
-        wait_until(Duration::from_secs(30), || {
+        wait_until(limit, || {
             let client = client.clone();
             let url = url.clone();
             async move { Ok(client.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false)) }
         })
         .await
         .with_context(|| format!("hub did not come up; log:\n{}", self.log()))
+    }
+
+    /// Spawns `hub serve` with its read model in `data_dir` (a directory the test prepared: a
+    /// small `tmpfs`, a damaged read model, …) without waiting for it to come up: follow with
+    /// [`HubProcess::wait_healthy`] or [`HubProcess::wait_exit`].
+    pub fn launch(nats_url: &str, data_dir: &Path, extra_args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = nats_server::free_port()?;
+        let mut hub = Self {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            tokens_file: dir.path().join("tokens.json"),
+            nats_url: nats_url.into(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+        };
+        hub.spawn_child()?;
+        Ok(hub)
+    }
+
+    /// Waits until the process exits, at most `limit`; `None` if it still runs.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Result<Option<std::process::ExitStatus>> {
+        let started = Instant::now();
+        loop {
+            match self.child.as_mut() {
+                None => bail!("the hub was not started or was killed"),
+                Some(child) => {
+                    if let Some(status) = child.try_wait()? {
+                        self.child = None;
+                        return Ok(Some(status));
+                    }
+                }
+            }
+            if started.elapsed() >= limit {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Its peak resident set so far (`VmHWM`), in KiB, while it runs.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        proc_status_kib(self.pid()?, "VmHWM")
+    }
+
+    /// Its resident set now (`VmRSS`), in KiB, while it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        proc_status_kib(self.pid()?, "VmRSS")
     }
 
     /// The hub's log so far.
@@ -374,4 +438,228 @@ pub fn valid_examples() -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// A field of `/proc/<pid>/status` given in kB (`VmHWM`, `VmRSS`, …).
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
+}
+
+/// A three-node `nats-server` JetStream cluster on free loopback ports (routes between all
+/// three, one storage directory per node). Each node can be killed and restarted with its own
+/// storage; everything is stopped and removed on `Drop`.
+pub struct TestCluster {
+    nodes: Vec<nats_server::NatsServer>,
+    _dir: TempDir,
+}
+
+impl TestCluster {
+    /// Starts three nodes and waits until JetStream answers on each (a meta leader is elected).
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let client_ports = [nats_server::free_port()?, nats_server::free_port()?, nats_server::free_port()?];
+        let route_ports = [nats_server::free_port()?, nats_server::free_port()?, nats_server::free_port()?];
+        let routes = route_ports.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(", ");
+        let mut nodes = Vec::new();
+        for (i, (client, route)) in client_ports.iter().zip(route_ports).enumerate() {
+            let extra_config = format!(
+                "server_name: sgd-n{i}\ncluster {{\n  name: sgd\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n"
+            );
+            nodes.push(nats_server::NatsServer::start(nats_server::NatsServerOptions {
+                store_dir: dir.path().join(format!("n{i}")),
+                port: Some(*client),
+                extra_config,
+            })?);
+        }
+        let cluster = Self { nodes, _dir: dir };
+        for i in 0..3 {
+            cluster.wait_jetstream(i, Duration::from_secs(60)).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Waits until node `i` answers JetStream requests.
+    pub async fn wait_jetstream(&self, i: usize, limit: Duration) -> Result<()> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(self.nodes[i].url())
+            .await
+            .map_err(|e| anyhow::anyhow!("connect to node {i}: {e}"))?;
+        let js = async_nats::jetstream::new(client);
+        wait_until(limit, || {
+            let js = js.clone();
+            async move {
+                // A meta leader answers "stream not found" (10059); without one the request fails.
+                match js.get_stream("SGD_PROBE_NO_SUCH_STREAM").await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.to_string().contains("10059") => Ok(true),
+                    Err(e) => Err(anyhow::anyhow!("JetStream request: {e}")),
+                }
+            }
+        })
+        .await
+        .with_context(|| format!("JetStream on node {i} did not come up; its log:\n{}", self.node_log(i)))
+    }
+
+    /// The client URLs of the three nodes.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url()).collect()
+    }
+
+    /// All three client URLs, comma-separated (what `hub serve --nats-url` takes).
+    pub fn url(&self) -> String {
+        self.urls().join(",")
+    }
+
+    /// Node `i` (0, 1 or 2): kill it, restart it.
+    pub fn node(&mut self, i: usize) -> &mut nats_server::NatsServer {
+        &mut self.nodes[i]
+    }
+
+    /// The server name of node `i` (`sgd-n<i>`).
+    pub fn server_name(i: usize) -> String {
+        format!("sgd-n{i}")
+    }
+
+    /// Node `i`'s log.
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].store_dir().join("nats-server.log")).unwrap_or_default()
+    }
+
+    /// A JetStream context on a connection that knows all three nodes (and fails over).
+    pub async fn jetstream(&self) -> Result<async_nats::jetstream::Context> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(self.urls())
+            .await
+            .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+        Ok(async_nats::jetstream::new(client))
+    }
+}
+
+/// A `tmpfs` of a fixed size mounted on a directory (a small disk that fills up), unmounted on
+/// `Drop`. Needs root (the test suite runs as root on Linux); without it, [`TmpfsMount::mount`]
+/// fails with a message saying so.
+pub struct TmpfsMount {
+    path: PathBuf,
+}
+
+impl TmpfsMount {
+    /// Creates `path` and mounts a `tmpfs` of `size_bytes` on it.
+    pub fn mount(path: &Path, size_bytes: u64) -> Result<Self> {
+        std::fs::create_dir_all(path)?;
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_bytes}"), "sgd-test-tmpfs"])
+            .arg(path)
+            .output()
+            .context("running mount")?;
+        if !output.status.success() {
+            bail!(
+                "cannot mount a {size_bytes}-byte tmpfs on {} (this test needs root to simulate a full disk): {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(Self { path: path.to_path_buf() })
+    }
+
+    /// Changes its size (to free space: grow it).
+    pub fn resize(&self, size_bytes: u64) -> Result<()> {
+        let output = Command::new("mount")
+            .args(["-o", &format!("remount,size={size_bytes}")])
+            .arg(&self.path)
+            .output()
+            .context("running mount")?;
+        if !output.status.success() {
+            bail!("cannot resize the tmpfs on {}: {}", self.path.display(), String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    }
+
+    /// Bytes still free on it.
+    pub fn free_bytes(&self) -> Result<u64> {
+        let path = std::ffi::CString::new(self.path.as_os_str().as_encoded_bytes())?;
+        // SAFETY: `path` is a valid NUL-terminated string and `stat` a plain struct statvfs fills.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount").arg(&self.path).status().map(|s| s.success()).unwrap_or(false);
+        if !unmounted {
+            // Something still holds a file open on it: detach it now, free it when released.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+/// What a stream holds: messages and distinct `Nats-Msg-Id` identities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogCensus {
+    /// Messages read.
+    pub messages: u64,
+    /// Distinct `Nats-Msg-Id` values among them.
+    pub distinct: u64,
+    /// Messages without a `Nats-Msg-Id`.
+    pub without_id: u64,
+}
+
+impl LogCensus {
+    /// Messages whose identity was already in the stream.
+    pub fn duplicates(&self) -> u64 {
+        self.messages - self.without_id - self.distinct
+    }
+}
+
+/// Reads every message of `stream` (an ephemeral consumer, no acks) and counts messages and
+/// distinct identities.
+pub async fn log_census(js: &async_nats::jetstream::Context, stream: &str) -> Result<LogCensus> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    use futures::StreamExt as _;
+    let mut stream = js.get_stream(stream).await?;
+    let expected = stream.info().await?.state.messages;
+    let mut census = LogCensus { messages: 0, distinct: 0, without_id: 0 };
+    if expected == 0 {
+        return Ok(census);
+    }
+    let consumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.stream().max_messages_per_batch(5000).messages().await?;
+    let mut seen = std::collections::HashSet::with_capacity(expected as usize);
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .context("reading the stream: nothing for 30 s")?
+            .context("the stream's consumer ended")?
+            .map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+        census.messages += 1;
+        match message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
+            Some(id) => {
+                if seen.insert(id.as_str().to_string()) {
+                    census.distinct += 1;
+                }
+            }
+            None => census.without_id += 1,
+        }
+        if message.info().map(|i| i.pending == 0).unwrap_or(false) {
+            break;
+        }
+    }
+    Ok(census)
 }

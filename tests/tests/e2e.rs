@@ -7,7 +7,7 @@ use anyhow::Result;
 use async_nats::jetstream;
 use serde_json::{json, Value};
 use sgd_hub::tokens::Role;
-use sgd_tests::{wait_until, Api, HubProcess, InProcessHub, TestNats};
+use sgd_tests::{wait_until, Api, InProcessHub, TestNats};
 
 /// Publishes raw bytes to an ingress subject with a `Nats-Msg-Id`, waiting for the ack.
 async fn publish_raw(js: &jetstream::Context, subject: &str, msg_id: &str, body: Vec<u8>) -> Result<()> {
@@ -481,66 +481,6 @@ mod dead_letters {
     }
 }
 
-/// Crashes: SIGKILL the hub process while it ingests, restart it, and every count is exact.
-mod crash {
-    use super::*;
-    use sgd_adapters::{Draft, Publisher, SourceSystem};
-    use sgd_schemas::{events::plans::PlanClosed, principals};
-
-    const EVENTS: usize = 100_000;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sigkill_during_a_100k_ingest_leaves_every_count_exact() -> Result<()> {
-        let nats = TestNats::start().await?;
-        let mut hub = HubProcess::start(&nats.url(), &[]).await?;
-        let js = nats.jetstream().await?;
-        let all = principals::all();
-        let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T08:00:00+01:00")?;
-        let mut per_principal: Vec<Vec<Draft>> = vec![Vec::new(); all.len()];
-        for i in 0..EVENTS {
-            let draft = Draft::at(
-                format!("crash-{i}"),
-                base + chrono::Duration::minutes(i as i64),
-                PlanClosed { plan_id: format!("plan-{i}") }.into(),
-            );
-            per_principal[i % all.len()].push(draft);
-        }
-        let publishing = tokio::spawn({
-            let js = js.clone();
-            async move {
-                let mut published = 0;
-                for (principal, drafts) in all.iter().zip(per_principal) {
-                    let publisher = Publisher::new(js.clone(), SourceSystem::new(principal.code, "load")?);
-                    published += publisher.publish_pipelined(&drafts, 2000).await?;
-                }
-                anyhow::Ok(published)
-            }
-        });
-        let started = std::time::Instant::now();
-        for kill in 0..3 {
-            tokio::time::sleep(Duration::from_millis(700 + 400 * kill)).await;
-            hub.kill();
-            hub.restart().await?;
-        }
-        let published = publishing.await??;
-        assert_eq!(published, EVENTS);
-        let api = hub.api(Role::Operator, None)?;
-        expect_usage(&api, "", EVENTS as u64, Duration::from_secs(300)).await.map_err(|e| e.context(hub.log()))?;
-        let elapsed = started.elapsed();
-        let mut events = js.get_stream("SGD_EVENTS").await?;
-        assert_eq!(events.info().await?.state.messages, EVENTS as u64, "the log holds each event once");
-        eprintln!(
-            "{EVENTS} events published, validated and projected through 3 SIGKILLs in {elapsed:?} ({:.0} events/s)",
-            EVENTS as f64 / elapsed.as_secs_f64()
-        );
-        // once more, now that everything is in: a restart changes nothing
-        hub.restart().await?;
-        let api = hub.api(Role::Analyst, None)?;
-        expect_usage(&api, "", EVENTS as u64, Duration::from_secs(30)).await?;
-        Ok(())
-    }
-}
-
 #[path = "e2e/integrators_doc.rs"]
 mod integrators_doc;
 
@@ -555,3 +495,18 @@ mod read_model;
 
 #[path = "e2e/security.rs"]
 mod security;
+
+#[path = "e2e/operations.rs"]
+mod operations;
+
+#[path = "e2e/faults.rs"]
+mod faults;
+
+#[path = "e2e/cluster.rs"]
+mod cluster;
+
+#[path = "e2e/browser.rs"]
+mod browser;
+
+#[path = "e2e/hostile.rs"]
+mod hostile;

@@ -60,7 +60,7 @@ pub async fn adoption(
     caller.require(&[Role::Analyst, Role::Operator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let csv = super::usage::wants_csv(query.format.as_deref(), &headers)?;
-    let model = state.model.clone();
+    let model = state.model.get();
     let cells = tokio::task::spawn_blocking(move || model.usage_cells())
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))??;

@@ -1,13 +1,19 @@
-//! `GET /api/v1/dlq`: the newest dead letters, for operators.
+//! The dead letters, for operators: `GET /api/v1/dlq` (the newest, by reason or principal),
+//! `GET /api/v1/dlq/{seq}` (one), `POST /api/v1/dlq/replay` (through validation again).
 
 use axum::{
-    extract::{Query, State},
+    extract::{Path, Query, State},
     Json,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{auth::Caller, ApiError, ApiState};
-use crate::{dead_letter::DeadLetter, streams, tokens::Role};
+use crate::{
+    dead_letter::DeadLetter,
+    ops::dlq::{self as replay, ReplayError, ReplayOutcome, ReplayResult},
+    streams,
+    tokens::Role,
+};
 
 /// Query parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -16,24 +22,36 @@ use crate::{dead_letter::DeadLetter, streams, tokens::Role};
 pub struct DlqQuery {
     /// How many, newest first: 1–1000, default 50.
     pub limit: Option<usize>,
+    /// Only this reason code.
+    pub reason: Option<String>,
+    /// Only this principal (its code, or `unknown`).
+    pub principal: Option<String>,
 }
 
 /// One item: the dead letter and its sequence in `SGD_DLQ`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DlqItem {
     /// Sequence in `SGD_DLQ`.
     pub seq: u64,
+    /// Whether `POST /api/v1/dlq/replay` can replay it (its body is the event as sent).
+    pub replayable: bool,
     /// The dead letter.
     #[serde(flatten)]
     pub dead_letter: DeadLetter,
 }
 
+impl DlqItem {
+    fn new(seq: u64, dead_letter: DeadLetter) -> Self {
+        Self { seq, replayable: dead_letter.replayable(), dead_letter }
+    }
+}
+
 /// The answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DlqAnswer {
-    /// How many dead letters the stream holds.
+    /// How many dead letters the stream holds (all reasons).
     pub total: u64,
-    /// The newest `limit`, newest first.
+    /// The newest `limit` that match, newest first (of at most the newest 10,000 read).
     pub items: Vec<DlqItem>,
 }
 
@@ -47,13 +65,111 @@ pub async fn list(
     caller.require(&[Role::Operator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = super::stream_tail::limit(query.limit)?;
-    let (total, messages) = super::stream_tail::newest(&state.js, streams::DLQ, limit).await?;
+    let admit = |subject: &str| {
+        let parsed = sgd_schemas::subjects::parse_dlq(subject);
+        query.reason.as_deref().is_none_or(|r| parsed.is_some_and(|(_, reason)| reason == r))
+            && query.principal.as_deref().is_none_or(|p| parsed.is_some_and(|(principal, _)| principal == p))
+    };
+    let (total, messages) = super::stream_tail::newest_matching(&state.js, streams::DLQ, limit, admit).await?;
     let mut items = Vec::new();
     for (seq, payload) in messages {
         match serde_json::from_slice::<DeadLetter>(&payload) {
-            Ok(dead_letter) => items.push(DlqItem { seq, dead_letter }),
+            Ok(dead_letter) => items.push(DlqItem::new(seq, dead_letter)),
             Err(e) => tracing::warn!(seq, error = %e, "unreadable dead letter"),
         }
     }
     Ok(Json(DlqAnswer { total, items }))
+}
+
+#[utoipa::path(get, path = "/api/v1/dlq/{seq}", tag = "operations", params(("seq" = u64, Path, description = "Sequence in SGD_DLQ")), responses((status = 200, description = "The dead letter", body = DlqItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 404, description = "No dead letter has this sequence (replayed, or never)", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+/// The handler.
+pub async fn show(
+    State(state): State<ApiState>,
+    caller: Caller,
+    seq: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<DlqItem>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let Path(seq) = seq.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let stream = state.js.get_stream(streams::DLQ).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let message = match stream.get_raw_message(seq).await {
+        Ok(message) => message,
+        Err(e) if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+            return Err(ApiError::not_found(format!("no dead letter {seq}")))
+        }
+        Err(e) => return Err(ApiError::unavailable(e.to_string())),
+    };
+    let dead_letter = serde_json::from_slice::<DeadLetter>(&message.payload)
+        .map_err(|e| ApiError::unavailable(format!("dead letter {seq} is unreadable: {e}")))?;
+    Ok(Json(DlqItem::new(seq, dead_letter)))
+}
+
+/// What to replay: the sequences, or every dead letter of one reason.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// These dead letters.
+    #[serde(default)]
+    pub seq: Vec<u64>,
+    /// Every dead letter refused for this reason (oldest first, at most `limit`).
+    pub reason: Option<String>,
+    /// At most this many for a reason: 1–10,000, default 1,000.
+    pub limit: Option<usize>,
+}
+
+/// The answer of a replay.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReplayAnswer {
+    /// Now in the log (or found there already), their dead letters deleted.
+    pub logged: usize,
+    /// Refused again; they stay.
+    pub refused: usize,
+    /// Not replayable (redacted or cut bodies) or not found.
+    pub skipped: usize,
+    /// Whether more dead letters of the reason are left (run again).
+    pub more: bool,
+    /// Each one.
+    pub results: Vec<ReplayResult>,
+}
+
+#[utoipa::path(post, path = "/api/v1/dlq/replay", tag = "operations", request_body = ReplayRequest, responses((status = 200, description = "What happened to each dead letter", body = ReplayAnswer), (status = 400, description = "Neither or both of seq and reason, or an unknown reason", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable; what was replayed before the failure is not undone, run again", body = super::ErrorBody)))]
+/// The handler.
+pub async fn replay_handler(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ReplayAnswer>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let error = |e: ReplayError| match e {
+        ReplayError::UnknownReason(_) => ApiError::bad_request(e.to_string()),
+        ReplayError::Nats(_) => ApiError::unavailable(e.to_string()),
+    };
+    let (results, more) = match (request.seq.is_empty(), request.reason) {
+        (false, None) => {
+            if request.seq.len() > 10_000 {
+                return Err(ApiError::bad_request("at most 10,000 sequences per replay"));
+            }
+            let results =
+                replay::replay_sequences(&state.js, &request.seq, state.max_event_bytes, &state.metrics).await;
+            (results.map_err(error)?, false)
+        }
+        (true, Some(reason)) => {
+            let limit = request.limit.unwrap_or(1000);
+            if !(1..=10_000).contains(&limit) {
+                return Err(ApiError::bad_request("limit must be 1–10,000"));
+            }
+            replay::replay_reason(&state.js, &reason, limit, state.max_event_bytes, &state.metrics)
+                .await
+                .map_err(error)?
+        }
+        _ => return Err(ApiError::bad_request("give either seq (a list of sequences) or reason")),
+    };
+    let count = |f: fn(&ReplayOutcome) -> bool| results.iter().filter(|r| f(&r.outcome)).count();
+    Ok(Json(ReplayAnswer {
+        logged: count(|o| matches!(o, ReplayOutcome::Logged | ReplayOutcome::AlreadyLogged)),
+        refused: count(|o| matches!(o, ReplayOutcome::Refused)),
+        skipped: count(|o| matches!(o, ReplayOutcome::NotReplayable | ReplayOutcome::NotFound)),
+        more,
+        results,
+    }))
 }

@@ -73,7 +73,7 @@ pub fn publish(goal: Goal, threshold: u64) -> PublishedGoal {
 
 /// Which principals published each type up to `day`, from the usage counters.
 pub async fn publishers_until(state: &ApiState, day: chrono::NaiveDate) -> Result<PublishersByType, ApiError> {
-    let model = state.model.clone();
+    let model = state.model.get();
     let cells = tokio::task::spawn_blocking(move || model.usage_between(None, Some(day)))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))??;

@@ -17,7 +17,7 @@ pub async fn healthz() -> impl IntoResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "The projection has caught up with the log: checkpoint, last sequence, lag", body = Object), (status = 503, description = "Not caught up, or NATS unavailable", body = Object), (status = 401, description = "No token", body = super::ErrorBody)))]
 /// `GET /readyz`: 200 when the projection has caught up with the log, else 503 with the lag.
 pub async fn readyz(State(state): State<ApiState>, _caller: Caller) -> impl IntoResponse {
-    let checkpoint = state.model.checkpoint().unwrap_or(0);
+    let checkpoint = state.model.get().checkpoint().unwrap_or(0);
     let last = match state.js.get_stream(crate::streams::EVENTS).await {
         Ok(mut stream) => stream.info().await.map(|i| i.state.last_sequence).ok(),
         Err(_) => None,
@@ -45,6 +45,20 @@ pub async fn readyz(State(state): State<ApiState>, _caller: Caller) -> impl Into
 /// `GET /metrics`: Prometheus text (operators).
 pub async fn metrics(State(state): State<ApiState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Operator])?;
+    // Gauges read from elsewhere are refreshed at each scrape: the DLQ by reason (JetStream counts
+    // it per subject) and each adapter's heartbeat age (from the heartbeats view).
+    match crate::ops::dlq::count_by_reason(&state.js).await {
+        Ok(counts) => {
+            for (reason, count) in counts {
+                state.metrics.dlq_messages.get_or_create(&crate::metrics::DlqLabels { reason }).set(count as i64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "DLQ size not refreshed"),
+    }
+    for adapter in super::status::adapters(&state, chrono::Utc::now()).await {
+        let labels = crate::metrics::AdapterLabels { principal: adapter.principal, adapter: adapter.adapter };
+        state.metrics.adapter_heartbeat_age.get_or_create(&labels).set(adapter.age_seconds.unwrap_or(f64::NAN));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()))
 }
 

@@ -10,22 +10,33 @@
 //! | `GET /api/v1/adoption` | analyst, operator | per principal × area: events, units, first/last activity |
 //! | `GET /api/v1/followup/summary` | analyst, operator, coordinator | follow-up figures per principal |
 //! | `GET /api/v1/followup/open` | analyst, operator, coordinator | the open cases themselves |
-//! | `GET /api/v1/dlq` | operator | the newest dead letters |
+//! | `GET /api/v1/dlq` | operator | the newest dead letters (by reason, principal) |
+//! | `GET /api/v1/dlq/{seq}` | operator | one dead letter |
+//! | `POST /api/v1/dlq/replay` | operator | dead letters through validation again; passed ones land once |
 //! | `GET /api/v1/persons/{pseudonym}/timeline` | coordinator, with a consent | a person's events; audited |
 //! | `GET /api/v1/audit` | operator | the newest audit records |
 //! | `POST /api/v1/events` | integrator | CloudEvents HTTP binding into the log, synchronously |
+//! | `GET /api/v1/status` | operator | streams, lags, totals, dead letters by reason, heartbeats |
+//! | `POST/GET /api/v1/admin/rebuild` | operator | rebuild the read model beside the served one; swap or compare |
+//! | `GET /api/v1/stream` | analyst, operator | live events (SSE); dead letters for operators |
 //! | `GET /api/v1/openapi.json` | any token | this API described |
+//! | `GET /api/v1/me` | any token | the caller's role and the dashboard views it may see |
+//! | `GET /`, `/assets/…` | anyone | the dashboard page (it asks for a token) |
 
+pub mod admin;
 pub mod adoption;
 pub mod as_of;
 pub mod audit;
 pub mod auth;
+pub mod dashboard;
 pub mod dlq;
 pub mod followup;
 pub mod goals;
 pub mod health;
 pub mod ingest;
 pub mod persons;
+pub mod status;
+pub mod stream;
 pub mod stream_tail;
 pub mod usage;
 
@@ -41,7 +52,7 @@ use axum::{
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{metrics::Metrics, projector::ProjectorStatus, read_model::ReadModel, tokens::TokenStore};
+use crate::{metrics::Metrics, projector::ProjectorStatus, tokens::TokenStore};
 
 /// The OpenAPI document's frame: title, security scheme; the paths come from the handlers.
 #[derive(utoipa::OpenApi)]
@@ -84,9 +95,15 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(followup::summary_handler))
         .routes(routes!(followup::open_handler))
         .routes(routes!(dlq::list))
+        .routes(routes!(dlq::show))
+        .routes(routes!(dlq::replay_handler))
         .routes(routes!(persons::timeline))
         .routes(routes!(audit::list))
         .routes(routes!(ingest::post_events))
+        .routes(routes!(dashboard::me))
+        .routes(routes!(stream::live))
+        .routes(routes!(status::status))
+        .routes(routes!(admin::start, admin::progress))
 }
 
 /// The OpenAPI document of the whole API, generated from the handlers.
@@ -104,8 +121,8 @@ pub fn openapi_json() -> &'static str {
 /// What every handler may use.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The read model.
-    pub model: Arc<ReadModel>,
+    /// The served read model (a rebuild may replace it).
+    pub model: crate::read_model::ServingModel,
     /// API tokens.
     pub tokens: Arc<TokenStore>,
     /// Metrics.
@@ -120,13 +137,41 @@ pub struct ApiState {
     pub views: crate::projector::SharedViews,
     /// The configuration (limits, goal settings, privacy threshold).
     pub settings: Arc<crate::HubConfig>,
+    /// When the API started (uptime in `/api/v1/status`).
+    pub started: std::time::Instant,
+    /// Rebuilds, when this process projects.
+    pub rebuilder: Option<Arc<crate::rebuild::Rebuilder>>,
+    /// Turns true at shutdown: long-lived answers (the live stream) end then, so the server can.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The router with every route.
 pub fn router(state: ApiState) -> Router {
     let max_body = state.max_event_bytes.saturating_mul(64).max(1 << 20);
     let (router, _) = routes().split_for_parts();
-    router.layer(DefaultBodyLimit::max(max_body)).with_state(state)
+    router
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe_http))
+        .merge(dashboard::pages())
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Records every routed request's duration by method, route pattern and status.
+async fn observe_http(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.metrics.observe_http(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
 }
 
 /// An error response: `{"error": code, "message": text, "details": ...?}`.
@@ -148,6 +193,11 @@ impl ApiError {
         Self { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into(), details: None }
     }
 
+    /// 404 with a message.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into(), details: None }
+    }
+
     /// 503 when a dependency (NATS, the read model) failed.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self { status: StatusCode::SERVICE_UNAVAILABLE, code: "unavailable", message: message.into(), details: None }
@@ -158,7 +208,7 @@ impl ApiError {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `unauthorized`, `forbidden`, `no_consent`, `bad_request`, `invalid_events`,
-    /// `too_large`, `unsupported_media_type`, `unavailable`.
+    /// `too_large`, `unsupported_media_type`, `not_found`, `conflict`, `unavailable`.
     pub error: String,
     /// For a person.
     pub message: String,
@@ -168,9 +218,11 @@ pub struct ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
+        // Messages may quote what the client sent (a header, a content type, a parser's error):
+        // a personal identity number in it is redacted here, once for every route.
+        let mut body = json!({ "error": self.code, "message": sgd_schemas::pii::redact(&self.message) });
         if let Some(details) = self.details {
-            body["details"] = details;
+            body["details"] = sgd_schemas::pii::redact_json(&details);
         }
         (self.status, Json(body)).into_response()
     }

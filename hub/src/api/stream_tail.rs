@@ -4,20 +4,36 @@ use async_nats::jetstream;
 
 use super::ApiError;
 
+/// How many messages a filtered look reads at most before it stops.
+pub const MAX_SCAN: usize = 10_000;
+
 /// (messages in the stream, the newest `limit` as (sequence, payload), newest first).
 pub async fn newest(
     js: &jetstream::Context,
     stream: &str,
     limit: usize,
 ) -> Result<(u64, Vec<(u64, bytes::Bytes)>), ApiError> {
+    newest_matching(js, stream, limit, |_| true).await
+}
+
+/// Like [`newest`], only messages whose subject `admit`s, reading at most [`MAX_SCAN`].
+pub async fn newest_matching(
+    js: &jetstream::Context,
+    stream: &str,
+    limit: usize,
+    admit: impl Fn(&str) -> bool,
+) -> Result<(u64, Vec<(u64, bytes::Bytes)>), ApiError> {
     let mut stream = js.get_stream(stream).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     let info = stream.info().await.map_err(|e| ApiError::unavailable(e.to_string()))?.clone();
     let (first, last) = (info.state.first_sequence.max(1), info.state.last_sequence);
     let mut out = Vec::new();
     let mut seq = last;
-    while seq >= first && out.len() < limit {
+    let mut scanned = 0;
+    while seq >= first && out.len() < limit && scanned < MAX_SCAN {
+        scanned += 1;
         match stream.get_raw_message(seq).await {
-            Ok(message) => out.push((seq, message.payload)),
+            Ok(message) if admit(message.subject.as_str()) => out.push((seq, message.payload)),
+            Ok(_) => {}
             Err(e) => tracing::debug!(seq, error = %e, "message gone"),
         }
         seq -= 1;

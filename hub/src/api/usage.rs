@@ -103,7 +103,7 @@ pub async fn usage(
     }
     let csv = wants_csv(query.format.as_deref(), &headers)?;
 
-    let model = state.model.clone();
+    let model = state.model.get();
     let (from, to) = (query.from, query.to);
     let cells = tokio::task::spawn_blocking(move || model.usage_between(from, to))
         .await

@@ -8,6 +8,7 @@ pub mod decision;
 pub mod deviation;
 pub mod followup;
 pub mod goals;
+pub mod heartbeats;
 pub mod npo;
 pub mod plans;
 pub mod sdk;
@@ -60,6 +61,8 @@ pub struct DomainViews {
     pub deviation: deviation::DeviationView,
     /// Video meetings.
     pub video: video::VideoView,
+    /// The adapters' last heartbeats.
+    pub heartbeats: heartbeats::HeartbeatView,
     /// Each person's events as (time in nanoseconds, log sequence), sorted: references into the
     /// log, which the timeline endpoint reads.
     pub timelines: table::Table<Vec<(i64, u64)>>,
@@ -74,6 +77,7 @@ impl Default for DomainViews {
             decision: Default::default(),
             deviation: Default::default(),
             video: Default::default(),
+            heartbeats: Default::default(),
             timelines: table::Table::new("v/timeline/"),
         }
     }
@@ -88,6 +92,7 @@ impl DomainViews {
         self.decision.apply(event);
         self.deviation.apply(event);
         self.video.apply(event);
+        self.heartbeats.apply(event);
     }
 
     /// Applies one event from the log at `sequence`, including its place on a person's timeline.
@@ -114,7 +119,26 @@ impl DomainViews {
         self.decision.flags.drain_changes(&mut out);
         self.deviation.deviations.drain_changes(&mut out);
         self.video.meetings.drain_changes(&mut out);
+        self.heartbeats.adapters.drain_changes(&mut out);
         self.timelines.drain_changes(&mut out);
+        out
+    }
+
+    /// Every record of every view by storage key, as JSON (for `hub rebuild --check`).
+    pub fn all_records(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let mut out = std::collections::BTreeMap::new();
+        self.npo.roles.all_records(&mut out);
+        self.npo.consents.all_records(&mut out);
+        self.sdk.addresses.all_records(&mut out);
+        self.sdk.messages.all_records(&mut out);
+        self.plans.plans.all_records(&mut out);
+        self.plans.by_person.all_records(&mut out);
+        self.decision.warnings.all_records(&mut out);
+        self.decision.flags.all_records(&mut out);
+        self.deviation.deviations.all_records(&mut out);
+        self.video.meetings.all_records(&mut out);
+        self.heartbeats.adapters.all_records(&mut out);
+        self.timelines.all_records(&mut out);
         out
     }
 
@@ -140,6 +164,7 @@ impl DomainViews {
             self.decision.flags,
             self.deviation.deviations,
             self.video.meetings,
+            self.heartbeats.adapters,
             self.timelines
         );
         Err(format!("{key}: no view stores this key"))

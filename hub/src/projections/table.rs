@@ -73,6 +73,13 @@ impl<V: Serialize + DeserializeOwned + Default> Table<V> {
         }
     }
 
+    /// Every record as (storage key, JSON value), for comparing two models.
+    pub fn all_records(&self, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
+        for (key, value) in &self.rows {
+            out.insert(format!("{}{key}", self.prefix), serde_json::to_value(value).unwrap_or_default());
+        }
+    }
+
     /// Loads a stored record (storage key without the prefix).
     pub fn load(&mut self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
         self.rows.insert(key.to_string(), serde_json::from_slice(value)?);

@@ -1,0 +1,199 @@
+//! `GET /api/v1/status`: what an operator looks at first (`hub status` prints it): stream sizes,
+//! validator and projection lag, totals, dead letters by reason, adapters' heartbeats.
+
+use std::{collections::BTreeMap, sync::atomic::Ordering};
+
+use axum::{extract::State, Json};
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{auth::Caller, ApiError, ApiState};
+use crate::{streams, tokens::Role};
+
+/// One stream.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StreamStatus {
+    /// Its name.
+    pub name: String,
+    /// Messages held.
+    pub messages: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// First sequence held.
+    pub first_seq: u64,
+    /// Last sequence written.
+    pub last_seq: u64,
+    /// Consumers.
+    pub consumers: usize,
+}
+
+/// The validators' shared consumer on `SGD_INGRESS`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ValidatorStatus {
+    /// Ingress messages not yet delivered to a validator.
+    pub pending: u64,
+    /// Delivered, not yet acknowledged.
+    pub ack_pending: usize,
+    /// Age of the oldest ingress message still waiting (0 when none).
+    pub lag_seconds: f64,
+}
+
+/// This hub's projection.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProjectionStatus {
+    /// Last applied log sequence.
+    pub checkpoint: u64,
+    /// Log events not yet applied.
+    pub lag_events: u64,
+    /// Age of the oldest unapplied event at the last batch.
+    pub lag_seconds: f64,
+    /// Whether the last look found nothing left.
+    pub caught_up: bool,
+}
+
+/// Totals since this hub process started (rates: sample twice).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Totals {
+    /// Seconds since start.
+    pub uptime_seconds: f64,
+    /// Events validated (NATS and HTTP).
+    pub validated: u64,
+    /// Events refused.
+    pub refused: u64,
+    /// Events projected.
+    pub projected: u64,
+}
+
+/// One adapter's newest heartbeat.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AdapterStatus {
+    /// The principal.
+    pub principal: String,
+    /// Its name.
+    pub principal_name: String,
+    /// The adapter.
+    pub adapter: String,
+    /// Its version.
+    pub version: String,
+    /// When it was last heard from.
+    pub last_seen: Option<DateTime<FixedOffset>>,
+    /// Seconds since then.
+    pub age_seconds: Option<f64>,
+}
+
+/// The answer.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HubStatus {
+    /// This hub's instance name.
+    pub instance: String,
+    /// When this was read.
+    pub at: DateTime<Utc>,
+    /// Every stream of the hub.
+    pub streams: Vec<StreamStatus>,
+    /// The validators.
+    pub validator: Option<ValidatorStatus>,
+    /// This hub's projection (absent when it does not project).
+    pub projection: Option<ProjectionStatus>,
+    /// Totals since start.
+    pub totals: Totals,
+    /// Dead letters by reason.
+    pub dlq_by_reason: BTreeMap<String, u64>,
+    /// Adapters' heartbeats, the longest silent first.
+    pub adapters: Vec<AdapterStatus>,
+}
+
+#[utoipa::path(get, path = "/api/v1/status", tag = "operations", responses((status = 200, description = "Streams, lags, totals, dead letters by reason, adapters' heartbeats", body = HubStatus), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+/// The handler.
+pub async fn status(State(state): State<ApiState>, caller: Caller) -> Result<Json<HubStatus>, ApiError> {
+    caller.require(&[Role::Operator])?;
+    let unavailable = |e: &dyn std::fmt::Display| ApiError::unavailable(e.to_string());
+    let now = Utc::now();
+    let mut stream_statuses = Vec::new();
+    let mut events_last = 0;
+    let mut ingress_first = None;
+    for name in [streams::INGRESS, streams::EVENTS, streams::DLQ, streams::AUDIT] {
+        let mut stream = state.js.get_stream(name).await.map_err(|e| unavailable(&e))?;
+        let info = stream.info().await.map_err(|e| unavailable(&e))?;
+        if name == streams::EVENTS {
+            events_last = info.state.last_sequence;
+        }
+        if name == streams::INGRESS && info.state.messages > 0 {
+            ingress_first = Some(info.state.first_sequence);
+        }
+        stream_statuses.push(StreamStatus {
+            name: name.into(),
+            messages: info.state.messages,
+            bytes: info.state.bytes,
+            first_seq: info.state.first_sequence,
+            last_seq: info.state.last_sequence,
+            consumers: info.state.consumer_count,
+        });
+    }
+    let validator = validator_status(&state, ingress_first, now).await;
+    let projection = state.projector.as_ref().map(|p| {
+        let checkpoint = state.model.get().checkpoint().unwrap_or(0);
+        ProjectionStatus {
+            checkpoint,
+            lag_events: events_last.saturating_sub(checkpoint),
+            lag_seconds: state.metrics.lag_seconds.get(),
+            caught_up: p.caught_up.load(Ordering::Relaxed),
+        }
+    });
+    let totals = &state.metrics.totals;
+    let dlq_by_reason = crate::ops::dlq::count_by_reason(&state.js).await.map_err(|e| unavailable(&e))?;
+    Ok(Json(HubStatus {
+        instance: state.settings.instance.clone(),
+        at: now,
+        streams: stream_statuses,
+        validator,
+        projection,
+        totals: Totals {
+            uptime_seconds: state.started.elapsed().as_secs_f64(),
+            validated: totals.validated.load(Ordering::Relaxed),
+            refused: totals.refused.load(Ordering::Relaxed),
+            projected: totals.projected.load(Ordering::Relaxed),
+        },
+        dlq_by_reason,
+        adapters: adapters(&state, now).await,
+    }))
+}
+
+async fn validator_status(state: &ApiState, ingress_first: Option<u64>, now: DateTime<Utc>) -> Option<ValidatorStatus> {
+    let stream = state.js.get_stream(streams::INGRESS).await.ok()?;
+    let mut consumer =
+        stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(crate::validator::CONSUMER).await.ok()?;
+    let info = consumer.info().await.ok()?;
+    let lag_seconds = match ingress_first {
+        Some(seq) => match stream.get_raw_message(seq).await {
+            Ok(message) => {
+                let stored = message.time.unix_timestamp_nanos() as f64 / 1e9;
+                (now.timestamp_nanos_opt().unwrap_or_default() as f64 / 1e9 - stored).max(0.0)
+            }
+            Err(_) => 0.0,
+        },
+        None => 0.0,
+    };
+    Some(ValidatorStatus { pending: info.num_pending, ack_pending: info.num_ack_pending, lag_seconds })
+}
+
+/// Every adapter's newest heartbeat, the longest silent first.
+pub async fn adapters(state: &ApiState, now: DateTime<Utc>) -> Vec<AdapterStatus> {
+    let views = state.views.read().await;
+    let mut out: Vec<AdapterStatus> = views
+        .heartbeats
+        .adapters
+        .values()
+        .map(|beat| AdapterStatus {
+            principal: beat.principal.clone(),
+            principal_name: sgd_schemas::principals::by_code(&beat.principal)
+                .map(|p| p.name.to_string())
+                .unwrap_or_default(),
+            adapter: beat.adapter.clone(),
+            version: beat.version.clone(),
+            last_seen: beat.last_seen,
+            age_seconds: beat.last_seen.map(|seen| (now - seen.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0),
+        })
+        .collect();
+    out.sort_by(|a, b| b.age_seconds.partial_cmp(&a.age_seconds).unwrap_or(std::cmp::Ordering::Equal));
+    out
+}

@@ -1,0 +1,486 @@
+//! Rebuilding the read model from the log, beside the served one.
+//!
+//! A rebuild replays `SGD_EVENTS` into a fresh directory ([`ModelDirs::fresh`]) while the API
+//! keeps answering from the served model and the projection keeps it current. When the fresh
+//! model is close to the end of the log, the projection pauses after its current batch at some
+//! checkpoint S, the fresh model is brought to exactly S, and then either
+//! - **swap**: `CURRENT` is switched to the fresh directory (one atomic rename), the API serves the
+//!   fresh model and the projection carries on with it from S; the old directory is removed once
+//!   no request holds it; or
+//! - **check**: every usage cell and every view record of both models at S are compared, the
+//!   differences reported, the fresh model thrown away, and the projection carries on as before.
+//!
+//! A rebuild killed at any moment leaves the served model as it was; the next start removes the
+//! abandoned directory. [`offline`] does the same for a stopped hub (e.g. when its read model
+//! will not open), with no projection to pause.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    projections::DomainViews,
+    projector::{self, Control, Handover, ProjectorError, ProjectorSettings, SharedViews},
+    read_model::{ModelDirs, ReadModel, ReadModelError, ServingModel},
+    streams,
+};
+
+/// Why a rebuild failed (the served model is untouched).
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// A rebuild is already running.
+    #[error("a rebuild is already running")]
+    Running,
+    /// The fresh read model could not be written.
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+    /// Replaying the log failed.
+    #[error(transparent)]
+    Projection(#[from] ProjectorError),
+    /// The log could not be read.
+    #[error("log: {0}")]
+    Nats(String),
+    /// The data directory could not be changed.
+    #[error("data directory {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The projection did not answer the pause (it stopped).
+    #[error("the projection did not pause: it is not running")]
+    ProjectionGone,
+    /// An offline rebuild found a hub running on the data directory.
+    #[error("a hub is running on {0}: stop it for an offline rebuild, or run `hub rebuild` against its API")]
+    HubRunning(String),
+}
+
+/// Where a rebuild is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RebuildPhase {
+    /// None has run in this process.
+    Idle,
+    /// Replaying the log into the fresh model.
+    Replaying,
+    /// The projection is paused; the fresh model is brought to its checkpoint.
+    Pausing,
+    /// Comparing the fresh model with the served one (`check`).
+    Comparing,
+    /// Switching the served model.
+    Swapping,
+    /// Finished.
+    Done,
+    /// Failed; the served model is untouched.
+    Failed,
+}
+
+/// A rebuild's progress and outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RebuildReport {
+    /// Where it is.
+    pub phase: RebuildPhase,
+    /// Whether it compares instead of swapping.
+    pub check: bool,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Log sequence the fresh model has reached.
+    pub reached: u64,
+    /// Log sequence it is heading for (moves while the log grows).
+    pub target: u64,
+    /// Events per second so far.
+    pub events_per_second: f64,
+    /// Seconds left at that rate.
+    pub eta_seconds: Option<f64>,
+    /// The fresh model's directory.
+    pub dir: Option<String>,
+    /// `check`: how many records differ.
+    pub differences: Option<usize>,
+    /// `check`: the first differences, described.
+    #[serde(default)]
+    pub examples: Vec<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl Default for RebuildReport {
+    fn default() -> Self {
+        Self {
+            phase: RebuildPhase::Idle,
+            check: false,
+            started_at: None,
+            finished_at: None,
+            reached: 0,
+            target: 0,
+            events_per_second: 0.0,
+            eta_seconds: None,
+            dir: None,
+            differences: None,
+            examples: vec![],
+            error: None,
+        }
+    }
+}
+
+/// Live progress, shared between the rebuild and whoever watches it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    reached: AtomicU64,
+    target: AtomicU64,
+    report: Mutex<RebuildReport>,
+    started: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Progress {
+    fn begin(&self, check: bool) {
+        *self.lock() =
+            RebuildReport { phase: RebuildPhase::Replaying, check, started_at: Some(Utc::now()), ..Default::default() };
+        self.reached.store(0, Ordering::Relaxed);
+        self.target.store(0, Ordering::Relaxed);
+        *self.started.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), 0));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RebuildReport> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, change: impl FnOnce(&mut RebuildReport)) {
+        change(&mut self.lock());
+    }
+
+    /// The report now.
+    pub fn report(&self) -> RebuildReport {
+        let mut report = self.lock().clone();
+        report.reached = self.reached.load(Ordering::Relaxed);
+        report.target = self.target.load(Ordering::Relaxed).max(report.reached);
+        if let Some((started, from)) = *self.started.lock().unwrap_or_else(|p| p.into_inner()) {
+            let seconds = started.elapsed().as_secs_f64().max(0.001);
+            report.events_per_second = report.reached.saturating_sub(from) as f64 / seconds;
+            if report.events_per_second > 0.0 && report.finished_at.is_none() {
+                report.eta_seconds =
+                    Some(report.target.saturating_sub(report.reached) as f64 / report.events_per_second);
+            }
+        }
+        report
+    }
+}
+
+/// Runs rebuilds inside a serving hub (`POST /api/v1/admin/rebuild`).
+pub struct Rebuilder {
+    js: jetstream::Context,
+    dirs: ModelDirs,
+    serving: ServingModel,
+    views: SharedViews,
+    control: mpsc::Sender<Control>,
+    settings: ProjectorSettings,
+    running: AtomicBool,
+    /// The progress of the running (or last) rebuild.
+    pub progress: Progress,
+}
+
+impl Rebuilder {
+    /// A rebuilder for the hub serving `serving` and `views` from `data_dir`, whose projection
+    /// listens on `control`.
+    pub fn new(
+        js: jetstream::Context,
+        data_dir: &Path,
+        serving: ServingModel,
+        views: SharedViews,
+        control: mpsc::Sender<Control>,
+        settings: ProjectorSettings,
+    ) -> Self {
+        Self {
+            js,
+            dirs: ModelDirs::new(data_dir),
+            serving,
+            views,
+            control,
+            settings,
+            running: AtomicBool::new(false),
+            progress: Progress::default(),
+        }
+    }
+
+    /// Starts a rebuild in the background (`check`: compare instead of swapping).
+    pub fn start(self: &Arc<Self>, check: bool) -> Result<RebuildReport, RebuildError> {
+        if self.running.swap(true, Ordering::SeqCst) {
+            return Err(RebuildError::Running);
+        }
+        self.progress.begin(check);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let outcome = this.run(check).await;
+            this.progress.set(|r| {
+                r.finished_at = Some(Utc::now());
+                r.eta_seconds = None;
+                match outcome {
+                    Ok(()) => r.phase = RebuildPhase::Done,
+                    Err(e) => {
+                        tracing::error!(error = %e, "rebuild failed; the served read model is untouched");
+                        r.phase = RebuildPhase::Failed;
+                        r.error = Some(e.to_string());
+                    }
+                }
+            });
+            this.running.store(false, Ordering::SeqCst);
+        });
+        Ok(self.progress.report())
+    }
+
+    async fn run(&self, check: bool) -> Result<(), RebuildError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| RebuildError::Io { path, source }
+        };
+        for stale in self.dirs.remove_stale().map_err(io(&self.dirs.serving()))? {
+            tracing::info!(dir = %stale.display(), "removed a read model left by an earlier rebuild");
+        }
+        let dir = self.dirs.fresh().map_err(io(&self.dirs.serving()))?;
+        self.progress.set(|r| r.dir = Some(dir.display().to_string()));
+        tracing::info!(dir = %dir.display(), check, "rebuild started");
+        let result = self.build_and_hand_over(&dir, check).await;
+        if check || result.is_err() {
+            remove_when_closed(dir);
+        }
+        result
+    }
+
+    async fn build_and_hand_over(&self, dir: &Path, check: bool) -> Result<(), RebuildError> {
+        let model = Arc::new(open(dir).await?);
+        let mut views = DomainViews::default();
+        // Replay towards the end of the log until it is close, then pause the projection.
+        loop {
+            let last = last_sequence(&self.js).await?;
+            self.progress.target.store(last, Ordering::Relaxed);
+            views = projector::catch_up(&self.js, &model, views, last, self.settings, &self.progress.reached).await?;
+            let reached = self.progress.reached.load(Ordering::Relaxed);
+            if last_sequence(&self.js).await?.saturating_sub(reached) <= self.settings.batch_max as u64 {
+                break;
+            }
+        }
+        self.progress.set(|r| r.phase = RebuildPhase::Pausing);
+        let (paused_tx, paused_rx) = oneshot::channel();
+        let (resume_tx, resume_rx) = oneshot::channel();
+        self.control
+            .send(Control::Pause { paused: paused_tx, resume: resume_rx })
+            .await
+            .map_err(|_| RebuildError::ProjectionGone)?;
+        let at = paused_rx.await.map_err(|_| RebuildError::ProjectionGone)?;
+        // From here the projection waits; dropping `resume_tx` on any error lets it carry on.
+        self.progress.target.store(at, Ordering::Relaxed);
+        let views = projector::catch_up(&self.js, &model, views, at, self.settings, &self.progress.reached).await?;
+        let reached = model.checkpoint()?;
+        if reached != at {
+            return Err(RebuildError::Nats(format!(
+                "the log ended at {reached} before the projection's checkpoint {at}; is the stream intact?"
+            )));
+        }
+        if check {
+            self.progress.set(|r| r.phase = RebuildPhase::Comparing);
+            let served = self.serving.get();
+            let served_views = self.views.read().await.all_records();
+            let differences = compare(&served, served_views, &model, views.all_records()).await?;
+            let _ = resume_tx.send(None);
+            self.progress.set(|r| {
+                r.differences = Some(differences.len());
+                r.examples = differences.into_iter().take(20).collect();
+            });
+            return Ok(());
+        }
+        self.progress.set(|r| r.phase = RebuildPhase::Swapping);
+        self.dirs.promote(dir).map_err(|source| RebuildError::Io { path: dir.display().to_string(), source })?;
+        let old = self.serving.replace(model.clone());
+        let _ = resume_tx.send(Some(Handover { model, views }));
+        tracing::info!(dir = %dir.display(), checkpoint = at, "rebuilt read model now served");
+        let old_dir = old.dir();
+        drop(old);
+        remove_when_closed(old_dir);
+        Ok(())
+    }
+}
+
+async fn open(dir: &Path) -> Result<ReadModel, RebuildError> {
+    let dir = dir.to_path_buf();
+    Ok(tokio::task::spawn_blocking(move || ReadModel::open(&dir))
+        .await
+        .map_err(|e| RebuildError::Nats(format!("open task failed: {e}")))??)
+}
+
+async fn last_sequence(js: &jetstream::Context) -> Result<u64, RebuildError> {
+    let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| RebuildError::Nats(e.to_string()))?;
+    Ok(stream.info().await.map_err(|e| RebuildError::Nats(e.to_string()))?.state.last_sequence)
+}
+
+/// Removes a read model directory once nothing in this process holds it open (sled closes a
+/// database when its last handle goes), waiting at most a minute; a later start removes it
+/// otherwise.
+fn remove_when_closed(dir: PathBuf) {
+    tokio::spawn(async move {
+        for _ in 0..120 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let probe = dir.clone();
+            // Opening succeeds only when no handle holds sled's lock any more.
+            let closed = tokio::task::spawn_blocking(move || sled::Config::new().path(&probe).open().map(drop).is_ok())
+                .await
+                .unwrap_or(false);
+            if closed {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => tracing::info!(dir = %dir.display(), "removed the replaced read model"),
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a replaced read model")
+                    }
+                }
+                return;
+            }
+        }
+        tracing::warn!(dir = %dir.display(), "a replaced read model is still open; the next start removes it");
+    });
+}
+
+/// Compares two models at the same checkpoint: usage cells and every view record. Returns each
+/// difference described (empty when they agree).
+pub async fn compare(
+    a: &Arc<ReadModel>,
+    a_views: BTreeMap<String, serde_json::Value>,
+    b: &Arc<ReadModel>,
+    b_views: BTreeMap<String, serde_json::Value>,
+) -> Result<Vec<String>, RebuildError> {
+    let (a_model, b_model) = (a.clone(), b.clone());
+    let usage = tokio::task::spawn_blocking(move || -> Result<_, ReadModelError> {
+        let cells = |m: &ReadModel| -> Result<BTreeMap<String, u64>, ReadModelError> {
+            Ok(m.usage_cells()?
+                .into_iter()
+                .map(|c| (format!("usage/{}/{}/{}", c.day, c.principal, c.event_type), c.count))
+                .collect())
+        };
+        Ok((a_model.checkpoint()?, cells(&a_model)?, b_model.checkpoint()?, cells(&b_model)?))
+    })
+    .await
+    .map_err(|e| RebuildError::Nats(format!("compare task failed: {e}")))??;
+    let (a_checkpoint, a_usage, b_checkpoint, b_usage) = usage;
+    let mut differences = Vec::new();
+    if a_checkpoint != b_checkpoint {
+        differences.push(format!("checkpoint: served {a_checkpoint}, rebuilt {b_checkpoint}"));
+    }
+    differ(&a_usage, &b_usage, &mut differences);
+    differ(&a_views, &b_views, &mut differences);
+    Ok(differences)
+}
+
+fn differ<V: PartialEq + std::fmt::Display>(a: &BTreeMap<String, V>, b: &BTreeMap<String, V>, out: &mut Vec<String>) {
+    for (key, value) in a {
+        match b.get(key) {
+            None => out.push(format!("{key}: only in the served model")),
+            Some(other) if other != value => out.push(format!("{key}: served {value}, rebuilt {other}")),
+            Some(_) => {}
+        }
+    }
+    for key in b.keys().filter(|k| !a.contains_key(*k)) {
+        out.push(format!("{key}: only in the rebuilt model"));
+    }
+}
+
+/// `hub rebuild --offline`: rebuilds the read model of a stopped hub from the log; with `check`,
+/// compares a fresh rebuild with the stored model (at the stored checkpoint) instead of swapping.
+/// Returns the report (for `check`, its differences).
+pub async fn offline(
+    js: &jetstream::Context,
+    data_dir: &Path,
+    settings: ProjectorSettings,
+    check: bool,
+    progress: &Progress,
+) -> Result<RebuildReport, RebuildError> {
+    let dirs = ModelDirs::new(data_dir);
+    let serving_dir = dirs.serving();
+    std::fs::create_dir_all(data_dir)
+        .map_err(|source| RebuildError::Io { path: data_dir.display().to_string(), source })?;
+    // The served model may not open (that is often why one rebuilds), but a lock means a hub runs.
+    let served = match open(&serving_dir).await {
+        Ok(model) => Some(Arc::new(model)),
+        Err(RebuildError::ReadModel(ReadModelError::Storage { source: sled::Error::Io(e), .. }))
+            if e.to_string().contains("could not acquire lock") =>
+        {
+            return Err(RebuildError::HubRunning(data_dir.display().to_string()));
+        }
+        Err(e) if check => return Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "the served read model does not open; rebuilding it from the log");
+            None
+        }
+    };
+    if let (Some(served), true) = (&served, check) {
+        if served.views_sequence()? != served.checkpoint()? {
+            return Err(RebuildError::Nats(
+                "the stored views trail the checkpoint (the hub stopped without writing them): start the hub \
+                 once, or check it while it runs with `hub rebuild --check`"
+                    .into(),
+            ));
+        }
+    }
+    for stale in
+        dirs.remove_stale().map_err(|source| RebuildError::Io { path: data_dir.display().to_string(), source })?
+    {
+        tracing::info!(dir = %stale.display(), "removed a read model left by an earlier rebuild");
+    }
+    progress.begin(check);
+    let dir = dirs.fresh().map_err(|source| RebuildError::Io { path: data_dir.display().to_string(), source })?;
+    progress.set(|r| r.dir = Some(dir.display().to_string()));
+    let result = async {
+        let model = Arc::new(open(&dir).await?);
+        let stop_at = match (&served, check) {
+            (Some(served), true) => served.checkpoint()?,
+            _ => last_sequence(js).await?,
+        };
+        progress.target.store(stop_at, Ordering::Relaxed);
+        let views =
+            projector::catch_up(js, &model, DomainViews::default(), stop_at, settings, &progress.reached).await?;
+        if check {
+            progress.set(|r| r.phase = RebuildPhase::Comparing);
+            let served = served.as_ref().ok_or_else(|| RebuildError::Nats("no served model to compare".into()))?;
+            let served_views = {
+                let loader = served.clone();
+                tokio::task::spawn_blocking(move || loader.load_views())
+                    .await
+                    .map_err(|e| RebuildError::Nats(e.to_string()))??
+                    .all_records()
+            };
+            let differences = compare(served, served_views, &model, views.all_records()).await?;
+            progress.set(|r| {
+                r.differences = Some(differences.len());
+                r.examples = differences.into_iter().take(20).collect();
+            });
+        } else {
+            progress.set(|r| r.phase = RebuildPhase::Swapping);
+            drop(served);
+            dirs.promote(&dir).map_err(|source| RebuildError::Io { path: dir.display().to_string(), source })?;
+        }
+        Ok::<_, RebuildError>(())
+    }
+    .await;
+    progress.set(|r| {
+        r.finished_at = Some(Utc::now());
+        r.eta_seconds = None;
+        r.phase = if result.is_ok() { RebuildPhase::Done } else { RebuildPhase::Failed };
+        r.error = result.as_ref().err().map(|e| e.to_string());
+    });
+    if check || result.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        let _ = dirs.remove_stale();
+    }
+    result.map(|()| progress.report())
+}
