@@ -477,7 +477,9 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
     println!();
     println!("sgd-hub demo is running at {url}  (Ctrl-C stops it)");
     println!("  dashboard:       open {url}/ in a browser and sign in with a token below");
-    println!("  operators:       HUB_API_URL={url} HUB_TOKEN=<operator token> hub status   (also hub dlq list, hub rebuild)");
+    println!(
+        "  operators:       HUB_API_URL={url} HUB_TOKEN=<operator token> hub status   (also hub dlq list, hub rebuild)"
+    );
     println!("  usage by month:  curl -H \"Authorization: Bearer $TOKEN\" '{url}/api/v1/usage?bucket=month'");
     println!("  readiness:       curl -H \"Authorization: Bearer $TOKEN\" {url}/readyz");
     println!("  operator token (DLQ, metrics): {operator}");
