@@ -150,7 +150,11 @@ pub async fn run(
     let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
     let views_sequence = model.views_sequence()?;
     if views_sequence < state.checkpoint {
-        replay_views(&stream, &model, &views, views_sequence, state.checkpoint).await?;
+        // Written at once when complete, so a hub killed again soon after (before its next views
+        // write) does not replay the same stretch at every start.
+        if replay_views(&stream, &model, &views, views_sequence, state.checkpoint).await? {
+            flush_views(&model, &views, state.checkpoint).await?;
+        }
     }
     let last_sequence = stream.info().await.map_err(|e| consumer_error(&e))?.state.last_sequence;
     let lag = last_sequence.saturating_sub(state.checkpoint);
@@ -421,14 +425,15 @@ pub async fn catch_up(
 
 /// Brings the views from what sled holds (`from`) up to the checkpoint (`to`) by replaying that
 /// part of the log into the views only. Exactly the events applied the first time are applied
-/// again: those whose identity digests the batches after `from` recorded, each once.
+/// again: those whose identity digests the batches after `from` recorded, each once. Returns
+/// whether every one of them was found in the log.
 async fn replay_views(
     stream: &jetstream::stream::Stream,
     model: &Arc<ReadModel>,
     views: &SharedViews,
     from: u64,
     to: u64,
-) -> Result<(), ProjectorError> {
+) -> Result<bool, ProjectorError> {
     let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
     let reader = model.clone();
     let mut applied =
@@ -466,7 +471,13 @@ async fn replay_views(
             break;
         }
     }
-    Ok(())
+    if !applied.is_empty() {
+        tracing::warn!(
+            missing = applied.len(),
+            "events applied before were not found again in the log; views stay as replayed"
+        );
+    }
+    Ok(applied.is_empty())
 }
 
 /// Writes the views' changed records (at shutdown), so the next start has nothing to replay.

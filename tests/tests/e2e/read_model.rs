@@ -377,5 +377,11 @@ async fn a_hub_killed_before_its_views_were_written_answers_like_a_clean_rebuild
     }
     let goals = restarted.get_json("/api/v1/goals?as_of=2026-06-30").await?;
     assert!(goals["goals"].as_array().unwrap().iter().any(|g| g["numerator"].as_u64().unwrap_or(0) > 0), "{goals}");
+    // The replayed views were written at once: killed again, the hub would not replay them again.
+    hub.kill();
+    let dir = sgd_hub::read_model::ModelDirs::new(&hub.data_dir).serving();
+    let model = sgd_hub::read_model::ReadModel::open(&dir)?;
+    assert!(model.checkpoint()? > 0);
+    assert_eq!(model.views_sequence()?, model.checkpoint()?, "the replayed views were not written");
     rebuilt.stop().await
 }
