@@ -77,6 +77,10 @@ pub struct HubConfig {
     pub instance: String,
     /// Counts about persons below this are suppressed in statistics. Default 5.
     pub privacy_threshold: u64,
+    /// API requests per second allowed to one token (0: no limit). Default 100.
+    pub rate_limit_per_second: u32,
+    /// Requests one token may make at once above that rate. Default 200.
+    pub rate_limit_burst: u32,
     /// The goals: the agreed NPÖ minimum and the targets.
     pub goals: crate::projections::goals::GoalSettings,
     /// The follow-up limits (defaults from EVENTS.md).
@@ -102,6 +106,8 @@ impl Default for HubConfig {
             views_flush_ms: 2000,
             instance: hostname(),
             privacy_threshold: 5,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
             goals: Default::default(),
             followup: Default::default(),
         }
@@ -186,6 +192,10 @@ views_flush_ms = 2000
 # instance = "hub-1"
 # Counts about persons below this are suppressed in statistics.
 privacy_threshold = 5
+# API requests per second per token (0: no limit), and how many may come at once above it;
+# more get 429 rate_limited.
+rate_limit_per_second = 100
+rate_limit_burst = 200
 
 [goals]
 # The agreed minimum of NPÖ information sets every producer principal shares (npo.minimum_sets).

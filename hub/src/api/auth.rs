@@ -45,6 +45,8 @@ impl FromRequestParts<ApiState> for Caller {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| unauthorized("the Authorization header must be: Bearer <token>"))?;
-        state.tokens.authenticate(secret).map(Caller).ok_or_else(|| unauthorized("unknown or revoked token"))
+        let record = state.tokens.authenticate(secret).ok_or_else(|| unauthorized("unknown or revoked token"))?;
+        state.rate_limit.check(&record.id)?;
+        Ok(Caller(record))
     }
 }

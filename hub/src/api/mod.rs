@@ -35,6 +35,7 @@ pub mod goals;
 pub mod health;
 pub mod ingest;
 pub mod persons;
+pub mod rate_limit;
 pub mod status;
 pub mod stream;
 pub mod stream_tail;
@@ -141,6 +142,8 @@ pub struct ApiState {
     pub started: std::time::Instant,
     /// Rebuilds, when this process projects.
     pub rebuilder: Option<Arc<crate::rebuild::Rebuilder>>,
+    /// Per-token rate limits.
+    pub rate_limit: Arc<rate_limit::TokenRateLimit>,
     /// Turns true at shutdown: long-lived answers (the live stream) end then, so the server can.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -208,7 +211,7 @@ impl ApiError {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `unauthorized`, `forbidden`, `no_consent`, `bad_request`, `invalid_events`,
-    /// `too_large`, `unsupported_media_type`, `not_found`, `conflict`, `unavailable`.
+    /// `too_large`, `unsupported_media_type`, `not_found`, `conflict`, `rate_limited`, `unavailable`.
     pub error: String,
     /// For a person.
     pub message: String,

@@ -1,5 +1,6 @@
 //! NATS security from `hub nats-config`: each principal's adapter publishes only for its own
-//! principal, anonymous clients cannot connect, and the hub runs with its own nkey.
+//! principal, anonymous clients cannot connect, and the hub runs with its own nkey. HTTP: a token
+//! over its rate is refused without slowing the others.
 
 use std::time::Duration;
 
@@ -73,5 +74,39 @@ async fn an_adapter_publishes_only_for_its_principal_and_anonymous_clients_are_r
     let analyst = hub.api(Role::Analyst, None)?;
     wait_until(Duration::from_secs(20), || async { Ok(analyst.usage_total("").await? == 1) }).await?;
     assert_eq!(analyst.usage_total("principal=1281").await?, 0);
+    hub.stop().await
+}
+
+/// A token making requests faster than its rate gets 429 `rate_limited` (with when to retry);
+/// another token is served meanwhile, and the first is served again after a pause.
+#[tokio::test]
+async fn a_token_over_its_rate_is_refused_and_other_tokens_are_not() -> Result<()> {
+    let nats = sgd_tests::TestNats::start().await?;
+    let hub = InProcessHub::start(&nats.url(), |c| {
+        c.rate_limit_per_second = 5;
+        c.rate_limit_burst = 10;
+    })
+    .await?;
+    let busy = hub.api(Role::Analyst, None)?;
+    let calm = hub.api(Role::Analyst, None)?;
+    let (mut served, mut refused) = (0, 0);
+    for _ in 0..40 {
+        let response = busy.get("/api/v1/goals").await?;
+        match response.status().as_u16() {
+            200 => served += 1,
+            429 => {
+                let body: serde_json::Value = response.json().await?;
+                assert_eq!(body["error"], "rate_limited", "{body}");
+                assert!(body["message"].as_str().unwrap_or_default().contains("retry in"), "{body}");
+                refused += 1;
+            }
+            other => anyhow::bail!("unexpected status {other}"),
+        }
+    }
+    // 10 at once plus 5 per second while the 40 requests ran.
+    assert!(refused > 0 && (10..40).contains(&served), "served {served}, refused {refused}");
+    assert_eq!(calm.get("/api/v1/goals").await?.status(), 200, "another token was slowed");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(busy.get("/api/v1/goals").await?.status(), 200, "the busy token was not served again");
     hub.stop().await
 }
