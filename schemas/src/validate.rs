@@ -181,7 +181,9 @@ pub struct ValidatedEvent {
     pub msg_id: String,
 }
 
-const KNOWN_ATTRIBUTES: &[&str] = &[
+/// The CloudEvents attributes (and the hub's extensions) an event may carry; anything else is
+/// refused as `envelope`.
+pub const KNOWN_ATTRIBUTES: &[&str] = &[
     "specversion",
     "id",
     "source",

@@ -138,21 +138,8 @@ enum Mutation {
     Extension(String, Value),
 }
 
-const ATTRIBUTES: &[&str] = &[
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "time",
-    "subject",
-    "dataschema",
-    "datacontenttype",
-    "data",
-    "data_base64",
-    "principal",
-    "traceparent",
-    "tracestate",
-];
+/// Every attribute the validator knows: the ones hostile mutations remove or overwrite.
+const ATTRIBUTES: &[&str] = sgd_schemas::validate::KNOWN_ATTRIBUTES;
 
 /// Hostile text: scripts, SQL, control characters, odd Unicode, huge strings.
 fn hostile_text() -> impl Strategy<Value = String> {
