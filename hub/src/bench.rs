@@ -1,15 +1,23 @@
 //! The pipeline benchmark: the hub measured against raw JetStream on the same `nats-server`, in
 //! the same run, so the ratios hold on a noisy machine. `cargo bench -p sgd-hub --bench pipeline`
-//! runs it (`-- --events N` to choose the size); a CI-sized smoke run is in the test suite.
+//! runs it (`-- --events N` to choose the size, `-- --scaling 100000,1000000` for the per-size
+//! series); a CI-sized smoke run is in the test suite (`hub/tests/bench_smoke.rs`).
 //!
+//! The hub runs as its own `hub serve` process (so its memory is its own), with every projection.
 //! Phases: raw publish (async, `Nats-Msg-Id`, pipelined acks) and raw pull-consume (batches,
-//! `AckPolicy::All`) of the same bodies; ingest (publish to `sgd.in.…` until every event is
-//! projected: validator and projection runner together); rebuild (an empty read model replaying
-//! the log). Peak RSS after each phase and the read model's size on disk are reported too.
+//! `AckPolicy::All`) of the same bodies; ingest (publish to `sgd.in.…` until the hub's checkpoint
+//! reaches the last event); latency (steady rates, publish → the checkpoint `/readyz` reports);
+//! queries (concurrent clients on goals, usage and the follow-up summary); rebuild (a second hub
+//! with an empty read model replaying the log). The hub's peak RSS is taken per phase (the peak is
+//! reset between phases through `/proc/<pid>/clear_refs`).
+
+mod hub_process;
+mod latency;
+mod queries;
 
 use std::{
     collections::VecDeque,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -21,22 +29,44 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::{nats_server, HubConfig};
+pub use hub_process::BenchHub;
+
+use crate::nats_server;
 
 /// Benchmark settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BenchSettings {
-    /// Events per phase.
+    /// Events of the ingest and rebuild phases.
     pub events: usize,
     /// Outstanding publish acknowledgements.
     pub publish_window: usize,
     /// Raw consumer batch size.
     pub consume_batch: usize,
+    /// The `hub` binary to run.
+    pub hub_binary: PathBuf,
+    /// Seconds of each steady rate in the latency phase (0 skips the phase).
+    pub latency_seconds: u64,
+    /// The steady rates of the latency phase, events per second.
+    pub latency_rates: Vec<u64>,
+    /// Seconds of the query phase (0 skips it).
+    pub query_seconds: u64,
+    /// Concurrent clients of the query phase.
+    pub query_clients: usize,
 }
 
-impl Default for BenchSettings {
-    fn default() -> Self {
-        Self { events: 1_000_000, publish_window: 4096, consume_batch: 5000 }
+impl BenchSettings {
+    /// The full benchmark of issue 6 with `hub_binary`.
+    pub fn new(hub_binary: PathBuf) -> Self {
+        Self {
+            events: 1_000_000,
+            publish_window: 4096,
+            consume_batch: 5000,
+            hub_binary,
+            latency_seconds: 20,
+            latency_rates: vec![1000, 5000],
+            query_seconds: 10,
+            query_clients: 50,
+        }
     }
 }
 
@@ -51,12 +81,16 @@ pub struct Figure {
     pub unit: String,
     /// Ratio to the raw JetStream limit it is compared with, when there is one.
     pub ratio: Option<f64>,
+    /// The target of issue 6, as text, when there is one.
+    pub target: Option<String>,
+    /// Whether the target is met, when there is one.
+    pub met: Option<bool>,
 }
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
-    /// Events per phase.
+    /// Events of the ingest and rebuild phases.
     pub events: usize,
     /// The `nats-server` version.
     pub nats_server: String,
@@ -68,12 +102,22 @@ impl BenchReport {
     /// The report as an aligned text table.
     pub fn table(&self) -> String {
         let mut out = format!("sgd-hub pipeline benchmark: {} events, {}\n", self.events, self.nats_server);
-        out.push_str(&format!("{:<44} {:>14} {:<10} {:>8}\n", "figure", "value", "unit", "× raw"));
+        out.push_str(&format!("{:<52} {:>12} {:<9} {:>6}  {}\n", "figure", "value", "unit", "× raw", "target"));
         for f in &self.figures {
             let ratio = f.ratio.map(|r| format!("{r:.2}")).unwrap_or_default();
-            out.push_str(&format!("{:<44} {:>14.1} {:<10} {:>8}\n", f.name, f.value, f.unit, ratio));
+            let target = match (&f.target, f.met) {
+                (Some(t), Some(true)) => format!("{t} met"),
+                (Some(t), _) => format!("{t} NOT MET"),
+                _ => String::new(),
+            };
+            out.push_str(&format!("{:<52} {:>12.1} {:<9} {:>6}  {}\n", f.name, f.value, f.unit, ratio, target));
         }
         out
+    }
+
+    /// The figure named `name`.
+    pub fn figure(&self, name: &str) -> Option<&Figure> {
+        self.figures.iter().find(|f| f.name == name)
     }
 }
 
@@ -86,8 +130,43 @@ fn err(e: impl std::fmt::Display) -> BenchError {
     BenchError(e.to_string())
 }
 
+/// Collects figures, checking each against its target.
+#[derive(Default)]
+struct Figures(Vec<Figure>);
+
+impl Figures {
+    fn plain(&mut self, name: &str, value: f64, unit: &str) {
+        self.0.push(Figure { name: name.into(), value, unit: unit.into(), ratio: None, target: None, met: None });
+    }
+
+    /// A rate compared with a raw rate: the target is a minimum ratio.
+    fn ratio(&mut self, name: &str, value: f64, raw: f64, min_ratio: f64) {
+        let ratio = value / raw;
+        self.0.push(Figure {
+            name: name.into(),
+            value,
+            unit: "events/s".into(),
+            ratio: Some(ratio),
+            target: Some(format!("≥ {min_ratio} × raw")),
+            met: Some(ratio >= min_ratio),
+        });
+    }
+
+    /// A figure with a maximum.
+    fn at_most(&mut self, name: &str, value: f64, unit: &str, max: f64) {
+        self.0.push(Figure {
+            name: name.into(),
+            value,
+            unit: unit.into(),
+            ratio: None,
+            target: Some(format!("≤ {max}")),
+            met: Some(value <= max),
+        });
+    }
+}
+
 /// Runs every phase in `work_dir` and returns the report.
-pub async fn run(settings: BenchSettings, work_dir: &Path) -> Result<BenchReport, BenchError> {
+pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchReport, BenchError> {
     let server = nats_server::NatsServer::start(nats_server::NatsServerOptions {
         store_dir: work_dir.join("nats"),
         port: None,
@@ -102,8 +181,10 @@ pub async fn run(settings: BenchSettings, work_dir: &Path) -> Result<BenchReport
     let client = async_nats::connect(server.url()).await.map_err(err)?;
     let js = jetstream::new(client);
 
-    let events = bodies(settings.events);
-    let mut figures = Vec::new();
+    let extra = settings.latency_rates.iter().map(|r| *r as usize * settings.latency_seconds as usize).sum::<usize>();
+    let mut events = bodies(settings.events + extra);
+    let steady = events.split_off(settings.events);
+    let mut figures = Figures::default();
 
     // Raw limits.
     js.create_stream(stream::Config {
@@ -123,22 +204,14 @@ pub async fn run(settings: BenchSettings, work_dir: &Path) -> Result<BenchReport
     )
     .await?;
     let raw_publish = events.len() as f64 / started.elapsed().as_secs_f64();
-    figures.push(figure("raw publish with Nats-Msg-Id", raw_publish, "events/s", None));
+    figures.plain("raw publish with Nats-Msg-Id", raw_publish, "events/s");
     let raw_consume = consume_all(&js, "BENCH_RAW", events.len(), settings.consume_batch).await?;
-    figures.push(figure("raw pull consume, AckPolicy::All", raw_consume, "events/s", None));
-    figures.push(figure("peak RSS after raw phases", peak_rss_mb(), "MB", None));
+    figures.plain("raw pull consume, AckPolicy::All", raw_consume, "events/s");
+    // The raw copy is not needed any more; the server should not carry it through the hub's phases.
+    js.delete_stream("BENCH_RAW").await.map_err(err)?;
 
-    // Ingest: publish to the ingress until the read model holds every event.
-    let config = HubConfig {
-        nats_url: server.url(),
-        data_dir: work_dir.join("hub"),
-        http_addr: "127.0.0.1:0".parse().map_err(err)?,
-        ..Default::default()
-    };
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let hub = crate::start(&config, shutdown.clone()).await.map_err(err)?;
-    let model = hub.model.as_ref().map(|m| m.get()).ok_or_else(|| BenchError("no read model".into()))?;
-    let task = tokio::spawn(hub.wait());
+    // Ingest: publish to the ingress until the hub's read model holds every event.
+    let hub = BenchHub::start(&settings.hub_binary, &server.url(), &work_dir.join("hub"), true).await?;
     let started = Instant::now();
     publish_all(
         &js,
@@ -146,34 +219,54 @@ pub async fn run(settings: BenchSettings, work_dir: &Path) -> Result<BenchReport
         settings.publish_window,
     )
     .await?;
-    wait_for_checkpoint(&model, events.len() as u64).await?;
+    hub.wait_for_checkpoint(events.len() as u64).await?;
     let ingest = events.len() as f64 / started.elapsed().as_secs_f64();
-    figures.push(figure("ingest: published → validated → projected", ingest, "events/s", Some(ingest / raw_publish)));
-    figures.push(figure("peak RSS after ingest (publisher and hub)", peak_rss_mb(), "MB", None));
-    let disk = dir_size(&config.read_model_dir()) as f64;
-    figures.push(figure("read model on disk per event", disk / events.len() as f64, "bytes", None));
-    let _ = stop.send(true);
-    let _ = task.await;
+    figures.ratio("ingest: published → validated → projected", ingest, raw_publish, 0.35);
+    figures.at_most("hub peak RSS, ingest", hub.peak_rss_mb()?, "MB", 128.0);
+    let disk = dir_size(&hub.read_model_dir()) as f64;
+    figures.at_most("read model on disk per event", disk / events.len() as f64, "bytes", 150.0);
 
-    // Rebuild: an empty read model replays the log.
-    let rebuild_config = HubConfig { data_dir: work_dir.join("rebuild"), validator: false, api: false, ..config };
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    // Latency at steady rates, on the same hub.
+    let mut offset = 0;
+    for rate in settings.latency_rates.iter().copied().filter(|_| settings.latency_seconds > 0) {
+        hub.reset_peak_rss();
+        let n = rate as usize * settings.latency_seconds as usize;
+        let slice = &steady[offset..offset + n];
+        offset += n;
+        let measured = latency::measure(&js, &hub, slice, rate).await?;
+        let max_p99 = if rate <= 1000 { 10.0 } else { 50.0 };
+        figures.plain(&format!("latency at {rate}/s: p50"), measured.p50_ms, "ms");
+        figures.at_most(&format!("latency at {rate}/s: p99"), measured.p99_ms, "ms", max_p99);
+        figures.plain(&format!("latency at {rate}/s: max"), measured.max_ms, "ms");
+        figures.plain(&format!("latency at {rate}/s: rate reached"), measured.rate, "events/s");
+        figures.at_most(&format!("hub peak RSS, latency at {rate}/s"), hub.peak_rss_mb()?, "MB", 128.0);
+    }
+
+    // Queries under concurrent clients.
+    if settings.query_seconds > 0 {
+        hub.reset_peak_rss();
+        let measured =
+            queries::measure(&hub, settings.query_clients, Duration::from_secs(settings.query_seconds)).await?;
+        for q in &measured {
+            figures.plain(&format!("query {}: p50", q.name), q.p50_ms, "ms");
+            figures.at_most(&format!("query {}: p99", q.name), q.p99_ms, "ms", 10.0);
+            figures.plain(&format!("query {}: requests/s", q.name), q.per_second, "req/s");
+        }
+        figures.at_most("hub peak RSS, queries", hub.peak_rss_mb()?, "MB", 128.0);
+    }
+    hub.stop().await?;
+
+    // Rebuild: a second hub with an empty read model replays the log.
     let started = Instant::now();
-    let hub = crate::start(&rebuild_config, shutdown).await.map_err(err)?;
-    let model = hub.model.as_ref().map(|m| m.get()).ok_or_else(|| BenchError("no read model".into()))?;
-    let task = tokio::spawn(hub.wait());
-    wait_for_checkpoint(&model, events.len() as u64).await?;
-    let rebuild = events.len() as f64 / started.elapsed().as_secs_f64();
-    figures.push(figure("rebuild: log → empty read model", rebuild, "events/s", Some(rebuild / raw_consume)));
-    figures.push(figure("peak RSS after rebuild", peak_rss_mb(), "MB", None));
-    let _ = stop.send(true);
-    let _ = task.await;
+    let rebuilt = BenchHub::start(&settings.hub_binary, &server.url(), &work_dir.join("rebuild"), false).await?;
+    let log_length = events.len() as u64 + offset as u64;
+    rebuilt.wait_for_checkpoint(log_length).await?;
+    let rebuild = log_length as f64 / started.elapsed().as_secs_f64();
+    figures.ratio("rebuild: log → empty read model", rebuild, raw_consume, 0.6);
+    figures.at_most("hub peak RSS, rebuild", rebuilt.peak_rss_mb()?, "MB", 128.0);
+    rebuilt.stop().await?;
 
-    Ok(BenchReport { events: events.len(), nats_server: version, figures })
-}
-
-fn figure(name: &str, value: f64, unit: &str, ratio: Option<f64>) -> Figure {
-    Figure { name: name.into(), value, unit: unit.into(), ratio }
+    Ok(BenchReport { events: events.len(), nats_server: version, figures: figures.0 })
 }
 
 /// (ingress subject, msg id, body) of `n` simulator events (all 34 principals, six areas).
@@ -198,14 +291,24 @@ async fn publish_all<'a>(
                 ack.await.map_err(err)?;
             }
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(crate::MSG_ID_HEADER, msg_id.as_str());
-        pending.push_back(js.publish_with_headers(subject, headers, body.clone()).await.map_err(err)?);
+        pending.push_back(publish(js, subject, msg_id, body).await?);
     }
     for ack in pending {
         ack.await.map_err(err)?;
     }
     Ok(())
+}
+
+/// Publishes one body with its `Nats-Msg-Id`, not waiting for the acknowledgement.
+async fn publish(
+    js: &jetstream::Context,
+    subject: String,
+    msg_id: &str,
+    body: &Bytes,
+) -> Result<jetstream::context::PublishAckFuture, BenchError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(crate::MSG_ID_HEADER, msg_id);
+    js.publish_with_headers(subject, headers, body.clone()).await.map_err(err)
 }
 
 async fn consume_all(js: &jetstream::Context, stream: &str, n: usize, batch: usize) -> Result<f64, BenchError> {
@@ -231,25 +334,13 @@ async fn consume_all(js: &jetstream::Context, stream: &str, n: usize, batch: usi
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn wait_for_checkpoint(model: &crate::read_model::ReadModel, sequence: u64) -> Result<(), BenchError> {
-    let started = Instant::now();
-    while model.checkpoint().map_err(err)? < sequence {
-        if started.elapsed() > Duration::from_secs(3600) {
-            return Err(BenchError("the read model did not catch up within an hour".into()));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// The value at quantile `q` (0..=1) of sorted `values`.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
     }
-    Ok(())
-}
-
-/// Peak resident set size of this process so far (VmHWM), in MB.
-pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -271,14 +362,23 @@ fn dir_size(dir: &Path) -> u64 {
 mod tests {
     use super::*;
 
-    /// A CI-sized smoke run so the benchmark cannot rot; no figure is asserted.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_benchmark_runs_end_to_end_on_a_small_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let report =
-            run(BenchSettings { events: 2000, publish_window: 256, consume_batch: 500 }, dir.path()).await.unwrap();
-        assert_eq!(report.events, 2000);
-        assert!(report.table().contains("ingest"));
-        assert!(report.figures.iter().all(|f| f.value.is_finite()));
+    #[test]
+    fn quantiles_pick_from_sorted_values() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&values, 0.5), 51.0);
+        assert_eq!(quantile(&values, 0.99), 99.0);
+        assert_eq!(quantile(&values, 1.0), 100.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn a_target_not_met_says_so_in_the_table() {
+        let mut figures = Figures::default();
+        figures.ratio("ingest", 10.0, 100.0, 0.35);
+        figures.at_most("p99", 5.0, "ms", 10.0);
+        let report = BenchReport { events: 1, nats_server: "x".into(), figures: figures.0 };
+        let table = report.table();
+        assert!(table.contains("≥ 0.35 × raw NOT MET"), "{table}");
+        assert!(table.contains("≤ 10 met"), "{table}");
     }
 }

@@ -225,6 +225,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             started: std::time::Instant::now(),
             rebuilder: rebuilder.clone(),
             shutdown: shutdown.clone(),
+            answers: Arc::default(),
             rate_limit: Arc::new(api::rate_limit::TokenRateLimit::new(
                 config.rate_limit_per_second,
                 config.rate_limit_burst,

@@ -65,6 +65,10 @@ pub struct ProjectorStatus {
     pub caught_up: AtomicBool,
 }
 
+/// Changed view records that start a views write before its interval is up (bounds the memory a
+/// write takes, and the pause it makes, when the projection runs fast, e.g. in a rebuild).
+pub const VIEWS_WRITE_RECORDS: usize = 10_000;
+
 /// The 128-bit digest of an event's identity (`<source>/<id>`) kept in the read model.
 pub fn identity_digest(envelope: &Envelope) -> u128 {
     xxhash_rust::xxh3::xxh3_128(envelope.identity().as_bytes())
@@ -77,6 +81,8 @@ struct RunnerState {
     identities: HashSet<u128>,
     usage_totals: HashMap<UsageKey, u64>,
     views_flushed_at: std::time::Instant,
+    /// The views write in flight, if any (one at a time, awaited before the next and at stops).
+    views_write: Option<tokio::task::JoinHandle<Result<(), ReadModelError>>>,
 }
 
 impl RunnerState {
@@ -91,6 +97,7 @@ impl RunnerState {
             identities: model.identities()?,
             usage_totals,
             views_flushed_at: std::time::Instant::now(),
+            views_write: None,
         })
     }
 }
@@ -153,7 +160,7 @@ pub async fn run(
         // Written at once when complete, so a hub killed again soon after (before its next views
         // write) does not replay the same stretch at every start.
         if replay_views(&stream, &model, &views, views_sequence, state.checkpoint).await? {
-            flush_views(&model, &views, state.checkpoint).await?;
+            flush_views(&model, &views, &mut state).await?;
         }
     }
     let last_sequence = stream.info().await.map_err(|e| consumer_error(&e))?.state.last_sequence;
@@ -190,16 +197,16 @@ pub async fn run(
     loop {
         let first = tokio::select! {
             next = messages.next() => next,
-            _ = shutdown.changed() => return flush_views(&model, &views, state.checkpoint).await,
+            _ = shutdown.changed() => return flush_views(&model, &views, &mut state).await,
             Some(Control::Pause { paused, resume }) = control.recv() => {
                 let _ = paused.send(state.checkpoint);
                 let handover = tokio::select! {
                     handover = resume => handover.ok().flatten(),
-                    _ = shutdown.changed() => return flush_views(&model, &views, state.checkpoint).await,
+                    _ = shutdown.changed() => return flush_views(&model, &views, &mut state).await,
                 };
                 if let Some(handover) = handover {
                     // The new model stands at this checkpoint too, so the consumer's position holds.
-                    flush_views(&model, &views, state.checkpoint).await?;
+                    flush_views(&model, &views, &mut state).await?;
                     let loader = handover.model.clone();
                     state = tokio::task::spawn_blocking(move || RunnerState::load(&loader))
                         .await
@@ -241,12 +248,12 @@ async fn project_batch(
     state: &mut RunnerState,
     batch: &[jetstream::Message],
     model: &Arc<ReadModel>,
-    views: &SharedViews,
+    views_shared: &SharedViews,
     views_flush: Duration,
     metrics: &Metrics,
     status: &ProjectorStatus,
 ) -> Result<(), ProjectorError> {
-    let mut views = views.write().await;
+    let mut views = views_shared.write().await;
     let mut delta = UsageDelta::default();
     let mut digests = Vec::with_capacity(batch.len());
     // Counted per type (a static name, no allocation per event); areas are derived once per batch.
@@ -309,15 +316,15 @@ async fn project_batch(
         *total += added;
         totals.push((key, *total));
     }
-    // View records are written every `views_flush`, not every batch: a record touched by many
-    // batches is written once, and most batches write only counters, digests and the checkpoint.
-    let flush = state.views_flushed_at.elapsed() >= views_flush;
-    let records = flush.then(|| views.drain_changes());
+    // View records are written every `views_flush` (or once VIEWS_WRITE_RECORDS changed), not
+    // every batch: a record touched by many batches is written once, and batches write only
+    // counters, digests and the checkpoint. The views write runs beside the next batches.
+    let flush = state.views_flushed_at.elapsed() >= views_flush || views.changed() >= VIEWS_WRITE_RECORDS;
     drop(views);
     let writer = model.clone();
     let applied = digests.len();
     let started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || writer.commit(&totals, records.as_deref(), &digests, last_sequence))
+    tokio::task::spawn_blocking(move || writer.commit(&totals, None, &digests, last_sequence))
         .await
         .map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
@@ -326,7 +333,7 @@ async fn project_batch(
     tracing::debug!(last_sequence, applied, flush, "projection batch committed");
     state.checkpoint = last_sequence;
     if flush {
-        state.views_flushed_at = std::time::Instant::now();
+        start_views_write(state, model, views_shared).await?;
     }
 
     metrics.batches.inc();
@@ -418,7 +425,7 @@ pub async fn catch_up(
             }
         }
     }
-    flush_views(model, &views, state.checkpoint).await?;
+    flush_views(model, &views, &mut state).await?;
     let views = Arc::try_unwrap(views).map(RwLock::into_inner).map_err(|_| consumer_error(&"views still shared"))?;
     Ok(views)
 }
@@ -480,13 +487,39 @@ async fn replay_views(
     Ok(applied.is_empty())
 }
 
-/// Writes the views' changed records (at shutdown), so the next start has nothing to replay.
-async fn flush_views(model: &Arc<ReadModel>, views: &SharedViews, checkpoint: u64) -> Result<(), ProjectorError> {
+/// Starts writing the views' changed records as of the checkpoint, beside the next batches (after
+/// the previous write has finished).
+async fn start_views_write(
+    state: &mut RunnerState,
+    model: &Arc<ReadModel>,
+    views: &SharedViews,
+) -> Result<(), ProjectorError> {
+    finish_views_write(state).await?;
     let records = views.write().await.drain_changes();
-    let writer = model.clone();
-    tokio::task::spawn_blocking(move || writer.commit(&[], Some(&records), &[], checkpoint))
+    let (writer, sequence) = (model.clone(), state.checkpoint);
+    state.views_write = Some(tokio::task::spawn_blocking(move || writer.write_views(&records, sequence)));
+    state.views_flushed_at = std::time::Instant::now();
+    Ok(())
+}
+
+/// Waits for the views write in flight, if any.
+async fn finish_views_write(state: &mut RunnerState) -> Result<(), ProjectorError> {
+    if let Some(write) = state.views_write.take() {
+        write.await.map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
+    }
+    Ok(())
+}
+
+/// Writes the views' changed records and flushes the model to disk (at shutdown, before a
+/// handover, at the end of a catch-up), so the next start has nothing to replay.
+async fn flush_views(model: &Arc<ReadModel>, views: &SharedViews, state: &mut RunnerState) -> Result<(), ProjectorError> {
+    finish_views_write(state).await?;
+    let records = views.write().await.drain_changes();
+    let (writer, sequence) = (model.clone(), state.checkpoint);
+    tokio::task::spawn_blocking(move || writer.write_views(&records, sequence).and_then(|()| writer.flush()))
         .await
-        .map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
+        .map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
+    state.views_flushed_at = std::time::Instant::now();
     Ok(())
 }
 

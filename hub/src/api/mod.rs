@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod adoption;
+pub mod answer_cache;
 pub mod as_of;
 pub mod audit;
 pub mod auth;
@@ -144,6 +145,8 @@ pub struct ApiState {
     pub rebuilder: Option<Arc<crate::rebuild::Rebuilder>>,
     /// Per-token rate limits.
     pub rate_limit: Arc<rate_limit::TokenRateLimit>,
+    /// Answers shared between callers asking the same aggregate question.
+    pub answers: Arc<answer_cache::AnswerCache>,
     /// Turns true at shutdown: long-lived answers (the live stream) end then, so the server can.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -153,6 +156,7 @@ pub fn router(state: ApiState) -> Router {
     let max_body = state.max_event_bytes.saturating_mul(64).max(1 << 20);
     let (router, _) = routes().split_for_parts();
     router
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), answer_cache::share_answers))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe_http))
         .merge(dashboard::pages())
         .layer(DefaultBodyLimit::max(max_body))

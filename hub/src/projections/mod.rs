@@ -106,6 +106,22 @@ impl DomainViews {
         }
     }
 
+    /// How many records changed since the last [`DomainViews::drain_changes`].
+    pub fn changed(&self) -> usize {
+        self.npo.roles.changed()
+            + self.npo.consents.changed()
+            + self.sdk.addresses.changed()
+            + self.sdk.messages.changed()
+            + self.plans.plans.changed()
+            + self.plans.by_person.changed()
+            + self.decision.warnings.changed()
+            + self.decision.flags.changed()
+            + self.deviation.deviations.changed()
+            + self.video.meetings.changed()
+            + self.heartbeats.adapters.changed()
+            + self.timelines.changed()
+    }
+
     /// The changed records of every view as (storage key, value), forgetting that they changed.
     pub fn drain_changes(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();

@@ -56,6 +56,11 @@ impl<V: Serialize + DeserializeOwned + Default> Table<V> {
         self.rows.is_empty()
     }
 
+    /// How many records changed since the last [`Table::drain_changes`].
+    pub fn changed(&self) -> usize {
+        self.dirty.len()
+    }
+
     /// The storage prefix.
     pub fn prefix(&self) -> &'static str {
         self.prefix
