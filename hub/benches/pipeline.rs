@@ -23,7 +23,9 @@ fn main() -> ExitCode {
             Err(_) => return usage("--events needs a number"),
         }
     }
-    for (flag, field) in [("--latency-seconds", &mut settings.latency_seconds), ("--query-seconds", &mut settings.query_seconds)] {
+    for (flag, field) in
+        [("--latency-seconds", &mut settings.latency_seconds), ("--query-seconds", &mut settings.query_seconds)]
+    {
         if let Some(n) = value(flag) {
             match n.parse() {
                 Ok(n) => *field = n,
@@ -31,12 +33,12 @@ fn main() -> ExitCode {
             }
         }
     }
-    let scaling = match value("--scaling").map(|list| list.split(',').map(str::parse).collect::<Result<Vec<usize>, _>>())
-    {
-        None => None,
-        Some(Ok(sizes)) if !sizes.is_empty() => Some(sizes),
-        Some(_) => return usage("--scaling needs a comma-separated list of event counts"),
-    };
+    let scaling =
+        match value("--scaling").map(|list| list.split(',').map(str::parse).collect::<Result<Vec<usize>, _>>()) {
+            None => None,
+            Some(Ok(sizes)) if !sizes.is_empty() => Some(sizes),
+            Some(_) => return usage("--scaling needs a comma-separated list of event counts"),
+        };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return failed(e),
@@ -78,7 +80,9 @@ async fn run_in_tempdir(settings: &BenchSettings) -> Result<BenchReport, String>
 }
 
 fn scaling_table(reports: &[BenchReport]) -> String {
-    let mut out = String::from("\nscaling: events | ingest/s (× raw) | rebuild/s (× raw) | ingest RSS MB | rebuild RSS MB | bytes/event\n");
+    let mut out = String::from(
+        "\nscaling: events | ingest/s (× raw) | rebuild/s (× raw) | ingest RSS MB | rebuild RSS MB | bytes/event\n",
+    );
     for r in reports {
         let value = |name: &str| r.figure(name).map(|f| f.value).unwrap_or(f64::NAN);
         let ratio = |name: &str| r.figure(name).and_then(|f| f.ratio).unwrap_or(f64::NAN);

@@ -94,6 +94,9 @@ pub struct NatsArgs {
     /// An nkey seed file (when nats-server requires authentication).
     #[arg(long, env = "HUB_NATS_NKEY_FILE")]
     pub nats_nkey_file: Option<PathBuf>,
+    /// The CA certificate (PEM) of nats-server's TLS certificate: connect over TLS only.
+    #[arg(long, env = "HUB_NATS_CA_FILE")]
+    pub nats_ca_file: Option<PathBuf>,
 }
 
 /// How operator commands reach the hub's API.
@@ -216,6 +219,9 @@ pub struct RebuildArgs {
     /// The hub's nkey seed file (offline).
     #[arg(long, env = "HUB_NATS_NKEY_FILE")]
     nats_nkey_file: Option<PathBuf>,
+    /// The CA certificate (PEM) of nats-server's TLS certificate (offline).
+    #[arg(long, env = "HUB_NATS_CA_FILE")]
+    nats_ca_file: Option<PathBuf>,
     /// The stopped hub's data directory (offline).
     #[arg(long, env = "HUB_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -233,12 +239,21 @@ pub struct ServeArgs {
     /// The hub's nkey seed file (when nats-server requires authentication).
     #[arg(long, env = "HUB_NATS_NKEY_FILE")]
     pub nats_nkey_file: Option<PathBuf>,
+    /// The CA certificate (PEM) of nats-server's TLS certificate: connect over TLS only.
+    #[arg(long, env = "HUB_NATS_CA_FILE")]
+    pub nats_ca_file: Option<PathBuf>,
     /// Data directory (read model).
     #[arg(long, env = "HUB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// HTTP API address.
     #[arg(long, env = "HUB_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// The API's certificate chain (PEM); with --tls-key the API serves HTTPS only.
+    #[arg(long, env = "HUB_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The API's private key (PEM).
+    #[arg(long, env = "HUB_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Tokens file.
     #[arg(long, env = "HUB_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
@@ -265,6 +280,15 @@ impl ServeArgs {
         }
         if let Some(v) = &self.nats_nkey_file {
             config.nats_nkey_file = Some(v.clone());
+        }
+        if let Some(v) = &self.nats_ca_file {
+            config.nats_ca_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_cert {
+            config.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            config.tls_key = Some(v.clone());
         }
         if let Some(v) = &self.data_dir {
             config.data_dir = v.clone();
@@ -317,6 +341,21 @@ pub enum TokenCommand {
         #[arg(long, env = "HUB_TOKENS_FILE")]
         tokens_file: PathBuf,
     },
+    /// Revoke a token by its public id (`hub token list`): a running hub refuses it from its
+    /// next request on.
+    Revoke {
+        /// The token's id.
+        id: String,
+        /// The tokens file.
+        #[arg(long, env = "HUB_TOKENS_FILE")]
+        tokens_file: PathBuf,
+    },
+    /// List the tokens: id, role, principal, when made (never a secret: only hashes are kept).
+    List {
+        /// The tokens file.
+        #[arg(long, env = "HUB_TOKENS_FILE")]
+        tokens_file: PathBuf,
+    },
 }
 
 /// `hub config …`
@@ -349,6 +388,28 @@ pub fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Token(TokenCommand::Revoke { id, tokens_file }) => match crate::tokens::revoke(&tokens_file, &id) {
+            Ok(record) => {
+                println!("revoked {} token {} in {}", record.role.as_str(), record.id, tokens_file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Token(TokenCommand::List { tokens_file }) => match crate::tokens::list(&tokens_file) {
+            Ok(records) => {
+                for record in records {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        record.id,
+                        record.role.as_str(),
+                        record.principal.as_deref().unwrap_or("-"),
+                        record.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::NatsConfig { out, listen, store_dir, tls_cert, tls_key } => {
             let options = crate::nats_config::NatsConfigOptions { out_dir: out, listen, store_dir, tls_cert, tls_key };
             match crate::nats_config::generate(&options) {
@@ -389,8 +450,13 @@ pub fn main() -> ExitCode {
             };
             let (json, limit, nats) = (args.json, args.limit, args.nats);
             run_async(|shutdown| async move {
-                let client =
-                    crate::connect(&nats.nats_url, nats.nats_nkey_file.as_deref()).await.map_err(|e| e.to_string())?;
+                let client = crate::connect_with_tls(
+                    &nats.nats_url,
+                    nats.nats_nkey_file.as_deref(),
+                    nats.nats_ca_file.as_deref(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 let js = async_nats::jetstream::new(client);
                 until_stopped(shutdown, crate::ops::commands::tail(&js, &filter, start, json, limit)).await
             })
@@ -432,8 +498,11 @@ pub fn main() -> ExitCode {
                 config: args.config,
                 nats_url: args.nats_url,
                 nats_nkey_file: args.nats_nkey_file,
+                nats_ca_file: args.nats_ca_file,
                 data_dir: args.data_dir,
                 http_addr: None,
+                tls_cert: None,
+                tls_key: None,
                 tokens_file: None,
                 no_validator: true,
                 no_projector: false,
@@ -445,9 +514,13 @@ pub fn main() -> ExitCode {
             };
             let check = args.check;
             run_async(|_| async move {
-                let client = crate::connect(&config.nats_url, config.nats_nkey_file.as_deref())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let client = crate::connect_with_tls(
+                    &config.nats_url,
+                    config.nats_nkey_file.as_deref(),
+                    config.nats_ca_file.as_deref(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 let js = async_nats::jetstream::new(client);
                 let settings = crate::projector::ProjectorSettings {
                     batch_max: config.batch_max.max(1),

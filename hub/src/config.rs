@@ -46,11 +46,19 @@ pub struct HubConfig {
     /// File holding the hub's nkey seed, when the server requires one (`hub nats-config` writes
     /// `seeds/hub.nk`) (`HUB_NATS_NKEY_FILE`). Default none.
     pub nats_nkey_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the NATS server's certificate: when set, the hub connects
+    /// only over TLS and only to a server that CA vouches for (`HUB_NATS_CA_FILE`). Default none.
+    pub nats_ca_file: Option<PathBuf>,
     /// Directory of the read model (sled) and, for `hub demo`, its own nats-server (`HUB_DATA_DIR`).
     /// Default `./hub-data`.
     pub data_dir: PathBuf,
     /// Address of the HTTP API (`HUB_HTTP_ADDR`). Default `127.0.0.1:8080`.
     pub http_addr: SocketAddr,
+    /// Certificate chain (PEM) of the HTTP API: with `tls_key`, the API serves HTTPS only
+    /// (`HUB_TLS_CERT`). Default none: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of `tls_cert` (`HUB_TLS_KEY`). Default none.
+    pub tls_key: Option<PathBuf>,
     /// File of hashed API tokens (`HUB_TOKENS_FILE`). Default `<data_dir>/tokens.json`.
     pub tokens_file: Option<PathBuf>,
     /// Run the validator (ingress → log / DLQ). Default true.
@@ -92,8 +100,11 @@ impl Default for HubConfig {
         Self {
             nats_url: "nats://127.0.0.1:4222".into(),
             nats_nkey_file: None,
+            nats_ca_file: None,
             data_dir: PathBuf::from("hub-data"),
             http_addr: "127.0.0.1:8080".parse().expect("literal address"),
+            tls_cert: None,
+            tls_key: None,
             tokens_file: None,
             validator: true,
             projector: true,
@@ -159,10 +170,18 @@ nats_url = "nats://127.0.0.1:4222"
 # The hub's nkey seed file when the server requires authentication (see `hub nats-config`)
 # (HUB_NATS_NKEY_FILE, --nats-nkey-file).
 # nats_nkey_file = "nats/seeds/hub.nk"
+# The CA certificate (PEM) that signed nats-server's certificate: the hub then connects only over
+# TLS, to a server this CA vouches for (HUB_NATS_CA_FILE, --nats-ca-file).
+# nats_ca_file = "nats/ca.pem"
 # Read model (sled) directory and demo nats-server storage (HUB_DATA_DIR, --data-dir).
 data_dir = "hub-data"
 # HTTP API address (HUB_HTTP_ADDR, --http-addr).
 http_addr = "127.0.0.1:8080"
+# HTTPS: the API's certificate chain and private key (PEM). With both set the API speaks only
+# TLS; without them plain HTTP, e.g. behind a TLS-terminating proxy. A missing or unusable file
+# stops the hub at start (HUB_TLS_CERT, --tls-cert; HUB_TLS_KEY, --tls-key).
+# tls_cert = "/etc/sgd-hub/tls/cert.pem"
+# tls_key = "/etc/sgd-hub/tls/key.pem"
 # Hashed API tokens; default <data_dir>/tokens.json (HUB_TOKENS_FILE, --tokens-file).
 # tokens_file = "hub-data/tokens.json"
 

@@ -13,6 +13,7 @@
 //! - [`api`]: the HTTP API (axum).
 //! - [`bench`]: the pipeline benchmark against raw JetStream (`cargo bench -p sgd-hub --bench pipeline`).
 //! - [`tokens`]: hashed API tokens and roles.
+//! - [`tls`]: HTTPS for the API (rustls) and the CA the hub trusts for NATS.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`nats_config`]: `hub nats-config`: per-principal nkey users for `nats-server`.
 //! - [`nats_server`]: runs a real `nats-server` (the demo's embedded default, the tests' harness).
@@ -40,6 +41,7 @@ pub mod projector;
 pub mod read_model;
 pub mod rebuild;
 pub mod streams;
+pub mod tls;
 pub mod tokens;
 pub mod validator;
 
@@ -87,6 +89,9 @@ pub enum HubError {
     /// The HTTP server stopped.
     #[error("http server: {0}")]
     Http(std::io::Error),
+    /// The API's certificate or key is missing or unusable → fix `tls_cert` / `tls_key`.
+    #[error("HTTPS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A started hub: its parts run as tasks until shutdown.
@@ -104,7 +109,23 @@ pub struct RunningHub {
 /// servers separated by commas (the nodes of a cluster): the client starts with any that answers
 /// and fails over to the others (and to those the cluster announces) when one goes away.
 pub async fn connect(url: &str, nkey_file: Option<&std::path::Path>) -> Result<async_nats::Client, HubError> {
+    connect_with_tls(url, nkey_file, None).await
+}
+
+/// [`connect`], over TLS when `ca_file` is given: the client then refuses a server that does not
+/// speak TLS or whose certificate that CA (PEM, one or more certificates) did not sign.
+pub async fn connect_with_tls(
+    url: &str,
+    nkey_file: Option<&std::path::Path>,
+    ca_file: Option<&std::path::Path>,
+) -> Result<async_nats::Client, HubError> {
     let mut options = async_nats::ConnectOptions::new();
+    if let Some(ca_file) = ca_file {
+        // Read here, so a missing or broken file is a clear error now rather than a connection
+        // that retries for ever in the background.
+        tls::certificates(ca_file).map_err(|e| HubError::Nats { url: url.into(), message: e.to_string() })?;
+        options = options.add_root_certificates(ca_file.to_path_buf()).require_tls(true);
+    }
     if let Some(file) = nkey_file {
         let seed = std::fs::read_to_string(file).map_err(|e| HubError::Nats {
             url: url.into(),
@@ -124,10 +145,12 @@ pub async fn connect(url: &str, nkey_file: Option<&std::path::Path>) -> Result<a
 
 /// Starts the configured parts: streams, validator, projection runner, API.
 pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Result<RunningHub, HubError> {
-    let client =
-        tokio::time::timeout(Duration::from_secs(15), connect(&config.nats_url, config.nats_nkey_file.as_deref()))
-            .await
-            .map_err(|_| HubError::Nats { url: config.nats_url.clone(), message: "no answer within 15 s".into() })??;
+    // A bad certificate stops the hub before anything else starts.
+    let tls = tls::server_config(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+    let nats = connect_with_tls(&config.nats_url, config.nats_nkey_file.as_deref(), config.nats_ca_file.as_deref());
+    let client = tokio::time::timeout(Duration::from_secs(15), nats)
+        .await
+        .map_err(|_| HubError::Nats { url: config.nats_url.clone(), message: "no answer within 15 s".into() })??;
     let js = jetstream::new(client);
     streams::ensure(
         &js,
@@ -232,15 +255,31 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             )),
         };
         let mut shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
-                .await
-                .map_err(HubError::Http)
-        });
-        tracing::info!("API listening on http://{addr}");
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        match tls {
+            Some(tls) => {
+                let listener = tls::TlsListener::new(listener, tls)
+                    .map_err(|source| HubError::Listen { addr: config.http_addr, source })?;
+                tasks.spawn(async move {
+                    axum::serve(listener, api::router(state))
+                        .with_graceful_shutdown(stopping)
+                        .await
+                        .map_err(HubError::Http)
+                });
+            }
+            None => {
+                tasks.spawn(async move {
+                    axum::serve(listener, api::router(state))
+                        .with_graceful_shutdown(stopping)
+                        .await
+                        .map_err(HubError::Http)
+                });
+            }
+        }
+        tracing::info!("API listening on {scheme}://{addr}");
     }
     Ok(RunningHub { http_addr, model, js, tasks })
 }

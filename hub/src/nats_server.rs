@@ -54,6 +54,8 @@ pub struct NatsServer {
     port: u16,
     options: NatsServerOptions,
     log_file: PathBuf,
+    /// A configuration file written elsewhere (e.g. by `hub nats-config`), used as it is.
+    config_file: Option<PathBuf>,
 }
 
 /// The binary to run: `NATS_SERVER_BIN`, else `nats-server` on the `PATH`.
@@ -75,21 +77,44 @@ impl NatsServer {
             None => free_port()?,
         };
         let log_file = options.store_dir.join("nats-server.log");
-        let mut server =
-            Self { child: None, port, options: NatsServerOptions { port: Some(port), ..options }, log_file };
+        let mut server = Self {
+            child: None,
+            port,
+            options: NatsServerOptions { port: Some(port), ..options },
+            log_file,
+            config_file: None,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Starts a server with a configuration file of its own (one `hub nats-config` wrote, say),
+    /// which must listen on 127.0.0.1:`port`; its log goes to `log_dir`. Waits until it accepts
+    /// clients.
+    pub fn start_with_config_file(config_file: &Path, port: u16, log_dir: &Path) -> Result<Self, NatsServerError> {
+        std::fs::create_dir_all(log_dir)?;
+        let options = NatsServerOptions { store_dir: log_dir.into(), port: Some(port), extra_config: String::new() };
+        let log_file = log_dir.join("nats-server.log");
+        let mut server = Self { child: None, port, options, log_file, config_file: Some(config_file.into()) };
         server.spawn()?;
         Ok(server)
     }
 
     fn spawn(&mut self) -> Result<(), NatsServerError> {
-        let config_file = self.options.store_dir.join("nats-server.conf");
-        let config = format!(
-            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {store:?}\n}}\n{extra}\n",
-            port = self.port,
-            store = self.options.store_dir.join("jetstream"),
-            extra = self.options.extra_config,
-        );
-        std::fs::File::create(&config_file)?.write_all(config.as_bytes())?;
+        let config_file = match &self.config_file {
+            Some(file) => file.clone(),
+            None => {
+                let file = self.options.store_dir.join("nats-server.conf");
+                let config = format!(
+                    "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {store:?}\n}}\n{extra}\n",
+                    port = self.port,
+                    store = self.options.store_dir.join("jetstream"),
+                    extra = self.options.extra_config,
+                );
+                std::fs::File::create(&file)?.write_all(config.as_bytes())?;
+                file
+            }
+        };
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_file)?;
         let binary = binary();
         let child = Command::new(&binary)

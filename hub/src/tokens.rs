@@ -84,6 +84,14 @@ pub enum TokenError {
     /// An integrator token needs a principal, and only integrator tokens have one.
     #[error("{0}")]
     Usage(String),
+    /// No token has this id → `hub token list` shows the ids.
+    #[error("no token with id {id} in {path}")]
+    UnknownId {
+        /// The id asked for.
+        id: String,
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// Adds a token to `path` (creating the file) and returns (record, secret).
@@ -115,14 +123,38 @@ pub fn add(path: &Path, role: Role, principal: Option<&str>) -> Result<(TokenRec
         created_at: chrono::Utc::now(),
     };
     file.tokens.push(record.clone());
+    write_file(path, &file)?;
+    Ok((record, secret))
+}
+
+/// Removes the token `id` from `path` and returns its record; a hub using the file refuses the
+/// token from its next request on.
+pub fn revoke(path: &Path, id: &str) -> Result<TokenRecord, TokenError> {
+    let mut file = read_file(path)?;
+    let index = file
+        .tokens
+        .iter()
+        .position(|t| t.id == id)
+        .ok_or_else(|| TokenError::UnknownId { id: id.into(), path: path.into() })?;
+    let record = file.tokens.remove(index);
+    write_file(path, &file)?;
+    Ok(record)
+}
+
+/// Every token in `path` (records only: the file holds no secret).
+pub fn list(path: &Path) -> Result<Vec<TokenRecord>, TokenError> {
+    Ok(read_file(path)?.tokens)
+}
+
+/// Writes the whole file at once (a new file renamed over the old), so a hub never reads half.
+fn write_file(path: &Path, file: &TokenFile) -> Result<(), TokenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| TokenError::Io { path: path.into(), source })?;
     }
-    let text = serde_json::to_string_pretty(&file).unwrap_or_default();
+    let text = serde_json::to_string_pretty(file).unwrap_or_default();
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text).map_err(|source| TokenError::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| TokenError::Io { path: path.into(), source })?;
-    Ok((record, secret))
+    std::fs::rename(&tmp, path).map_err(|source| TokenError::Io { path: path.into(), source })
 }
 
 fn hash(secret: &str) -> String {
@@ -137,10 +169,33 @@ fn read_file(path: &Path) -> Result<TokenFile, TokenError> {
     }
 }
 
-/// The tokens the API accepts, re-read whenever the file's modification time changes.
+/// The tokens the API accepts, re-read whenever the file changes.
 pub struct TokenStore {
     path: PathBuf,
-    loaded: RwLock<(Option<SystemTime>, Vec<TokenRecord>)>,
+    loaded: RwLock<(Option<FileVersion>, Vec<TokenRecord>)>,
+}
+
+/// What tells one version of the tokens file from another. The modification time alone does
+/// not: file times tick coarsely (milliseconds), so a token revoked right after the file was read
+/// could leave it unchanged. Every write renames a new file over the old, so its inode changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileVersion {
+    modified: Option<SystemTime>,
+    len: u64,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl FileVersion {
+    fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Self {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(&meta),
+        })
+    }
 }
 
 impl TokenStore {
@@ -158,7 +213,7 @@ impl TokenStore {
     }
 
     fn refresh(&self) {
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let modified = FileVersion::of(&self.path);
         let current = self.loaded.read().map(|l| l.0).unwrap_or(None);
         if modified == current && modified.is_some() {
             return;
@@ -196,5 +251,22 @@ mod tests {
         assert_eq!(store.authenticate("sgd_nope"), None);
         assert!(add(&path, Role::Integrator, None).is_err());
         assert!(add(&path, Role::Analyst, Some("1280")).is_err());
+    }
+
+    /// Regression: the store compared only modification times, which tick coarsely, so a token
+    /// revoked within the same tick as the store's last read kept working.
+    #[test]
+    fn a_token_revoked_right_after_a_read_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let store = TokenStore::new(path.clone());
+        for _ in 0..20 {
+            let (record, secret) = add(&path, Role::Analyst, None).unwrap();
+            assert_eq!(store.authenticate(&secret).as_ref(), Some(&record));
+            assert_eq!(revoke(&path, &record.id).unwrap(), record);
+            assert_eq!(store.authenticate(&secret), None, "a revoked token still worked");
+        }
+        assert!(matches!(revoke(&path, "nope"), Err(TokenError::UnknownId { .. })));
+        assert!(list(&path).unwrap().is_empty());
     }
 }

@@ -129,12 +129,11 @@ pub fn hub_binary() -> Result<PathBuf> {
     let mut result = Ok(());
     BUILD.call_once(|| {
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        // The same selection as `cargo test --workspace --all-targets`, so dependencies are not
-        // rebuilt with other features.
-        cmd.args(["build", "--workspace", "--all-targets"]);
-        if profile == "release" {
-            cmd.arg("--release");
-        }
+        // The profile (`test`, or `bench` under --release) and features (dev-dependencies on, as
+        // examples need them) the suite's `cargo test --workspace` built with, so no dependency
+        // is compiled again: a `cargo build` in the dev profile rebuilt the whole tree.
+        let profile = if profile == "release" { "bench" } else { "test" };
+        cmd.args(["build", "--workspace", "--bins", "--examples", "--profile", profile]);
         result = match cmd.status() {
             Ok(status) if status.success() => Ok(()),
             Ok(status) => Err(anyhow::anyhow!("cargo build of hub failed: {status}")),
@@ -162,6 +161,10 @@ pub struct HubProcess {
     pub http_addr: SocketAddr,
     /// Its tokens file.
     pub tokens_file: PathBuf,
+    /// Its API's base URL: `http://…`, or `https://…` for [`HubProcess::start_https`].
+    pub base: String,
+    /// An HTTP client for it (trusting its certificate, for HTTPS).
+    pub client: reqwest::Client,
     nats_url: String,
     extra_args: Vec<String>,
     _dir: TempDir,
@@ -170,13 +173,31 @@ pub struct HubProcess {
 impl HubProcess {
     /// Starts `hub serve` against `nats_url` and waits for `/healthz`.
     pub async fn start(nats_url: &str, extra_args: &[&str]) -> Result<Self> {
+        Self::start_with_client(nats_url, extra_args, "http", reqwest::Client::new()).await
+    }
+
+    /// Starts `hub serve` whose API speaks HTTPS (`extra_args` name its `--tls-cert` and
+    /// `--tls-key`), trusting `ca_pem`, and waits for `/healthz` over HTTPS.
+    pub async fn start_https(nats_url: &str, extra_args: &[&str], ca_pem: &[u8]) -> Result<Self> {
+        Self::start_with_client(nats_url, extra_args, "https", https_client(ca_pem)?).await
+    }
+
+    async fn start_with_client(
+        nats_url: &str,
+        extra_args: &[&str],
+        scheme: &str,
+        client: reqwest::Client,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = nats_server::free_port()?;
+        let http_addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut hub = Self {
             child: None,
             data_dir: dir.path().join("data"),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            http_addr,
             tokens_file: dir.path().join("tokens.json"),
+            base: format!("{scheme}://{http_addr}"),
+            client,
             nats_url: nats_url.into(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _dir: dir,
@@ -211,8 +232,8 @@ impl HubProcess {
 
     /// Waits until `/healthz` answers, at most `limit`.
     pub async fn wait_healthy(&self, limit: Duration) -> Result<()> {
-        let url = format!("http://{}/healthz", self.http_addr);
-        let client = reqwest::Client::new();
+        let url = format!("{}/healthz", self.base);
+        let client = self.client.clone();
         wait_until(limit, || {
             let client = client.clone();
             let url = url.clone();
@@ -228,11 +249,14 @@ impl HubProcess {
     pub fn launch(nats_url: &str, data_dir: &Path, extra_args: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = nats_server::free_port()?;
+        let http_addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut hub = Self {
             child: None,
             data_dir: data_dir.to_path_buf(),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            http_addr,
             tokens_file: dir.path().join("tokens.json"),
+            base: format!("http://{http_addr}"),
+            client: reqwest::Client::new(),
             nats_url: nats_url.into(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _dir: dir,
@@ -297,8 +321,19 @@ impl HubProcess {
 
     /// An API client with a new token of `role`.
     pub fn api(&self, role: Role, principal: Option<&str>) -> Result<Api> {
-        Ok(Api::new(self.http_addr, token(&self.tokens_file, role, principal)?))
+        let token = token(&self.tokens_file, role, principal)?;
+        Ok(Api { base: self.base.clone(), token, client: self.client.clone() })
     }
+}
+
+/// An HTTP client that trusts `ca_pem` (a PEM certificate, e.g. a test's self-signed one).
+pub fn https_client(ca_pem: &[u8]) -> Result<reqwest::Client> {
+    let certificate = reqwest::Certificate::from_pem(ca_pem).context("the CA is not a PEM certificate")?;
+    Ok(reqwest::Client::builder()
+        .add_root_certificate(certificate)
+        .tls_built_in_root_certs(false)
+        .https_only(true)
+        .build()?)
 }
 
 impl Drop for HubProcess {

@@ -496,6 +496,9 @@ mod read_model;
 #[path = "e2e/security.rs"]
 mod security;
 
+#[path = "e2e/access.rs"]
+mod access;
+
 #[path = "e2e/operations.rs"]
 mod operations;
 

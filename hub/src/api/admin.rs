@@ -19,7 +19,7 @@ pub struct RebuildRequest {
     pub check: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/admin/rebuild", tag = "operations", request_body = RebuildRequest, responses((status = 202, description = "Started; follow it with GET", body = RebuildReport), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 409, description = "A rebuild is running, or this hub does not project", body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/admin/rebuild", tag = "operations", request_body = RebuildRequest, responses((status = 202, description = "Started; follow it with GET", body = RebuildReport), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 409, description = "A rebuild is running, or this hub does not project", body = super::ErrorBody), (status = 413, description = "Body too large", body = super::ErrorBody)))]
 /// Starts a rebuild.
 pub async fn start(
     State(state): State<ApiState>,
@@ -27,7 +27,7 @@ pub async fn start(
     body: Result<Json<RebuildRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<RebuildReport>), ApiError> {
     caller.require(&[Role::Operator])?;
-    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(request) = body.map_err(ApiError::from)?;
     let rebuilder = rebuilder(&state)?;
     match rebuilder.start(request.check) {
         Ok(report) => Ok((StatusCode::ACCEPTED, Json(report))),

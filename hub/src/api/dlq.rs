@@ -131,7 +131,7 @@ pub struct ReplayAnswer {
     pub results: Vec<ReplayResult>,
 }
 
-#[utoipa::path(post, path = "/api/v1/dlq/replay", tag = "operations", request_body = ReplayRequest, responses((status = 200, description = "What happened to each dead letter", body = ReplayAnswer), (status = 400, description = "Neither or both of seq and reason, or an unknown reason", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable; what was replayed before the failure is not undone, run again", body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/dlq/replay", tag = "operations", request_body = ReplayRequest, responses((status = 200, description = "What happened to each dead letter", body = ReplayAnswer), (status = 400, description = "Neither or both of seq and reason, or an unknown reason", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable; what was replayed before the failure is not undone, run again", body = super::ErrorBody), (status = 413, description = "Body too large", body = super::ErrorBody)))]
 /// The handler.
 pub async fn replay_handler(
     State(state): State<ApiState>,
@@ -139,7 +139,7 @@ pub async fn replay_handler(
     body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<ReplayAnswer>, ApiError> {
     caller.require(&[Role::Operator])?;
-    let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(request) = body.map_err(ApiError::from)?;
     let error = |e: ReplayError| match e {
         ReplayError::UnknownReason(_) => ApiError::bad_request(e.to_string()),
         ReplayError::Nats(_) => ApiError::unavailable(e.to_string()),

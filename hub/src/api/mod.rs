@@ -235,6 +235,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A JSON body that could not be read: 413 `too_large` over the body limit (as on the ingest
+/// route), else 400 `bad_request` with the parser's reason.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self { status: e.status(), code: "too_large", message: e.body_text(), details: None };
+        }
+        Self::bad_request(e.body_text())
+    }
+}
+
 impl From<crate::read_model::ReadModelError> for ApiError {
     fn from(e: crate::read_model::ReadModelError) -> Self {
         tracing::error!(error = %e, "read model error");

@@ -184,11 +184,12 @@ fn publish_example_binary() -> Result<PathBuf> {
         // The profile and features the suite's `cargo test --workspace` built everything with, so
         // nothing is compiled twice: a plain `cargo build -p sgd-adapters --example publish` (dev
         // profile, one package's features) rebuilt the whole dependency tree, 10 CPU-minutes.
-        let profile = if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") { "bench" } else { "test" };
-        cargo.args(["build", "--workspace", "--examples", "--profile", profile]);
+        let profile =
+            if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") { "bench" } else { "test" };
+        cargo.args(["build", "--workspace", "--bins", "--examples", "--profile", profile]);
         let status = cargo.status().context("cannot run cargo to build the publish example")?;
         if !status.success() {
-            bail!("cargo build --workspace --examples (for the publish example) failed: {status}");
+            bail!("cargo build --workspace --bins --examples (for the publish example) failed: {status}");
         }
     }
     if !binary.exists() {
