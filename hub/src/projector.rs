@@ -167,36 +167,12 @@ pub async fn run(
     let lag = last_sequence.saturating_sub(state.checkpoint);
     status.caught_up.store(lag == 0, Ordering::Relaxed);
     metrics.lag_events.set(lag as i64);
-    let deliver_policy = if state.checkpoint == 0 {
-        DeliverPolicy::All
-    } else {
-        DeliverPolicy::ByStartSequence { start_sequence: state.checkpoint + 1 }
-    };
-    let consumer = stream
-        .create_consumer(pull::Config {
-            deliver_policy,
-            ack_policy: AckPolicy::All,
-            max_ack_pending: (settings.batch_max * 4) as i64,
-            ack_wait: Duration::from_secs(60),
-            inactive_threshold: Duration::from_secs(300),
-            description: Some("sgd-hub projection runner".into()),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| consumer_error(&e))?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(settings.batch_max)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .map_err(|e| consumer_error(&e))?;
+    let mut live = LiveConsumer::open(&stream, state.checkpoint, settings).await?;
     tracing::info!(checkpoint = state.checkpoint, lag, "projection runner consuming {}", streams::EVENTS);
 
     loop {
         let first = tokio::select! {
-            next = messages.next() => next,
+            next = live.messages.next() => next,
             _ = shutdown.changed() => return flush_views(&model, &views, &mut state).await,
             Some(Control::Pause { paused, resume }) = control.recv() => {
                 let _ = paused.send(state.checkpoint);
@@ -218,28 +194,160 @@ pub async fn run(
                 continue;
             }
         };
+        let mut broken = None;
         let mut batch = match first {
-            Some(Ok(message)) => vec![message],
+            Some(Ok(message)) => match live.check(&message) {
+                Ok(()) => vec![message],
+                Err(gap) => {
+                    broken = Some(gap);
+                    Vec::new()
+                }
+            },
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "log consumer error; continuing");
-                continue;
+                broken = Some(e.to_string());
+                Vec::new()
             }
-            None => return Err(ProjectorError::Consumer("log message stream ended".into())),
+            None => {
+                broken = Some("log message stream ended".into());
+                Vec::new()
+            }
         };
         let deadline = tokio::time::Instant::now() + settings.batch_wait;
-        while batch.len() < settings.batch_max {
-            match tokio::time::timeout_at(deadline, messages.next()).await {
-                Ok(Some(Ok(message))) => batch.push(message),
-                Ok(Some(Err(e))) => tracing::warn!(error = %e, "log consumer error inside a batch"),
-                Ok(None) | Err(_) => break,
+        while broken.is_none() && !batch.is_empty() && batch.len() < settings.batch_max {
+            match tokio::time::timeout_at(deadline, live.messages.next()).await {
+                Ok(Some(Ok(message))) => match live.check(&message) {
+                    Ok(()) => batch.push(message),
+                    Err(gap) => broken = Some(gap),
+                },
+                Ok(Some(Err(e))) => broken = Some(e.to_string()),
+                Ok(None) => broken = Some("log message stream ended".into()),
+                Err(_) => break,
             }
         }
-        project_batch(&mut state, &batch, &model, &views, settings.views_flush, &metrics, &status).await?;
-        if let Some(last) = batch.last() {
-            if let Err(e) = last.ack().await {
-                // Harmless: the checkpoint is the resume point; redelivered messages are skipped.
-                tracing::warn!(error = %e, "ack of projected batch failed");
+        if !batch.is_empty() {
+            project_batch(&mut state, &batch, &model, &views, settings.views_flush, &metrics, &status).await?;
+            if let Some(last) = batch.last() {
+                if let Err(e) = last.ack().await {
+                    // Harmless: the checkpoint is the resume point; redelivered messages are skipped.
+                    tracing::warn!(error = %e, "ack of projected batch failed");
+                }
             }
+        }
+        if let Some(reason) = broken {
+            // What follows the checkpoint is read again from a new consumer: nothing is skipped
+            // (a message lost in flight would otherwise be passed by the checkpoint) and nothing
+            // is applied twice (the checkpoint and the identities guard the batch path).
+            tracing::warn!(error = %reason, checkpoint = state.checkpoint, "log consumer broken; reading again from the checkpoint");
+            live.retire(&stream);
+            live = loop {
+                tokio::select! {
+                    opened = LiveConsumer::open(&stream, state.checkpoint, settings) => match opened {
+                        Ok(opened) => break opened,
+                        Err(e) => tracing::warn!(error = %e, "cannot open the log consumer yet; retrying"),
+                    },
+                    _ = shutdown.changed() => return flush_views(&model, &views, &mut state).await,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(REOPEN_PAUSE) => {}
+                    _ = shutdown.changed() => return flush_views(&model, &views, &mut state).await,
+                }
+            };
+        }
+    }
+}
+
+/// Idle heartbeat of the live consumer's pull requests; two missed in a row break the consumer.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Pause between attempts to open the live consumer again (no quorum during an election).
+const REOPEN_PAUSE: Duration = Duration::from_millis(500);
+
+/// An ephemeral pull consumer on the log from `after` + 1, the one setup of the live runner, the
+/// rebuild's catch-up and the views' replay. `live` (the largest batch) makes it the runner's:
+/// acked (all up to the last of each batch) and kept while the hub is away for a while.
+async fn log_consumer(
+    stream: &jetstream::stream::Stream,
+    after: u64,
+    live: Option<usize>,
+    description: &str,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, ProjectorError> {
+    let deliver_policy =
+        if after == 0 { DeliverPolicy::All } else { DeliverPolicy::ByStartSequence { start_sequence: after + 1 } };
+    let config = match live {
+        Some(batch_max) => pull::Config {
+            ack_policy: AckPolicy::All,
+            max_ack_pending: (batch_max * 4) as i64,
+            ack_wait: Duration::from_secs(60),
+            inactive_threshold: Duration::from_secs(300),
+            ..Default::default()
+        },
+        None => pull::Config {
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        },
+    };
+    stream
+        .create_consumer(pull::Config { deliver_policy, description: Some(description.into()), ..config })
+        .await
+        .map_err(|e| ProjectorError::Consumer(e.to_string()))
+}
+
+/// The live runner's consumer and its pull, with what it takes to notice that it broke.
+///
+/// The checkpoint skips whatever is delivered at or below it, so a message lost in flight (a
+/// pull answered while the hub's connection to a dying node went down) must not be passed by a
+/// later one: the consumer numbers its deliveries, and a number skipped means a lost delivery.
+/// A missed heartbeat (the pull request or the consumer, an R1 ephemeral, lived on a node that
+/// went away) breaks it too. Either way the runner opens a new one at checkpoint + 1.
+struct LiveConsumer {
+    name: String,
+    messages: pull::Stream,
+    next_delivery: u64,
+}
+
+impl LiveConsumer {
+    async fn open(
+        stream: &jetstream::stream::Stream,
+        checkpoint: u64,
+        settings: ProjectorSettings,
+    ) -> Result<Self, ProjectorError> {
+        let consumer = log_consumer(stream, checkpoint, Some(settings.batch_max), "sgd-hub projection runner").await?;
+        let name = consumer.cached_info().name.clone();
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(settings.batch_max)
+            .heartbeat(HEARTBEAT)
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| ProjectorError::Consumer(e.to_string()))?;
+        Ok(Self { name, messages, next_delivery: 1 })
+    }
+
+    /// Whether `message` is the next delivery (a redelivery of an earlier one is fine).
+    fn check(&mut self, message: &jetstream::Message) -> Result<(), String> {
+        let Ok(info) = message.info() else { return Ok(()) };
+        if info.consumer_sequence > self.next_delivery {
+            return Err(format!(
+                "deliveries {}..{} lost in flight (stream sequence {} arrived)",
+                self.next_delivery,
+                info.consumer_sequence - 1,
+                info.stream_sequence
+            ));
+        }
+        self.next_delivery = self.next_delivery.max(info.consumer_sequence + 1);
+        Ok(())
+    }
+
+    /// Deletes the consumer in the background, where its node still answers (otherwise its
+    /// inactivity threshold removes it).
+    fn retire(&self, stream: &jetstream::stream::Stream) {
+        let (stream, name) = (stream.clone(), self.name.clone());
+        if !name.is_empty() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(10), stream.delete_consumer(&name)).await;
+            });
         }
     }
 }
@@ -371,16 +479,7 @@ pub async fn catch_up(
     progress.store(state.checkpoint, Ordering::Relaxed);
     if state.checkpoint < stop_at {
         let stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
-        let consumer = stream
-            .create_consumer(pull::Config {
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: state.checkpoint + 1 },
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(60),
-                description: Some("sgd-hub rebuild".into()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| consumer_error(&e))?;
+        let consumer = log_consumer(&stream, state.checkpoint, None, "sgd-hub rebuild").await?;
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(settings.batch_max)
@@ -446,16 +545,7 @@ async fn replay_views(
     let mut applied =
         tokio::task::spawn_blocking(move || reader.identities_after(from)).await.map_err(|e| consumer_error(&e))??;
     tracing::info!(from, to, "replaying the log into the views up to the checkpoint");
-    let consumer = stream
-        .create_consumer(pull::Config {
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from + 1 },
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(60),
-            description: Some("sgd-hub view replay".into()),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| consumer_error(&e))?;
+    let consumer = log_consumer(stream, from, None, "sgd-hub view replay").await?;
     let mut messages =
         consumer.stream().max_messages_per_batch(5000).messages().await.map_err(|e| consumer_error(&e))?;
     let mut views = views.write().await;
@@ -512,7 +602,11 @@ async fn finish_views_write(state: &mut RunnerState) -> Result<(), ProjectorErro
 
 /// Writes the views' changed records and flushes the model to disk (at shutdown, before a
 /// handover, at the end of a catch-up), so the next start has nothing to replay.
-async fn flush_views(model: &Arc<ReadModel>, views: &SharedViews, state: &mut RunnerState) -> Result<(), ProjectorError> {
+async fn flush_views(
+    model: &Arc<ReadModel>,
+    views: &SharedViews,
+    state: &mut RunnerState,
+) -> Result<(), ProjectorError> {
     finish_views_write(state).await?;
     let records = views.write().await.drain_changes();
     let (writer, sequence) = (model.clone(), state.checkpoint);

@@ -71,14 +71,16 @@ pub async fn run(
         )
         .await
         .map_err(|e| ValidatorError::Consumer(e.to_string()))?;
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(settings.pull_batch)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .map_err(|e| ValidatorError::Consumer(e.to_string()))?;
+    // On a cluster a new consumer elects its leader after it is created, and a pull request sent
+    // before that is lost: wait for the leader (a few seconds at most; at once on one server).
+    let mut consumer = consumer;
+    for _ in 0..20 {
+        match consumer.info().await {
+            Ok(info) if info.cluster.as_ref().is_none_or(|c| c.leader.is_some()) => break,
+            _ => tokio::time::sleep(REPULL_PAUSE).await,
+        }
+    }
+    let mut messages = pull(&consumer, settings).await?;
 
     let (to_acker, acks) = mpsc::channel::<(PublishAckFuture, jetstream::Message, Instant)>(10_000);
     let acker = tokio::spawn(ack_in_order(acks));
@@ -92,7 +94,12 @@ pub async fn run(
         let message = match next {
             Some(Ok(message)) => message,
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "ingress consumer error; continuing");
+                // A missed heartbeat means the outstanding pull request is gone (it reached a
+                // consumer leader that was just elected or has since died): the client would not
+                // ask again until the request expires. Ask again now.
+                tracing::warn!(error = %e, "ingress consumer error; pulling again");
+                tokio::time::sleep(REPULL_PAUSE).await;
+                messages = pull(&consumer, settings).await?;
                 continue;
             }
             None => break Err(ValidatorError::Consumer("ingress message stream ended".into())),
@@ -112,6 +119,30 @@ pub async fn run(
     drop(to_acker);
     let _ = acker.await;
     result
+}
+
+/// Idle heartbeat of the validator's pull requests: two missed in a row (a lost pull request)
+/// make the validator pull again.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Pause before pulling again after an error, so a consumer that answers nothing at all (no
+/// leader during an election) is not asked in a tight loop.
+const REPULL_PAUSE: Duration = Duration::from_millis(250);
+
+/// A fresh pull on the shared consumer (the server serves the hubs' waiting pull requests in
+/// turn, so each hub takes part once its pull has reached the consumer's leader).
+async fn pull(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    settings: ValidatorSettings,
+) -> Result<pull::Stream, ValidatorError> {
+    consumer
+        .stream()
+        .max_messages_per_batch(settings.pull_batch)
+        .heartbeat(HEARTBEAT)
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| ValidatorError::Consumer(e.to_string()))
 }
 
 /// Validates one ingress message and publishes it to the log or the DLQ; returns the publish's
