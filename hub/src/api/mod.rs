@@ -64,7 +64,9 @@ use crate::{metrics::Metrics, projector::ProjectorStatus, tokens::TokenStore};
         description = "The HTTP API of sgd-hub, the event-sourced integration hub for the shared digital services of \
 Skåne's 34 care principals. Every route but /healthz needs `Authorization: Bearer <token>`; tokens have a role: \
 analyst (aggregates), operator (also DLQ, audit and metrics), integrator (ingest for its own principal), \
-coordinator (follow-up and, with a consent, a person's timeline; audited)."
+coordinator (follow-up and, with a consent, a person's timeline; audited). Aggregate answers (goals, usage, \
+adoption, follow-up) are shared between callers with the same role and principal: each reflects the read model's \
+current checkpoint and, for answers as of now, is at most 5 s behind the clock."
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
