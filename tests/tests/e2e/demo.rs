@@ -12,7 +12,20 @@ use sgd_tests::{hub_binary, Api};
 struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
+    /// SIGTERM first, so `hub demo` stops the nats-server it started (a SIGKILL left that server
+    /// running after every suite run); SIGKILL after 15 s.
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: a signal to our own child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(15) {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
