@@ -223,7 +223,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     let ingest = events.len() as f64 / started.elapsed().as_secs_f64();
     figures.ratio("ingest: published → validated → projected", ingest, raw_publish, 0.35);
     figures.at_most("hub peak RSS, ingest", hub.peak_rss_mb()?, "MB", 128.0);
-    let disk = dir_size(&hub.read_model_dir()) as f64;
+    let disk = dir_size(&hub.data_dir()) as f64;
     figures.at_most("read model on disk per event", disk / events.len() as f64, "bytes", 150.0);
 
     // Latency at steady rates, on the same hub.

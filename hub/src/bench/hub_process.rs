@@ -12,7 +12,9 @@ use crate::{nats_server, tokens::Role};
 
 /// A running `hub serve`, killed on drop.
 pub struct BenchHub {
-    child: Option<Child>,
+    /// `None` once stopped; behind a lock so a `&self` check can reap an early exit.
+    child: std::sync::Mutex<Option<Child>>,
+    pid: u32,
     data_dir: PathBuf,
     log: PathBuf,
     /// `http://127.0.0.1:<port>`.
@@ -71,7 +73,8 @@ impl BenchHub {
             .spawn()
             .map_err(|e| BenchError(format!("starting {}: {e}", binary.display())))?;
         let hub = Self {
-            child: Some(child),
+            pid: child.id(),
+            child: std::sync::Mutex::new(Some(child)),
             data_dir,
             log,
             base: format!("http://127.0.0.1:{port}"),
@@ -94,7 +97,10 @@ impl BenchHub {
 
     /// The hub's process id.
     fn pid(&self) -> Result<u32, BenchError> {
-        self.child.as_ref().map(Child::id).ok_or_else(|| BenchError("the hub is not running".into()))
+        match self.child.lock().map_err(err)?.is_some() {
+            true => Ok(self.pid),
+            false => Err(BenchError("the hub is not running".into())),
+        }
     }
 
     /// Its checkpoint as `/readyz` reports it.
@@ -112,7 +118,7 @@ impl BenchHub {
             if started.elapsed() > Duration::from_secs(3600) {
                 return Err(BenchError("the read model did not catch up within an hour".into()));
             }
-            if let Some(status) = self.exit_status() {
+            if let Some(status) = self.exited()? {
                 return Err(BenchError(format!("the hub exited ({status}); its log:\n{}", self.log_text())));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -120,12 +126,13 @@ impl BenchHub {
         Ok(())
     }
 
-    fn exit_status(&self) -> Option<String> {
-        // `try_wait` needs `&mut`; a process that exited has no /proc status any more.
-        let pid = self.pid().ok()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let state = status.lines().find(|l| l.starts_with("State:"))?;
-        state.contains("zombie").then(|| state.trim().to_string())
+    /// How it ended, if it has.
+    fn exited(&self) -> Result<Option<std::process::ExitStatus>, BenchError> {
+        let mut child = self.child.lock().map_err(err)?;
+        match child.as_mut() {
+            Some(child) => child.try_wait().map_err(err),
+            None => Ok(None),
+        }
     }
 
     /// Its peak resident set since start or the last [`BenchHub::reset_peak_rss`], in MB.
@@ -150,8 +157,8 @@ impl BenchHub {
         }
     }
 
-    /// The data directory (read model and checkpoint).
-    pub fn read_model_dir(&self) -> PathBuf {
+    /// Its data directory (the read model; its tokens and log are kept beside it).
+    pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone()
     }
 
@@ -161,8 +168,8 @@ impl BenchHub {
     }
 
     /// Stops it with SIGTERM and waits (30 s, then SIGKILL).
-    pub async fn stop(mut self) -> Result<(), BenchError> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
+    pub async fn stop(self) -> Result<(), BenchError> {
+        let Some(mut child) = self.child.lock().map_err(err)?.take() else { return Ok(()) };
         signal_group(&child, libc::SIGTERM);
         let started = Instant::now();
         loop {
@@ -187,7 +194,8 @@ fn signal_group(child: &Child, signal: libc::c_int) {
 
 impl Drop for BenchHub {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        let child = self.child.get_mut().map(Option::take).unwrap_or_else(|poisoned| poisoned.into_inner().take());
+        if let Some(mut child) = child {
             signal_group(&child, libc::SIGKILL);
             let _ = child.wait();
         }
