@@ -44,6 +44,7 @@ pub mod streams;
 pub mod tls;
 pub mod tokens;
 pub mod validator;
+pub mod views_store;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -155,7 +155,7 @@ pub async fn run(
 
     let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
     let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
-    let views_sequence = model.views_sequence()?;
+    let views_sequence = views.read().await.applied_through;
     if views_sequence < state.checkpoint {
         // Written at once when complete, so a hub killed again soon after (before its next views
         // write) does not replay the same stretch at every start.
@@ -418,6 +418,7 @@ async fn project_batch(
     if last_sequence == state.checkpoint {
         return Ok(());
     }
+    views.applied_through = last_sequence;
     let mut totals = Vec::with_capacity(delta.counts.len());
     for (key, added) in delta.counts {
         let total = state.usage_totals.entry(key.clone()).or_default();
@@ -432,7 +433,7 @@ async fn project_batch(
     let writer = model.clone();
     let applied = digests.len();
     let started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || writer.commit(&totals, None, &digests, last_sequence))
+    tokio::task::spawn_blocking(move || writer.commit(&totals, &digests, last_sequence))
         .await
         .map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
@@ -577,17 +578,21 @@ async fn replay_views(
     Ok(applied.is_empty())
 }
 
-/// Starts writing the views' changed records as of the checkpoint, beside the next batches (after
-/// the previous write has finished).
+/// Starts writing the views' changed records as of the checkpoint, beside the next batches. While
+/// the previous write still runs (a snapshot, at most a second or two at a million events), the
+/// changes wait for the next batch: the projection never waits for the views' files.
 async fn start_views_write(
     state: &mut RunnerState,
     model: &Arc<ReadModel>,
     views: &SharedViews,
 ) -> Result<(), ProjectorError> {
+    if state.views_write.as_ref().is_some_and(|write| !write.is_finished()) {
+        return Ok(());
+    }
     finish_views_write(state).await?;
-    let records = views.write().await.drain_changes();
-    let (writer, sequence) = (model.clone(), state.checkpoint);
-    state.views_write = Some(tokio::task::spawn_blocking(move || writer.write_views(&records, sequence)));
+    let changes = views.write().await.drain_changes();
+    let (writer, sequence, views) = (model.clone(), state.checkpoint, views.clone());
+    state.views_write = Some(tokio::task::spawn_blocking(move || writer.write_views(sequence, &changes, &views)));
     state.views_flushed_at = std::time::Instant::now();
     Ok(())
 }
@@ -600,6 +605,10 @@ async fn finish_views_write(state: &mut RunnerState) -> Result<(), ProjectorErro
     Ok(())
 }
 
+/// Changed records above which [`flush_views`] writes a whole snapshot instead of a journal frame
+/// (after a rebuild or a replay of the whole log, when most records changed).
+const SNAPSHOT_INSTEAD_OF_FRAME: usize = 50_000;
+
 /// Writes the views' changed records and flushes the model to disk (at shutdown, before a
 /// handover, at the end of a catch-up), so the next start has nothing to replay.
 async fn flush_views(
@@ -608,11 +617,21 @@ async fn flush_views(
     state: &mut RunnerState,
 ) -> Result<(), ProjectorError> {
     finish_views_write(state).await?;
-    let records = views.write().await.drain_changes();
     let (writer, sequence) = (model.clone(), state.checkpoint);
-    tokio::task::spawn_blocking(move || writer.write_views(&records, sequence).and_then(|()| writer.flush()))
-        .await
-        .map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
+    let mut held = views.clone().write_owned().await;
+    let task = if held.changed() > SNAPSHOT_INSTEAD_OF_FRAME {
+        // Encoded chunk by chunk into the snapshot, not all at once into one frame.
+        held.clear_changes();
+        tokio::task::spawn_blocking(move || writer.write_all_views(sequence, &held).and_then(|()| writer.flush()))
+    } else {
+        let changes = held.drain_changes();
+        drop(held);
+        let views = views.clone();
+        tokio::task::spawn_blocking(move || {
+            writer.write_views(sequence, &changes, &views).and_then(|()| writer.flush())
+        })
+    };
+    task.await.map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
     state.views_flushed_at = std::time::Instant::now();
     Ok(())
 }

@@ -8,25 +8,27 @@
 //!   that ended at that sequence, concatenated (one key per batch, not per event: measured 3.5×
 //!   faster rebuilds and an 11× smaller store, see `../shared/ARCHITECTURE.md`).
 //! - `usage/<YYYY-MM-DD>/<principal>/<type>` → count (u64, big-endian).
-//! - `v/<view>/<table>/<key>` → a view record (JSON), see [`crate::projections::DomainViews`];
-//!   written every `views_flush_ms`, not every batch.
-//! - `meta/views_sequence` → the log sequence the stored view records reflect.
+//!
+//! The views' records ([`crate::projections::DomainViews`]) are not in the tree: they live in
+//! files in `views/` beside it, a snapshot and a journal ([`crate::views_store`]), written every
+//! `views_flush_ms`, and reflect a log sequence at or below the checkpoint.
 
 use std::{collections::HashSet, path::Path};
 
 use chrono::NaiveDate;
 
-use crate::projections::{usage::UsageKey, DomainViews};
+use crate::{
+    projections::{table::EncodedRecords, usage::UsageKey, DomainViews},
+    views_store::{ViewsStore, ViewsStoreError},
+};
 
-/// The layout version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 3;
+/// The layout version this build reads and writes (4: views in their own files).
+pub const FORMAT_VERSION: u32 = 4;
 
 const CHECKPOINT: &[u8] = b"meta/checkpoint";
 const FORMAT: &[u8] = b"meta/format";
 const IDS: &[u8] = b"ids/";
 const USAGE: &str = "usage/";
-const VIEWS: &[u8] = b"v/";
-const VIEWS_SEQUENCE: &[u8] = b"meta/views_sequence";
 
 /// Why the read model failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,20 @@ pub enum ReadModelError {
         found: u32,
         /// Ours.
         expected: u32,
+    },
+    /// The views' files could not be written (disk full, permissions) → stop projecting.
+    #[error(transparent)]
+    Views(#[from] ViewsStoreError),
+    /// The views' files say they are ahead of the checkpoint, which a flush should have made
+    /// impossible.
+    #[error("read model at {path}: views at log sequence {views} are ahead of the checkpoint {checkpoint}")]
+    ViewsAhead {
+        /// Its directory.
+        path: String,
+        /// The views' sequence.
+        views: u64,
+        /// The checkpoint.
+        checkpoint: u64,
     },
     /// A stored value is not what its key says → rebuild it from the log.
     #[error("read model at {path} holds a corrupt value under {key}")]
@@ -86,6 +102,7 @@ pub struct UsageCell {
 /// The sled read model.
 pub struct ReadModel {
     db: sled::Db,
+    views: ViewsStore,
     path: String,
 }
 
@@ -128,7 +145,8 @@ impl ReadModel {
                 }
             }
         }
-        Ok(Self { db, path })
+        let views = ViewsStore::open(&dir.join("views"))?;
+        Ok(Self { db, views, path })
     }
 
     fn storage(&self, source: sled::Error) -> ReadModelError {
@@ -204,24 +222,29 @@ impl ReadModel {
         })
     }
 
-    /// Every view record, loaded into memory (by the hub at start).
+    /// The views as stored, with [`DomainViews::applied_through`] the log sequence they reflect
+    /// (at most the checkpoint; the projection runner replays the difference at start). Views
+    /// whose files are damaged, or ahead of the checkpoint (sled lost batches to damage of its
+    /// own), are dropped with a warning and come back empty at sequence 0: the runner then
+    /// replays the log up to the checkpoint into them.
     pub fn load_views(&self) -> Result<DomainViews, ReadModelError> {
-        let mut views = DomainViews::default();
-        for item in self.db.scan_prefix(VIEWS) {
-            let (key, value) = item.map_err(|e| self.storage(e))?;
-            let text = std::str::from_utf8(&key).map_err(|_| self.corrupt(&key))?;
-            views.load(text, &value).map_err(|_| self.corrupt(&key))?;
-        }
-        Ok(views)
+        let checkpoint = self.checkpoint()?;
+        let problem = match self.views.load() {
+            Ok(views) if views.applied_through <= checkpoint => return Ok(views),
+            Ok(views) => {
+                format!("views at log sequence {} are ahead of the checkpoint {checkpoint}", views.applied_through)
+            }
+            Err(e @ ViewsStoreError::Damaged { .. }) => e.to_string(),
+            Err(e) => return Err(e.into()),
+        };
+        tracing::warn!(problem, "the stored views are dropped; they are replayed from the log");
+        self.views.reset()?;
+        Ok(DomainViews::default())
     }
 
-    /// The log sequence the persisted views reflect (0 when none). It trails the checkpoint by
-    /// at most the views' flush interval; the projection runner replays the difference at start.
+    /// The log sequence the stored views reflect (reads them all: for checks and tests).
     pub fn views_sequence(&self) -> Result<u64, ReadModelError> {
-        match self.db.get(VIEWS_SEQUENCE).map_err(|e| self.storage(e))? {
-            None => Ok(0),
-            Some(v) => Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| self.corrupt(VIEWS_SEQUENCE))?)),
-        }
+        Ok(self.load_views()?.applied_through)
     }
 
     /// The identity digests of the events applied after `sequence` (from the per-batch keys).
@@ -242,22 +265,14 @@ impl ReadModel {
     }
 
     /// Commits one projected batch atomically: new usage totals, the batch's identity digests and
-    /// the checkpoint, and, when the views are flushed with it, their changed records and the
-    /// sequence they reflect (`views`), as one atomic batch.
+    /// the checkpoint.
     pub fn commit(
         &self,
         usage_totals: &[(UsageKey, u64)],
-        views: Option<&[(Vec<u8>, Vec<u8>)]>,
         digests: &[u128],
         last_sequence: u64,
     ) -> Result<(), ReadModelError> {
         let mut batch = sled::Batch::default();
-        if let Some(records) = views {
-            for (key, value) in records {
-                batch.insert(key.as_slice(), value.as_slice());
-            }
-            batch.insert(VIEWS_SEQUENCE, &last_sequence.to_be_bytes());
-        }
         for (key, total) in usage_totals {
             let k = format!("{USAGE}{}/{}/{}", key.day, key.principal, key.event_type);
             batch.insert(k.as_bytes(), &total.to_be_bytes());
@@ -280,16 +295,32 @@ impl ReadModel {
         self.db.apply_batch(batch).map_err(|e| self.storage(e))
     }
 
-    /// Writes the views' changed records and the log sequence they reflect, as one atomic batch
-    /// (apart from the checkpoint batches, which go on meanwhile: `sequence` is at or below the
-    /// checkpoint, and the projection replays the log between them at start).
-    pub fn write_views(&self, records: &[(Vec<u8>, Vec<u8>)], sequence: u64) -> Result<(), ReadModelError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in records {
-            batch.insert(key.as_slice(), value.as_slice());
+    /// Appends the views' records changed up to log `sequence` (drained from `views`, which the
+    /// journal may then read in chunks for a new snapshot). The checkpoint batches up to
+    /// `sequence` are flushed to disk first, so stored views never run ahead of the checkpoint.
+    pub fn write_views(
+        &self,
+        sequence: u64,
+        changes: &[(&'static str, EncodedRecords)],
+        views: &tokio::sync::RwLock<DomainViews>,
+    ) -> Result<(), ReadModelError> {
+        self.flush_through(sequence)?;
+        Ok(self.views.append(sequence, changes, views)?)
+    }
+
+    /// Stores every record of `views` (at log `sequence`, held by the caller) as a new snapshot.
+    pub fn write_all_views(&self, sequence: u64, views: &DomainViews) -> Result<(), ReadModelError> {
+        self.flush_through(sequence)?;
+        Ok(self.views.write_all(sequence, views)?)
+    }
+
+    fn flush_through(&self, sequence: u64) -> Result<(), ReadModelError> {
+        self.flush()?;
+        let checkpoint = self.checkpoint()?;
+        if checkpoint < sequence {
+            return Err(ReadModelError::ViewsAhead { path: self.path.clone(), views: sequence, checkpoint });
         }
-        batch.insert(VIEWS_SEQUENCE, &sequence.to_be_bytes());
-        self.db.apply_batch(batch).map_err(|e| self.storage(e))
+        Ok(())
     }
 
     /// Writes everything applied so far to disk and waits for it (at shutdown and after a views
@@ -305,7 +336,7 @@ impl ReadModel {
 
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.views.size_on_disk()
     }
 }
 
@@ -411,8 +442,9 @@ mod tests {
         {
             let model = ReadModel::open(dir.path()).unwrap();
             assert_eq!(model.checkpoint().unwrap(), 0);
-            model.commit(&[(key.clone(), 3)], Some(&[]), &[1, 2], 10).unwrap();
-            model.commit(&[(key.clone(), 5)], None, &[3], 12).unwrap();
+            model.commit(&[(key.clone(), 3)], &[1, 2], 10).unwrap();
+            model.write_all_views(10, &DomainViews::default()).unwrap();
+            model.commit(&[(key.clone(), 5)], &[3], 12).unwrap();
         }
         let model = ReadModel::open(dir.path()).unwrap();
         assert_eq!(model.checkpoint().unwrap(), 12);

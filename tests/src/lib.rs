@@ -313,6 +313,27 @@ impl HubProcess {
         }
     }
 
+    /// Stops it with SIGTERM (it writes its views and flushes) and waits for it to exit, with a
+    /// SIGKILL after 30 s. Returns whether it exited successfully.
+    pub async fn terminate(&mut self) -> Result<bool> {
+        let Some(mut child) = self.child.take() else { return Ok(false) };
+        let pid = child.id();
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the hub did not exit within 30 s of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts it again with the same data.
     pub async fn restart(&mut self) -> Result<()> {
         self.kill();

@@ -22,6 +22,7 @@ use chrono::NaiveDate;
 use chrono_tz::Europe::Stockholm;
 use serde::{Deserialize, Serialize};
 use sgd_schemas::{DomainEvent, Envelope};
+use table::{EncodedRecords, StoredTable};
 
 /// An event as projections see it.
 pub struct ProjectedEvent<'a> {
@@ -66,6 +67,9 @@ pub struct DomainViews {
     /// Each person's events as (time in nanoseconds, log sequence), sorted: references into the
     /// log, which the timeline endpoint reads.
     pub timelines: table::Table<Vec<(i64, u64)>>,
+    /// The log sequence these views reflect (the projection's checkpoint when they were last
+    /// brought up to it; set by [`DomainViews::apply_logged`] and by loading).
+    pub applied_through: u64,
 }
 
 impl Default for DomainViews {
@@ -79,6 +83,7 @@ impl Default for DomainViews {
             video: Default::default(),
             heartbeats: Default::default(),
             timelines: table::Table::new("v/timeline/"),
+            applied_through: 0,
         }
     }
 }
@@ -98,6 +103,7 @@ impl DomainViews {
     /// Applies one event from the log at `sequence`, including its place on a person's timeline.
     pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64) {
         self.apply(event);
+        self.applied_through = self.applied_through.max(sequence);
         if let Some(person) = person_of(event, &self.plans) {
             let at = event.envelope.time.timestamp_nanos_opt().unwrap_or_default();
             let refs = self.timelines.entry(&person);
@@ -106,84 +112,76 @@ impl DomainViews {
         }
     }
 
-    /// How many records changed since the last [`DomainViews::drain_changes`].
-    pub fn changed(&self) -> usize {
-        self.npo.roles.changed()
-            + self.npo.consents.changed()
-            + self.sdk.addresses.changed()
-            + self.sdk.messages.changed()
-            + self.plans.plans.changed()
-            + self.plans.by_person.changed()
-            + self.decision.warnings.changed()
-            + self.decision.flags.changed()
-            + self.deviation.deviations.changed()
-            + self.video.meetings.changed()
-            + self.heartbeats.adapters.changed()
-            + self.timelines.changed()
+    /// Every table, in a fixed order (the order they are stored in).
+    pub fn tables(&self) -> [&dyn StoredTable; 12] {
+        [
+            &self.npo.roles,
+            &self.npo.consents,
+            &self.sdk.addresses,
+            &self.sdk.messages,
+            &self.plans.plans,
+            &self.plans.by_person,
+            &self.decision.warnings,
+            &self.decision.flags,
+            &self.deviation.deviations,
+            &self.video.meetings,
+            &self.heartbeats.adapters,
+            &self.timelines,
+        ]
     }
 
-    /// The changed records of every view as (storage key, value), forgetting that they changed.
-    pub fn drain_changes(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut out = Vec::new();
-        self.npo.roles.drain_changes(&mut out);
-        self.npo.consents.drain_changes(&mut out);
-        self.sdk.addresses.drain_changes(&mut out);
-        self.sdk.messages.drain_changes(&mut out);
-        self.plans.plans.drain_changes(&mut out);
-        self.plans.by_person.drain_changes(&mut out);
-        self.decision.warnings.drain_changes(&mut out);
-        self.decision.flags.drain_changes(&mut out);
-        self.deviation.deviations.drain_changes(&mut out);
-        self.video.meetings.drain_changes(&mut out);
-        self.heartbeats.adapters.drain_changes(&mut out);
-        self.timelines.drain_changes(&mut out);
-        out
+    /// Every table, mutable, in the order of [`DomainViews::tables`].
+    pub fn tables_mut(&mut self) -> [&mut dyn StoredTable; 12] {
+        [
+            &mut self.npo.roles,
+            &mut self.npo.consents,
+            &mut self.sdk.addresses,
+            &mut self.sdk.messages,
+            &mut self.plans.plans,
+            &mut self.plans.by_person,
+            &mut self.decision.warnings,
+            &mut self.decision.flags,
+            &mut self.deviation.deviations,
+            &mut self.video.meetings,
+            &mut self.heartbeats.adapters,
+            &mut self.timelines,
+        ]
+    }
+
+    /// How many records changed since the last [`DomainViews::drain_changes`].
+    pub fn changed(&self) -> usize {
+        self.tables().iter().map(|t| t.changed()).sum()
+    }
+
+    /// The changed records of every table as (table prefix, records), forgetting that they changed.
+    pub fn drain_changes(&mut self) -> Vec<(&'static str, EncodedRecords)> {
+        self.tables_mut().into_iter().map(|t| (t.prefix(), t.drain_changes())).filter(|(_, r)| !r.is_empty()).collect()
+    }
+
+    /// Forgets which records changed (after storing every record).
+    pub fn clear_changes(&mut self) {
+        for table in self.tables_mut() {
+            table.clear_changes();
+        }
     }
 
     /// Every record of every view by storage key, as JSON (for `hub rebuild --check`).
     pub fn all_records(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
         let mut out = std::collections::BTreeMap::new();
-        self.npo.roles.all_records(&mut out);
-        self.npo.consents.all_records(&mut out);
-        self.sdk.addresses.all_records(&mut out);
-        self.sdk.messages.all_records(&mut out);
-        self.plans.plans.all_records(&mut out);
-        self.plans.by_person.all_records(&mut out);
-        self.decision.warnings.all_records(&mut out);
-        self.decision.flags.all_records(&mut out);
-        self.deviation.deviations.all_records(&mut out);
-        self.video.meetings.all_records(&mut out);
-        self.heartbeats.adapters.all_records(&mut out);
-        self.timelines.all_records(&mut out);
+        for table in self.tables() {
+            table.all_records(&mut out);
+        }
         out
     }
 
-    /// Loads one stored record (full storage key); unknown keys are an error.
-    pub fn load(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        macro_rules! try_table {
-            ($($table:expr),*) => {
-                $(
-                    if let Some(rest) = key.strip_prefix($table.prefix()) {
-                        return $table.load(rest, value).map_err(|e| format!("{key}: {e}"));
-                    }
-                )*
-            };
-        }
-        try_table!(
-            self.npo.roles,
-            self.npo.consents,
-            self.sdk.addresses,
-            self.sdk.messages,
-            self.plans.plans,
-            self.plans.by_person,
-            self.decision.warnings,
-            self.decision.flags,
-            self.deviation.deviations,
-            self.video.meetings,
-            self.heartbeats.adapters,
-            self.timelines
-        );
-        Err(format!("{key}: no view stores this key"))
+    /// Loads one stored record into the table stored under `prefix`.
+    pub fn load(&mut self, prefix: &str, key: &str, value: &[u8]) -> Result<(), String> {
+        let table = self
+            .tables_mut()
+            .into_iter()
+            .find(|t| t.prefix() == prefix)
+            .ok_or_else(|| format!("{prefix}: no view stores this table"))?;
+        table.load(key, value).map_err(|e| format!("{prefix}{key}: {e}"))
     }
 }
 

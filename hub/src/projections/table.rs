@@ -1,5 +1,5 @@
 //! A keyed table of view records that remembers which records changed, so the projection runner
-//! writes only those to sled (in the same atomic batch as the checkpoint).
+//! writes only those (to the views' journal, see [`crate::views_store`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,6 +11,29 @@ pub struct Table<V> {
     prefix: &'static str,
     rows: HashMap<String, V>,
     dirty: HashSet<String>,
+}
+
+/// Changed or stored records of one table: (key, record encoded with postcard).
+pub type EncodedRecords = Vec<(String, Vec<u8>)>;
+
+/// A table seen without its record type: what storing and comparing the views needs.
+pub trait StoredTable {
+    /// The name it is stored under (e.g. `v/plans/plan/`).
+    fn prefix(&self) -> &'static str;
+    /// How many records changed since the last [`StoredTable::drain_changes`].
+    fn changed(&self) -> usize;
+    /// The changed records, encoded, forgetting that they changed.
+    fn drain_changes(&mut self) -> EncodedRecords;
+    /// Forgets which records changed (they were stored another way).
+    fn clear_changes(&mut self);
+    /// Every key.
+    fn keys(&self) -> Vec<String>;
+    /// The records under `keys` (those present), encoded.
+    fn encode(&self, keys: &[String]) -> EncodedRecords;
+    /// Stores an encoded record under `key`.
+    fn load(&mut self, key: &str, value: &[u8]) -> Result<(), postcard::Error>;
+    /// Every record as (storage key, JSON value), for comparing two models.
+    fn all_records(&self, out: &mut std::collections::BTreeMap<String, serde_json::Value>);
 }
 
 impl<V: Serialize + DeserializeOwned + Default> Table<V> {
@@ -56,38 +79,75 @@ impl<V: Serialize + DeserializeOwned + Default> Table<V> {
         self.rows.is_empty()
     }
 
-    /// How many records changed since the last [`Table::drain_changes`].
-    pub fn changed(&self) -> usize {
-        self.dirty.len()
+    fn encode_one(value: &V) -> Vec<u8> {
+        // Plain structs of strings, numbers and times: encoding into a Vec cannot fail.
+        postcard::to_stdvec(value).unwrap_or_default()
     }
+}
 
-    /// The storage prefix.
-    pub fn prefix(&self) -> &'static str {
+impl<V: Serialize + DeserializeOwned + Default> StoredTable for Table<V> {
+    fn prefix(&self) -> &'static str {
         self.prefix
     }
 
-    /// The changed records as (storage key, JSON value), forgetting that they changed.
-    pub fn drain_changes(&mut self, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-        for key in self.dirty.drain() {
-            if let Some(value) = self.rows.get(&key) {
-                let mut storage_key = self.prefix.as_bytes().to_vec();
-                storage_key.extend_from_slice(key.as_bytes());
-                // Serialising plain structs of strings, numbers and times cannot fail.
-                out.push((storage_key, serde_json::to_vec(value).unwrap_or_default()));
-            }
-        }
+    fn changed(&self) -> usize {
+        self.dirty.len()
     }
 
-    /// Every record as (storage key, JSON value), for comparing two models.
-    pub fn all_records(&self, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
+    fn drain_changes(&mut self) -> EncodedRecords {
+        let mut out = Vec::with_capacity(self.dirty.len());
+        for key in self.dirty.drain() {
+            if let Some(value) = self.rows.get(&key) {
+                out.push((key, Self::encode_one(value)));
+            }
+        }
+        out
+    }
+
+    fn clear_changes(&mut self) {
+        self.dirty.clear();
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.rows.keys().cloned().collect()
+    }
+
+    fn encode(&self, keys: &[String]) -> EncodedRecords {
+        keys.iter().filter_map(|key| Some((key.clone(), Self::encode_one(self.rows.get(key)?)))).collect()
+    }
+
+    fn load(&mut self, key: &str, value: &[u8]) -> Result<(), postcard::Error> {
+        self.rows.insert(key.to_string(), postcard::from_bytes(value)?);
+        Ok(())
+    }
+
+    fn all_records(&self, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
         for (key, value) in &self.rows {
             out.insert(format!("{}{key}", self.prefix), serde_json::to_value(value).unwrap_or_default());
         }
     }
+}
 
-    /// Loads a stored record (storage key without the prefix).
-    pub fn load(&mut self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
-        self.rows.insert(key.to_string(), serde_json::from_slice(value)?);
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_records_are_drained_once_and_load_back() {
+        let mut table: Table<Vec<(i64, u64)>> = Table::new("v/test/");
+        table.entry("a").push((1, 2));
+        table.entry("b").push((3, 4));
+        assert_eq!(table.changed(), 2);
+        let mut drained = table.drain_changes();
+        drained.sort();
+        assert_eq!(drained.len(), 2);
+        assert_eq!(table.changed(), 0);
+        let mut copy: Table<Vec<(i64, u64)>> = Table::new("v/test/");
+        for (key, value) in &drained {
+            copy.load(key, value).unwrap();
+        }
+        assert_eq!(copy.get("a"), Some(&vec![(1, 2)]));
+        assert_eq!(copy.encode(&["b".into(), "missing".into()]), vec![drained[1].clone()]);
+        assert!(copy.load("c", &[0xff, 0xff]).is_err());
     }
 }
