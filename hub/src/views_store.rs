@@ -31,7 +31,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::projections::{table::EncodedRecords, DomainViews};
+use crate::projections::{table::EncodedRecords, DomainViews, TABLES};
 
 /// The first bytes of every views file (and the layout's version).
 pub const MAGIC: &[u8; 8] = b"SGDVIEW1";
@@ -274,7 +274,9 @@ impl ViewsStore {
         } else if journal.since_snapshot > self.min_journal_bytes.max(journal.snapshot_bytes / 2) {
             let n = self.rotate(&mut journal)?;
             let temporary = self.write_snapshot(n, |write| {
-                for table in 0..views.blocking_read().tables().len() {
+                // One read at a time: a second read while holding one would wait behind the
+                // projection's queued write, which waits for the first.
+                for table in 0..TABLES {
                     let keys = views.blocking_read().tables()[table].keys();
                     for chunk in keys.chunks(SNAPSHOT_CHUNK) {
                         let records = {
@@ -600,6 +602,44 @@ mod tests {
         let loaded = ViewsStore::open(dir.path()).unwrap().load().unwrap();
         assert_eq!(loaded.applied_through, sequence);
         assert_eq!(loaded.all_records(), views.blocking_read().all_records());
+    }
+
+    #[test]
+    fn a_snapshot_taken_while_the_projection_writes_does_not_block_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let views = std::sync::Arc::new(tokio::sync::RwLock::new(DomainViews::default()));
+        for i in 0..20_000 {
+            person(&mut views.blocking_write(), &format!("p{i}"), i);
+        }
+        let store = ViewsStore::open(dir.path()).unwrap().with_min_journal_bytes(1);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writer = {
+            let views = views.clone();
+            std::thread::spawn(move || {
+                // The projection: short writes, back to back, until the snapshot is done.
+                let mut i = 0;
+                while done_rx.try_recv().is_err() {
+                    person(&mut views.blocking_write(), &format!("p{}", i % 20_000), 100_000 + i);
+                    i += 1;
+                }
+            })
+        };
+        let (finished_tx, finished_rx) = std::sync::mpsc::channel();
+        let appender = {
+            let views = views.clone();
+            std::thread::spawn(move || {
+                let first = drain(&views);
+                store.append(1, &first, &views).unwrap(); // takes a snapshot, reading in chunks
+                let second = drain(&views);
+                store.append(2, &second, &views).unwrap(); // completes it
+                finished_tx.send(()).unwrap();
+            })
+        };
+        let finished = finished_rx.recv_timeout(std::time::Duration::from_secs(30));
+        done_tx.send(()).unwrap();
+        assert!(finished.is_ok(), "the snapshot and the projection's writes blocked each other");
+        appender.join().unwrap();
+        writer.join().unwrap();
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub fn swedish_day(envelope: &Envelope) -> NaiveDate {
     envelope.time.with_timezone(&Stockholm).date_naive()
 }
 
+/// How many tables the views have (see [`DomainViews::tables`]).
+pub const TABLES: usize = 12;
+
 /// Every view of the domain, in memory; the projection runner persists what changes.
 #[derive(Debug, Clone)]
 pub struct DomainViews {
@@ -113,7 +116,7 @@ impl DomainViews {
     }
 
     /// Every table, in a fixed order (the order they are stored in).
-    pub fn tables(&self) -> [&dyn StoredTable; 12] {
+    pub fn tables(&self) -> [&dyn StoredTable; TABLES] {
         [
             &self.npo.roles,
             &self.npo.consents,
@@ -131,7 +134,7 @@ impl DomainViews {
     }
 
     /// Every table, mutable, in the order of [`DomainViews::tables`].
-    pub fn tables_mut(&mut self) -> [&mut dyn StoredTable; 12] {
+    pub fn tables_mut(&mut self) -> [&mut dyn StoredTable; TABLES] {
         [
             &mut self.npo.roles,
             &mut self.npo.consents,
