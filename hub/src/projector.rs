@@ -620,8 +620,10 @@ async fn flush_views(
     let (writer, sequence) = (model.clone(), state.checkpoint);
     let mut held = views.clone().write_owned().await;
     let task = if held.changed() > SNAPSHOT_INSTEAD_OF_FRAME {
-        // Encoded chunk by chunk into the snapshot, not all at once into one frame.
+        // Encoded chunk by chunk into the snapshot, not all at once into one frame; the API
+        // reads meanwhile (only this runner writes, and it waits here).
         held.clear_changes();
+        let held = held.downgrade();
         tokio::task::spawn_blocking(move || writer.write_all_views(sequence, &held).and_then(|()| writer.flush()))
     } else {
         let changes = held.drain_changes();
