@@ -55,8 +55,8 @@ pub enum ReadModelError {
     /// The views' files could not be written (disk full, permissions) → stop projecting.
     #[error(transparent)]
     Views(#[from] ViewsStoreError),
-    /// The views' files say they are ahead of the checkpoint, which a flush should have made
-    /// impossible.
+    /// Views were to be stored for a log sequence the checkpoint has not reached (the runner
+    /// commits a batch before it stores the views that include it, so this is a bug).
     #[error("read model at {path}: views at log sequence {views} are ahead of the checkpoint {checkpoint}")]
     ViewsAhead {
         /// Its directory.
