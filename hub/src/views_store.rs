@@ -36,7 +36,8 @@ use crate::projections::{table::EncodedRecords, DomainViews, TABLES};
 /// The first bytes of every views file (and the layout's version).
 pub const MAGIC: &[u8; 8] = b"SGDVIEW1";
 
-/// Records per chunk of a snapshot (how long a running projection waits at most, about 1 ms).
+/// Records per chunk of a snapshot (bounds how long a running projection waits for one chunk; not
+/// measured per chunk: 250 instead of 2,000 did not shorten the latency tail, docs/performance.md).
 const SNAPSHOT_CHUNK: usize = 2_000;
 
 /// The journal is folded into a new snapshot when it holds more than this and more than half of
