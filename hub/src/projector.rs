@@ -569,6 +569,7 @@ async fn replay_views(
             break;
         }
     }
+    views.applied_through = to;
     if !applied.is_empty() {
         tracing::warn!(
             missing = applied.len(),

@@ -70,8 +70,8 @@ pub struct DomainViews {
     /// Each person's events as (time in nanoseconds, log sequence), sorted: references into the
     /// log, which the timeline endpoint reads.
     pub timelines: table::Table<Vec<(i64, u64)>>,
-    /// The log sequence these views reflect (the projection's checkpoint when they were last
-    /// brought up to it; set by [`DomainViews::apply_logged`] and by loading).
+    /// The log sequence these views reflect: set by loading them and by the projection runner
+    /// whenever it brings them up to a checkpoint (a batch, a replay).
     pub applied_through: u64,
 }
 
@@ -106,7 +106,6 @@ impl DomainViews {
     /// Applies one event from the log at `sequence`, including its place on a person's timeline.
     pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64) {
         self.apply(event);
-        self.applied_through = self.applied_through.max(sequence);
         if let Some(person) = person_of(event, &self.plans) {
             let at = event.envelope.time.timestamp_nanos_opt().unwrap_or_default();
             let refs = self.timelines.entry(&person);
