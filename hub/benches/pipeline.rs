@@ -75,6 +75,12 @@ fn main() -> ExitCode {
 }
 
 async fn run_in_tempdir(settings: &BenchSettings) -> Result<BenchReport, String> {
+    // SGD_BENCH_KEEP_DIR=/some/dir keeps the run's files (hub logs, latency series) there.
+    if let Some(dir) = std::env::var_os("SGD_BENCH_KEEP_DIR") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        return bench::run(settings, &dir).await.map_err(|e| e.to_string());
+    }
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     bench::run(settings, work.path()).await.map_err(|e| e.to_string())
 }

@@ -234,6 +234,10 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
         let slice = &steady[offset..offset + n];
         offset += n;
         let measured = latency::measure(&js, &hub, slice, rate).await?;
+        // For reading beside the hub's log (kept with SGD_BENCH_KEEP_DIR): when the slow ones came.
+        let series: String = measured.series.iter().map(|(at, ms)| format!("{at:.4},{ms:.3}\n")).collect();
+        std::fs::write(work_dir.join(format!("latency-{rate}.csv")), format!("published_unix_s,latency_ms\n{series}"))
+            .map_err(err)?;
         let max_p99 = if rate <= 1000 { 10.0 } else { 50.0 };
         figures.plain(&format!("latency at {rate}/s: p50"), measured.p50_ms, "ms");
         figures.at_most(&format!("latency at {rate}/s: p99"), measured.p99_ms, "ms", max_p99);

@@ -40,6 +40,7 @@ pub mod projections;
 pub mod projector;
 pub mod read_model;
 pub mod rebuild;
+pub mod sharded;
 pub mod streams;
 pub mod tls;
 pub mod tokens;

@@ -8,7 +8,7 @@
 //! JetStream's duplicate window) is skipped too.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -24,6 +24,7 @@ use futures::StreamExt;
 use sgd_schemas::{upcast, DomainEvent, Envelope};
 use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
+use crate::sharded::{ShardedMap, ShardedSet};
 use crate::{
     metrics::{Metrics, TypeLabels},
     projections::{
@@ -78,8 +79,8 @@ pub fn identity_digest(envelope: &Envelope) -> u128 {
 /// never reads sled (the runner is the read model's only writer).
 struct RunnerState {
     checkpoint: u64,
-    identities: HashSet<u128>,
-    usage_totals: HashMap<UsageKey, u64>,
+    identities: ShardedSet<u128>,
+    usage_totals: ShardedMap<UsageKey, u64>,
     views_flushed_at: std::time::Instant,
     /// The views write in flight, if any (one at a time, awaited before the next and at stops).
     views_write: Option<tokio::task::JoinHandle<Result<(), ReadModelError>>>,
@@ -361,6 +362,7 @@ async fn project_batch(
     metrics: &Metrics,
     status: &ProjectorStatus,
 ) -> Result<(), ProjectorError> {
+    let began = std::time::Instant::now();
     let mut views = views_shared.write().await;
     let mut delta = UsageDelta::default();
     let mut digests = Vec::with_capacity(batch.len());
@@ -412,7 +414,7 @@ async fn project_batch(
         let projected_event = ProjectedEvent::new(&envelope, &event);
         delta.apply(&projected_event);
         views.apply_logged(&projected_event, sequence);
-        tracing::debug!(event_type = event.event_type(), "projected");
+        tracing::trace!(event_type = event.event_type(), "projected");
         *projected.entry(event.event_type()).or_default() += 1;
     }
     if last_sequence == state.checkpoint {
@@ -421,7 +423,7 @@ async fn project_batch(
     views.applied_through = last_sequence;
     let mut totals = Vec::with_capacity(delta.counts.len());
     for (key, added) in delta.counts {
-        let total = state.usage_totals.entry(key.clone()).or_default();
+        let total = state.usage_totals.entry_or_default(key.clone());
         *total += added;
         totals.push((key, *total));
     }
@@ -439,7 +441,18 @@ async fn project_batch(
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     metrics.batch_size.observe(applied as f64);
     metrics.totals.projected.fetch_add(applied as u64, Ordering::Relaxed);
-    tracing::debug!(last_sequence, applied, flush, "projection batch committed");
+    // How far behind the log the batch was when committed (from the last event's store time).
+    let behind_ms =
+        last_info.map(|(_, published)| (time::OffsetDateTime::now_utc() - published).as_seconds_f64() * 1000.0);
+    tracing::debug!(
+        last_sequence,
+        applied,
+        flush,
+        apply_ms = (started - began).as_secs_f64() * 1000.0,
+        commit_ms = started.elapsed().as_secs_f64() * 1000.0,
+        behind_ms,
+        "projection batch committed"
+    );
     state.checkpoint = last_sequence;
     if flush {
         start_views_write(state, model, views_shared).await?;

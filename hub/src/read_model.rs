@@ -19,6 +19,7 @@ use chrono::NaiveDate;
 
 use crate::{
     projections::{table::EncodedRecords, usage::UsageKey, DomainViews},
+    sharded::ShardedSet,
     views_store::{ViewsStore, ViewsStoreError},
 };
 
@@ -166,8 +167,8 @@ impl ReadModel {
     }
 
     /// Every applied identity digest (loaded once by the projection runner at start).
-    pub fn identities(&self) -> Result<HashSet<u128>, ReadModelError> {
-        let mut set = HashSet::new();
+    pub fn identities(&self) -> Result<ShardedSet<u128>, ReadModelError> {
+        let mut set = ShardedSet::default();
         for item in self.db.scan_prefix(IDS) {
             let (key, value) = item.map_err(|e| self.storage(e))?;
             if value.len() % 16 != 0 {
@@ -304,8 +305,17 @@ impl ReadModel {
         changes: &[(&'static str, EncodedRecords)],
         views: &tokio::sync::RwLock<DomainViews>,
     ) -> Result<(), ReadModelError> {
+        let began = std::time::Instant::now();
         self.flush_through(sequence)?;
-        Ok(self.views.append(sequence, changes, views)?)
+        let flushed = began.elapsed();
+        self.views.append(sequence, changes, views)?;
+        tracing::debug!(
+            sequence,
+            sled_flush_ms = flushed.as_secs_f64() * 1000.0,
+            views_ms = (began.elapsed() - flushed).as_secs_f64() * 1000.0,
+            "views written"
+        );
+        Ok(())
     }
 
     /// Stores every record of `views` (at log `sequence`, held by the caller) as a new snapshot.
@@ -448,7 +458,9 @@ mod tests {
         }
         let model = ReadModel::open(dir.path()).unwrap();
         assert_eq!(model.checkpoint().unwrap(), 12);
-        assert_eq!(model.identities().unwrap(), HashSet::from([1, 2, 3]));
+        let mut identities: Vec<u128> = model.identities().unwrap().iter().copied().collect();
+        identities.sort();
+        assert_eq!(identities, [1, 2, 3]);
         assert_eq!(model.views_sequence().unwrap(), 10);
         assert_eq!(model.identities_after(10).unwrap(), HashSet::from([3]));
         let cells = model.usage_between(Some(day), Some(day)).unwrap();

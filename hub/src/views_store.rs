@@ -36,10 +36,6 @@ use crate::projections::{table::EncodedRecords, DomainViews, TABLES};
 /// The first bytes of every views file (and the layout's version).
 pub const MAGIC: &[u8; 8] = b"SGDVIEW1";
 
-/// Records per chunk of a snapshot (bounds how long a running projection waits for one chunk; not
-/// measured per chunk: 250 instead of 2,000 did not shorten the latency tail, docs/performance.md).
-const SNAPSHOT_CHUNK: usize = 2_000;
-
 /// The journal is folded into a new snapshot when it holds more than this and more than half of
 /// the last snapshot: disk stays within 1.5 snapshots, and a snapshot is taken about once per
 /// half a model's worth of changes.
@@ -274,22 +270,25 @@ impl ViewsStore {
             self.complete_snapshot(&mut journal, n, &temporary, sequence)?;
         } else if journal.since_snapshot > self.min_journal_bytes.max(journal.snapshot_bytes / 2) {
             let n = self.rotate(&mut journal)?;
+            let began = std::time::Instant::now();
             let temporary = self.write_snapshot(n, |write| {
-                // One read at a time: a second read while holding one would wait behind the
+                // A slice (1/256 of a table) per read, so the projection waits for one slice at
+                // most. One read at a time: a second read while holding one would wait behind the
                 // projection's queued write, which waits for the first.
                 for table in 0..TABLES {
-                    let keys = views.blocking_read().tables()[table].keys();
-                    for chunk in keys.chunks(SNAPSHOT_CHUNK) {
+                    let slices = views.blocking_read().tables()[table].slices();
+                    for slice in 0..slices {
                         let records = {
                             let views = views.blocking_read();
                             let table = views.tables()[table];
-                            (table.prefix(), table.encode(chunk))
+                            (table.prefix(), table.encode_slice(slice))
                         };
                         write(records)?;
                     }
                 }
                 Ok(())
             })?;
+            tracing::info!(segment = n, seconds = began.elapsed().as_secs_f64(), "views snapshot read and written");
             journal.pending = Some((n, temporary));
         }
         Ok(())
@@ -306,8 +305,8 @@ impl ViewsStore {
         let n = self.rotate(&mut journal)?;
         let temporary = self.write_snapshot(n, |write| {
             for table in views.tables() {
-                for chunk in table.keys().chunks(SNAPSHOT_CHUNK) {
-                    write((table.prefix(), table.encode(chunk)))?;
+                for slice in 0..table.slices() {
+                    write((table.prefix(), table.encode_slice(slice)))?;
                 }
             }
             Ok(())

@@ -66,7 +66,8 @@ impl BenchHub {
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "warn")
+            // SGD_BENCH_HUB_LOG="warn,sgd_hub::read_model=debug" shows each views write's timing.
+            .env("RUST_LOG", std::env::var("SGD_BENCH_HUB_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(out.try_clone().map_err(err)?)
             .stderr(out)

@@ -25,6 +25,8 @@ pub struct Latency {
     pub max_ms: f64,
     /// The publish rate actually reached.
     pub rate: f64,
+    /// Each event's publish time (Unix seconds) and latency (milliseconds).
+    pub series: Vec<(f64, f64)>,
 }
 
 /// Publishes `events` at `rate` per second and measures when each becomes visible in the API.
@@ -61,6 +63,7 @@ pub async fn measure(
     });
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let started = Instant::now();
+    let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(err)?.as_secs_f64();
     let mut published_at = Vec::with_capacity(events.len());
     for (k, (subject, msg_id, body)) in events.iter().enumerate() {
         let due = started + interval * k as u32;
@@ -78,21 +81,26 @@ pub async fn measure(
         .map_err(err)??;
 
     let samples = samples.lock().await;
-    let mut latencies: Vec<f64> = published_at
+    let series: Vec<(f64, f64)> = published_at
         .iter()
         .enumerate()
         .map(|(k, at)| {
             let needed = base + k as u64 + 1;
             let first = samples.partition_point(|(_, checkpoint)| *checkpoint < needed);
             let seen = samples.get(first).map(|(when, _)| *when).unwrap_or_else(Instant::now);
-            seen.saturating_duration_since(*at).as_secs_f64() * 1000.0
+            (
+                started_unix + at.duration_since(started).as_secs_f64(),
+                seen.saturating_duration_since(*at).as_secs_f64() * 1000.0,
+            )
         })
         .collect();
+    let mut latencies: Vec<f64> = series.iter().map(|(_, ms)| *ms).collect();
     latencies.sort_by(f64::total_cmp);
     Ok(Latency {
         p50_ms: quantile(&latencies, 0.5),
         p99_ms: quantile(&latencies, 0.99),
         max_ms: latencies.last().copied().unwrap_or(f64::NAN),
         rate: reached,
+        series,
     })
 }

@@ -1,16 +1,16 @@
 //! A keyed table of view records that remembers which records changed, so the projection runner
 //! writes only those (to the views' journal, see [`crate::views_store`]).
 
-use std::collections::{HashMap, HashSet};
-
 use serde::{de::DeserializeOwned, Serialize};
+
+use crate::sharded::{ShardedMap, ShardedSet, SHARDS};
 
 /// Records of one kind, by key, with change tracking.
 #[derive(Debug, Clone)]
 pub struct Table<V> {
     prefix: &'static str,
-    rows: HashMap<String, V>,
-    dirty: HashSet<String>,
+    rows: ShardedMap<String, V>,
+    dirty: ShardedSet<String>,
 }
 
 /// Changed or stored records of one table: (key, record encoded with postcard).
@@ -26,10 +26,10 @@ pub trait StoredTable {
     fn drain_changes(&mut self) -> EncodedRecords;
     /// Forgets which records changed (they were stored another way).
     fn clear_changes(&mut self);
-    /// Every key.
-    fn keys(&self) -> Vec<String>;
-    /// The records under `keys` (those present), encoded.
-    fn encode(&self, keys: &[String]) -> EncodedRecords;
+    /// How many slices [`StoredTable::encode_slice`] reads the table in.
+    fn slices(&self) -> usize;
+    /// The records of slice `index` (`0..slices()`), encoded: every record is in exactly one.
+    fn encode_slice(&self, index: usize) -> EncodedRecords;
     /// Stores an encoded record under `key`.
     fn load(&mut self, key: &str, value: &[u8]) -> Result<(), postcard::Error>;
     /// Every record as (storage key, JSON value), for comparing two models.
@@ -39,7 +39,7 @@ pub trait StoredTable {
 impl<V: Serialize + DeserializeOwned + Default> Table<V> {
     /// An empty table stored under `prefix` (e.g. `v/plans/plan/`).
     pub fn new(prefix: &'static str) -> Self {
-        Self { prefix, rows: HashMap::new(), dirty: HashSet::new() }
+        Self { prefix, rows: ShardedMap::default(), dirty: ShardedSet::default() }
     }
 
     /// The record under `key`, created empty if absent; marked changed.
@@ -108,12 +108,12 @@ impl<V: Serialize + DeserializeOwned + Default> StoredTable for Table<V> {
         self.dirty.clear();
     }
 
-    fn keys(&self) -> Vec<String> {
-        self.rows.keys().cloned().collect()
+    fn slices(&self) -> usize {
+        SHARDS
     }
 
-    fn encode(&self, keys: &[String]) -> EncodedRecords {
-        keys.iter().filter_map(|key| Some((key.clone(), Self::encode_one(self.rows.get(key)?)))).collect()
+    fn encode_slice(&self, index: usize) -> EncodedRecords {
+        self.rows.shard(index).map(|(key, value)| (key.clone(), Self::encode_one(value))).collect()
     }
 
     fn load(&mut self, key: &str, value: &[u8]) -> Result<(), postcard::Error> {
@@ -122,7 +122,7 @@ impl<V: Serialize + DeserializeOwned + Default> StoredTable for Table<V> {
     }
 
     fn all_records(&self, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
-        for (key, value) in &self.rows {
+        for (key, value) in self.rows.iter() {
             out.insert(format!("{}{key}", self.prefix), serde_json::to_value(value).unwrap_or_default());
         }
     }
@@ -147,7 +147,9 @@ mod tests {
             copy.load(key, value).unwrap();
         }
         assert_eq!(copy.get("a"), Some(&vec![(1, 2)]));
-        assert_eq!(copy.encode(&["b".into(), "missing".into()]), vec![drained[1].clone()]);
+        let mut slices: EncodedRecords = (0..copy.slices()).flat_map(|i| copy.encode_slice(i)).collect();
+        slices.sort();
+        assert_eq!(slices, drained);
         assert!(copy.load("c", &[0xff, 0xff]).is_err());
     }
 }
