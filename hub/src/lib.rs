@@ -251,6 +251,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             rebuilder: rebuilder.clone(),
             shutdown: shutdown.clone(),
             answers: Arc::default(),
+            log_last_sequence: Arc::default(),
             rate_limit: Arc::new(api::rate_limit::TokenRateLimit::new(
                 config.rate_limit_per_second,
                 config.rate_limit_burst,

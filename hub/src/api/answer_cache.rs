@@ -5,6 +5,14 @@
 //! "as of now" move with the clock). Requests that arrive while an answer is being computed wait
 //! for that one computation instead of starting their own.
 //!
+//! Once an answer is [`REFRESH_AFTER`] old (and the checkpoint has not moved), the next request
+//! starts its successor in the background and is served the answer in hand, as are the requests
+//! after it until the successor is ready: while a question keeps being asked, nobody waits for its
+//! recomputation (at a million events one takes tens to hundreds of milliseconds, see
+//! docs/performance.md). When the checkpoint has
+//! moved, requests wait for an answer that reflects it, as before: an answer never reflects an
+//! older checkpoint than the one the API reported when the request came.
+//!
 //! The caller is authenticated (and rate limited) here, before anything is served; the handler
 //! finds the caller in the request's extensions and does not authenticate again. Person-level
 //! routes are never cached: each of their reads is authorised and audited on its own.
@@ -22,7 +30,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use tokio::sync::OnceCell;
+use tokio::sync::{oneshot, watch};
 
 use super::{auth::Caller, ApiState};
 
@@ -31,9 +39,15 @@ pub const CACHED_ROUTES: [&str; 5] =
     ["/api/v1/goals", "/api/v1/usage", "/api/v1/adoption", "/api/v1/followup/summary", "/api/v1/followup/open"];
 
 /// The longest an answer is reused, even when nothing new was projected (an answer "as of now"
-/// is at most this much behind the clock; one computed at 1,000,000 events takes hundreds of
-/// milliseconds, see docs/performance.md).
+/// is at most this much behind the clock; one computed at 1,000,000 events takes tens to hundreds
+/// of milliseconds, see docs/performance.md).
 pub const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Age at which an answer's successor is computed in the background (while the answer itself is
+/// still served): late enough that a question asked all the time is computed about as often as
+/// before (every 4 instead of every 5 s), early enough that the successor is ready before
+/// [`MAX_AGE`].
+pub const REFRESH_AFTER: Duration = Duration::from_secs(4);
 
 /// Distinct questions remembered before stale ones are forgotten.
 const MAX_QUESTIONS: usize = 1024;
@@ -49,53 +63,116 @@ struct Question {
     principal: Option<String>,
 }
 
+#[derive(Debug)]
 struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
 }
 
-struct Slot {
+/// What a computation ended with: an answer for everyone, or one only its own request gets (an
+/// error, or too big to keep): the others then ask on their own.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Shared(Arc<Answer>),
+    Unshared,
+}
+
+/// A computation under way; `None` until it ends.
+type Pending = watch::Receiver<Option<Outcome>>;
+
+#[derive(Debug)]
+struct Ready {
+    answer: Arc<Answer>,
     checkpoint: u64,
+    /// When its computation began.
     made: Instant,
-    answer: OnceCell<Option<Arc<Answer>>>,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    ready: Option<Ready>,
+    computing: Option<(u64, Pending)>,
+}
+
+/// What a request does.
+#[derive(Debug)]
+enum Plan {
+    /// Gets this answer.
+    Serve(Arc<Answer>),
+    /// Waits for this computation.
+    Wait(Pending),
+    /// Starts a computation at its checkpoint (and publishes its end with the sender), then is
+    /// served the answer in hand if there is one, or waits for its own.
+    Compute(watch::Sender<Option<Outcome>>, Option<Arc<Answer>>),
 }
 
 /// The shared answers.
 pub struct AnswerCache {
-    slots: Mutex<HashMap<Question, Arc<Slot>>>,
+    entries: Mutex<HashMap<Question, Entry>>,
     max_age: Duration,
+    refresh_after: Duration,
 }
 
 impl Default for AnswerCache {
     fn default() -> Self {
-        Self::with_max_age(MAX_AGE)
+        Self::with_ages(MAX_AGE, REFRESH_AFTER)
     }
 }
 
 impl AnswerCache {
-    /// Answers reused for at most `max_age`.
-    pub fn with_max_age(max_age: Duration) -> Self {
-        Self { slots: Mutex::default(), max_age }
+    /// Answers reused for at most `max_age`, recomputed in the background after `refresh_after`.
+    pub fn with_ages(max_age: Duration, refresh_after: Duration) -> Self {
+        Self { entries: Mutex::default(), max_age, refresh_after }
     }
 
-    /// The slot for `question` at `checkpoint`: the current one, or a fresh one replacing it.
-    fn slot(&self, question: Question, checkpoint: u64) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(slot) = slots.get(&question) {
-            if slot.checkpoint == checkpoint && slot.made.elapsed() < self.max_age {
-                return slot.clone();
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Question, Entry>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What a request for `question` at `checkpoint` does.
+    fn plan(&self, question: Question, checkpoint: u64) -> Plan {
+        let mut entries = self.entries();
+        if entries.len() >= MAX_QUESTIONS && !entries.contains_key(&question) {
+            let max_age = self.max_age;
+            entries.retain(|_, e| {
+                e.computing.as_ref().is_some_and(|(_, p)| p.borrow().is_none() && p.has_changed().is_ok())
+                    || e.ready.as_ref().is_some_and(|r| r.made.elapsed() < max_age)
+            });
+            if entries.len() >= MAX_QUESTIONS {
+                entries.clear();
             }
         }
-        if slots.len() >= MAX_QUESTIONS {
-            slots.retain(|_, slot| slot.made.elapsed() < self.max_age);
-            if slots.len() >= MAX_QUESTIONS {
-                slots.clear();
+        let entry = entries.entry(question).or_default();
+        // A computation whose task ended without an outcome (it panicked) is not waited for.
+        let in_flight = entry
+            .computing
+            .as_ref()
+            .filter(|(at, pending)| *at == checkpoint && pending.borrow().is_none() && pending.has_changed().is_ok())
+            .map(|(_, pending)| pending.clone());
+        let current = entry
+            .ready
+            .as_ref()
+            .filter(|r| r.checkpoint == checkpoint && r.made.elapsed() < self.max_age)
+            .map(|r| (r.answer.clone(), r.made.elapsed() >= self.refresh_after));
+        match (current, in_flight) {
+            (Some((answer, false)), _) | (Some((answer, true)), Some(_)) => Plan::Serve(answer),
+            (None, Some(pending)) => Plan::Wait(pending),
+            (current, None) => {
+                let (done, pending) = watch::channel(None);
+                entry.computing = Some((checkpoint, pending));
+                Plan::Compute(done, current.map(|(answer, _)| answer))
             }
         }
-        let slot = Arc::new(Slot { checkpoint, made: Instant::now(), answer: OnceCell::new() });
-        slots.insert(question, slot.clone());
-        slot
+    }
+
+    /// Keeps `answer`, computed from `made` at `checkpoint`, unless a newer one is kept already.
+    fn keep(&self, question: &Question, answer: Arc<Answer>, checkpoint: u64, made: Instant) {
+        let mut entries = self.entries();
+        let entry = entries.entry(question.clone()).or_default();
+        if entry.ready.as_ref().is_none_or(|r| (r.checkpoint, r.made) <= (checkpoint, made)) {
+            entry.ready = Some(Ready { answer, checkpoint, made });
+        }
     }
 }
 
@@ -121,33 +198,76 @@ pub async fn share_answers(State(state): State<ApiState>, request: Request, next
     let Ok(checkpoint) = model.checkpoint() else {
         return next.run(request).await;
     };
-    let slot = state.answers.slot(question, checkpoint);
-    // Only the first request's `next` runs; the others wait for its answer. An answer too big to
-    // keep goes to its own request only, and the waiters compute theirs.
-    let mut request = Some(request);
-    let mut own = None;
-    let answer = slot
-        .answer
-        .get_or_init(|| async {
-            let request = request.take()?;
-            let response = next.clone().run(request).await;
-            let size = axum::body::HttpBody::size_hint(response.body()).exact();
-            if size.is_none_or(|n| n > MAX_ANSWER_BYTES as u64) {
-                own = Some(response);
-                return None;
+    let pending = match state.answers.plan(question.clone(), checkpoint) {
+        Plan::Serve(answer) => return served(&answer),
+        Plan::Wait(pending) => pending,
+        Plan::Compute(done, in_hand) => {
+            // In a task of its own, so a caller that goes away does not cancel what others wait for.
+            let (own_tx, own_rx) = oneshot::channel();
+            let cache = state.answers.clone();
+            let made = Instant::now();
+            let pending = done.subscribe();
+            tokio::spawn(async move {
+                let response = next.run(request).await;
+                tracing::debug!(
+                    question = %question.route_and_query,
+                    checkpoint,
+                    ms = made.elapsed().as_secs_f64() * 1000.0,
+                    "answer computed"
+                );
+                let (outcome, own) = match share(response).await {
+                    Ok(answer) => {
+                        cache.keep(&question, answer.clone(), checkpoint, made);
+                        (Outcome::Shared(answer), None)
+                    }
+                    Err(response) => (Outcome::Unshared, Some(response)),
+                };
+                let _ = done.send(Some(outcome));
+                if let Some(response) = own {
+                    let _ = own_tx.send(response);
+                }
+            });
+            if let Some(answer) = in_hand {
+                return served(&answer);
             }
-            let (parts, body) = response.into_parts();
-            let body = axum::body::to_bytes(body, MAX_ANSWER_BYTES).await.ok()?;
-            Some(Arc::new(Answer { status: parts.status, headers: parts.headers, body }))
-        })
-        .await
-        .clone();
-    match (answer, own, request) {
-        (Some(answer), _, _) => (answer.status, answer.headers.clone(), answer.body.clone()).into_response(),
-        (None, Some(response), _) => response,
-        (None, None, Some(request)) => next.run(request).await,
-        (None, None, None) => super::ApiError::unavailable("the answer could not be read; try again").into_response(),
+            return match wait(pending).await {
+                Some(Outcome::Shared(answer)) => served(&answer),
+                _ => own_rx.await.unwrap_or_else(|_| unavailable()),
+            };
+        }
+    };
+    match wait(pending).await {
+        Some(Outcome::Shared(answer)) => served(&answer),
+        // Not shareable: this request asks on its own.
+        Some(Outcome::Unshared) => next.run(request).await,
+        None => unavailable(),
     }
+}
+
+/// A successful answer small enough to keep, or the response as it is.
+async fn share(response: Response) -> Result<Arc<Answer>, Response> {
+    let size = axum::body::HttpBody::size_hint(response.body()).exact();
+    if !response.status().is_success() || size.is_none_or(|n| n > MAX_ANSWER_BYTES as u64) {
+        return Err(response);
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, MAX_ANSWER_BYTES).await {
+        Ok(body) => Ok(Arc::new(Answer { status: parts.status, headers: parts.headers, body })),
+        Err(_) => Err(unavailable()),
+    }
+}
+
+/// The computation's outcome (`None` when its task ended without one).
+async fn wait(mut pending: Pending) -> Option<Outcome> {
+    pending.wait_for(Option::is_some).await.ok().and_then(|outcome| outcome.clone())
+}
+
+fn served(answer: &Answer) -> Response {
+    (answer.status, answer.headers.clone(), answer.body.clone()).into_response()
+}
+
+fn unavailable() -> Response {
+    super::ApiError::unavailable("the answer could not be read; try again").into_response()
 }
 
 #[cfg(test)]
@@ -158,37 +278,92 @@ mod tests {
         Question { route_and_query: query.into(), role: crate::tokens::Role::Analyst, principal: None }
     }
 
+    fn answer(body: &'static str) -> Arc<Answer> {
+        Arc::new(Answer {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(body.as_bytes()),
+        })
+    }
+
+    /// Plans a request; a computation it starts ends at once with `body`.
+    fn ask(cache: &AnswerCache, query: &str, checkpoint: u64, body: &'static str) -> Plan {
+        let plan = cache.plan(question(query), checkpoint);
+        if let Plan::Compute(done, _) = &plan {
+            cache.keep(&question(query), answer(body), checkpoint, Instant::now());
+            let _ = done.send(Some(Outcome::Shared(answer(body))));
+        }
+        plan
+    }
+
+    fn body(plan: &Plan) -> Option<&[u8]> {
+        match plan {
+            Plan::Serve(answer) => Some(&answer.body),
+            _ => None,
+        }
+    }
+
     #[test]
-    fn a_slot_is_shared_until_the_checkpoint_moves() {
+    fn an_answer_is_shared_until_the_checkpoint_moves() {
         let cache = AnswerCache::default();
-        let first = cache.slot(question("/api/v1/goals"), 7);
-        assert!(Arc::ptr_eq(&first, &cache.slot(question("/api/v1/goals"), 7)));
-        assert!(!Arc::ptr_eq(&first, &cache.slot(question("/api/v1/goals"), 8)));
-        assert!(!Arc::ptr_eq(&first, &cache.slot(question("/api/v1/goals?as_of=2026-01-01"), 7)));
+        assert!(matches!(ask(&cache, "/api/v1/goals", 7, "a"), Plan::Compute(_, None)));
+        assert_eq!(body(&ask(&cache, "/api/v1/goals", 7, "b")), Some(&b"a"[..]));
+        // A new checkpoint: computed again, and meanwhile nobody gets the old answer.
+        let plan = cache.plan(question("/api/v1/goals"), 8);
+        assert!(matches!(plan, Plan::Compute(_, None)));
+        assert!(matches!(cache.plan(question("/api/v1/goals"), 8), Plan::Wait(_)));
+        assert!(matches!(ask(&cache, "/api/v1/goals?as_of=2026-01-01", 7, "c"), Plan::Compute(_, None)));
     }
 
     #[test]
     fn callers_with_another_scope_do_not_share() {
         let cache = AnswerCache::default();
-        let analyst = cache.slot(question("/api/v1/usage"), 1);
+        ask(&cache, "/api/v1/usage", 1, "all");
         let bound = Question { principal: Some("1280".into()), ..question("/api/v1/usage") };
-        assert!(!Arc::ptr_eq(&analyst, &cache.slot(bound, 1)));
+        assert!(matches!(cache.plan(bound, 1), Plan::Compute(_, None)));
     }
 
     #[test]
-    fn a_slot_expires_with_age() {
-        let cache = AnswerCache::with_max_age(Duration::from_millis(50));
-        let first = cache.slot(question("/api/v1/goals"), 7);
+    fn an_aging_answer_is_served_while_its_successor_is_computed() {
+        let cache = AnswerCache::with_ages(Duration::from_millis(400), Duration::from_millis(100));
+        ask(&cache, "/api/v1/goals", 7, "old");
+        std::thread::sleep(Duration::from_millis(150));
+        // The first request after REFRESH_AFTER starts the successor and gets the old answer…
+        let plan = cache.plan(question("/api/v1/goals"), 7);
+        let Plan::Compute(done, Some(in_hand)) = plan else { panic!("expected a refresh, got {plan:?}") };
+        assert_eq!(&in_hand.body[..], b"old");
+        // …as do the requests while it runs, without waiting.
+        assert_eq!(body(&cache.plan(question("/api/v1/goals"), 7)), Some(&b"old"[..]));
+        cache.keep(&question("/api/v1/goals"), answer("new"), 7, Instant::now());
+        let _ = done.send(Some(Outcome::Shared(answer("new"))));
+        assert_eq!(body(&cache.plan(question("/api/v1/goals"), 7)), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn an_answer_expires_with_age() {
+        let cache = AnswerCache::with_ages(Duration::from_millis(50), Duration::from_millis(50));
+        ask(&cache, "/api/v1/goals", 7, "a");
         std::thread::sleep(Duration::from_millis(70));
-        assert!(!Arc::ptr_eq(&first, &cache.slot(question("/api/v1/goals"), 7)));
+        assert!(matches!(cache.plan(question("/api/v1/goals"), 7), Plan::Compute(_, None)));
+    }
+
+    #[test]
+    fn a_computation_that_ended_without_an_outcome_is_not_waited_for() {
+        let cache = AnswerCache::default();
+        let Plan::Compute(done, None) = cache.plan(question("/api/v1/goals"), 7) else {
+            panic!("expected a computation")
+        };
+        assert!(matches!(cache.plan(question("/api/v1/goals"), 7), Plan::Wait(_)));
+        drop(done); // its task panicked
+        assert!(matches!(cache.plan(question("/api/v1/goals"), 7), Plan::Compute(_, None)));
     }
 
     #[test]
     fn the_number_of_questions_is_bounded() {
         let cache = AnswerCache::default();
         for i in 0..(MAX_QUESTIONS * 2) {
-            cache.slot(question(&format!("/api/v1/usage?principal={i}")), 1);
+            ask(&cache, &format!("/api/v1/usage?principal={i}"), 1, "a");
         }
-        assert!(cache.slots.lock().unwrap().len() <= MAX_QUESTIONS);
+        assert!(cache.entries().len() <= MAX_QUESTIONS);
     }
 }

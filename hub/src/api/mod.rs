@@ -149,6 +149,8 @@ pub struct ApiState {
     pub rate_limit: Arc<rate_limit::TokenRateLimit>,
     /// Answers shared between callers asking the same aggregate question.
     pub answers: Arc<answer_cache::AnswerCache>,
+    /// The log's last sequence for `/readyz`, asked of JetStream at most every 100 ms.
+    pub log_last_sequence: Arc<health::LogLastSequence>,
     /// Turns true at shutdown: long-lived answers (the live stream) end then, so the server can.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
