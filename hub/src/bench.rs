@@ -219,7 +219,10 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
         settings.publish_window,
     )
     .await?;
-    hub.wait_for_checkpoint(events.len() as u64).await?;
+    tokio::select! {
+        caught_up = hub.wait_for_checkpoint(events.len() as u64) => caught_up?,
+        refused = dead_letters_appear(&js) => return Err(refused),
+    }
     let ingest = events.len() as f64 / started.elapsed().as_secs_f64();
     figures.ratio("ingest: published → validated → projected", ingest, raw_publish, 0.35);
     figures.at_most("hub peak RSS, ingest", hub.peak_rss_mb()?, "MB", 128.0);
@@ -274,9 +277,36 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
 }
 
 /// (ingress subject, msg id, body) of `n` simulator events (all 34 principals, six areas).
+/// Returns (as the error to report) once the validator has refused any event: the ingest would
+/// otherwise wait for events that never reach the log.
+async fn dead_letters_appear(js: &jetstream::Context) -> BenchError {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refused = match js.get_stream(crate::streams::DLQ).await {
+            Ok(stream) => stream.cached_info().state.messages,
+            Err(_) => 0, // not created yet
+        };
+        if refused > 0 {
+            return BenchError(format!(
+                "{refused} generated events were refused (dead-lettered): the bench's load is wrong; see `hub dlq list`"
+            ));
+        }
+    }
+}
+
+/// Simulated time between scenarios: the simulator's default (60 s), or less for loads that would
+/// otherwise reach beyond what the validator accepts (`time` at most 366 days after its clock; a
+/// scenario is ~3 events, so 5,000,000 events at 60 s would span over three years).
+fn spacing(n: usize) -> chrono::Duration {
+    const SPAN_SECONDS: usize = 300 * 86_400;
+    const EVENTS_PER_SCENARIO: usize = 3;
+    let fitting = SPAN_SECONDS * EVENTS_PER_SCENARIO / n.max(1);
+    chrono::Duration::seconds(fitting.clamp(1, 60) as i64)
+}
+
 fn bodies(n: usize) -> Vec<(String, String, Bytes)> {
     use sgd_adapters::simulator::{Simulator, SimulatorConfig};
-    Simulator::new(7, SimulatorConfig::default())
+    Simulator::new(7, SimulatorConfig { spacing: spacing(n), ..SimulatorConfig::default() })
         .filter_map(|(source, draft)| sgd_adapters::publisher::encode(&source, &draft).ok())
         .take(n)
         .collect()
@@ -365,6 +395,15 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_loads_are_spaced_to_stay_within_what_the_validator_accepts() {
+        assert_eq!(spacing(1_000_000), chrono::Duration::seconds(60));
+        let five_million = spacing(5_000_000);
+        assert!(five_million < chrono::Duration::seconds(60));
+        // 5,000,000 events in ~1.7 million scenarios end within the 300 days.
+        assert!(five_million * (5_000_000 / 3) <= chrono::Duration::days(300));
+    }
 
     #[test]
     fn quantiles_pick_from_sorted_values() {

@@ -70,6 +70,13 @@ pub struct ProjectorStatus {
 /// write takes, and the pause it makes, when the projection runs fast, e.g. in a rebuild).
 pub const VIEWS_WRITE_RECORDS: usize = 10_000;
 
+/// Events still to project above which the runner is catching up (a rebuild, a restart after a
+/// long stop) and writes no views until it is nearly done: then all changed records at once, as a
+/// snapshot. Frames and snapshots written along the way would be superseded within seconds (a
+/// snapshot of a million events' views is ~2 s of a core). A crash meanwhile costs nothing extra:
+/// the views are replayed from the last ones written, which is what catching up does anyway.
+pub const CATCHING_UP_PENDING: u64 = 50_000;
+
 /// The 128-bit digest of an event's identity (`<source>/<id>`) kept in the read model.
 pub fn identity_digest(envelope: &Envelope) -> u128 {
     xxhash_rust::xxh3::xxh3_128(envelope.identity().as_bytes())
@@ -82,6 +89,8 @@ struct RunnerState {
     identities: ShardedSet<u128>,
     usage_totals: ShardedMap<UsageKey, u64>,
     views_flushed_at: std::time::Instant,
+    /// Whether the last batch was [`CATCHING_UP_PENDING`] or more behind the log.
+    catching_up: bool,
     /// The views write in flight, if any (one at a time, awaited before the next and at stops).
     views_write: Option<tokio::task::JoinHandle<Result<(), ReadModelError>>>,
 }
@@ -98,6 +107,7 @@ impl RunnerState {
             identities: model.identities()?,
             usage_totals,
             views_flushed_at: std::time::Instant::now(),
+            catching_up: false,
             views_write: None,
         })
     }
@@ -430,7 +440,12 @@ async fn project_batch(
     // View records are written every `views_flush` (or once VIEWS_WRITE_RECORDS changed), not
     // every batch: a record touched by many batches is written once, and batches write only
     // counters, digests and the checkpoint. The views write runs beside the next batches.
-    let flush = state.views_flushed_at.elapsed() >= views_flush || views.changed() >= VIEWS_WRITE_RECORDS;
+    let catching_up = last_info.is_some_and(|(pending, _)| pending >= CATCHING_UP_PENDING);
+    let flush =
+        !catching_up && (state.views_flushed_at.elapsed() >= views_flush || views.changed() >= VIEWS_WRITE_RECORDS);
+    // Only at the end of a catch-up: elsewhere a snapshot while the projection waits would stall it.
+    let whole = state.catching_up && !catching_up && views.changed() > SNAPSHOT_INSTEAD_OF_FRAME;
+    state.catching_up = catching_up;
     drop(views);
     let writer = model.clone();
     let applied = digests.len();
@@ -454,7 +469,10 @@ async fn project_batch(
         "projection batch committed"
     );
     state.checkpoint = last_sequence;
-    if flush {
+    if flush && whole {
+        // The end of a catch-up: one snapshot of everything (the projection waits for it once).
+        flush_views(model, views_shared, state).await?;
+    } else if flush {
         start_views_write(state, model, views_shared).await?;
     }
 
