@@ -276,7 +276,6 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     Ok(BenchReport { events: events.len(), nats_server: version, figures: figures.0 })
 }
 
-/// (ingress subject, msg id, body) of `n` simulator events (all 34 principals, six areas).
 /// Returns (as the error to report) once the validator has refused any event: the ingest would
 /// otherwise wait for events that never reach the log.
 async fn dead_letters_appear(js: &jetstream::Context) -> BenchError {
@@ -304,6 +303,7 @@ fn spacing(n: usize) -> chrono::Duration {
     chrono::Duration::seconds(fitting.clamp(1, 60) as i64)
 }
 
+/// (ingress subject, msg id, body) of `n` simulator events (all 34 principals, six areas).
 fn bodies(n: usize) -> Vec<(String, String, Bytes)> {
     use sgd_adapters::simulator::{Simulator, SimulatorConfig};
     Simulator::new(7, SimulatorConfig { spacing: spacing(n), ..SimulatorConfig::default() })
