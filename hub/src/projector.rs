@@ -456,16 +456,16 @@ async fn project_batch(
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     metrics.batch_size.observe(applied as f64);
     metrics.totals.projected.fetch_add(applied as u64, Ordering::Relaxed);
-    // How far behind the log the batch was when committed (from the last event's store time).
-    let behind_ms =
-        last_info.map(|(_, published)| (time::OffsetDateTime::now_utc() - published).as_seconds_f64() * 1000.0);
+    // Field values are computed only when debug is on. `behind_ms`: how far behind the log the
+    // batch was when committed (from the last event's store time).
     tracing::debug!(
         last_sequence,
         applied,
         flush,
         apply_ms = (started - began).as_secs_f64() * 1000.0,
         commit_ms = started.elapsed().as_secs_f64() * 1000.0,
-        behind_ms,
+        behind_ms =
+            last_info.map(|(_, published)| (time::OffsetDateTime::now_utc() - published).as_seconds_f64() * 1000.0),
         "projection batch committed"
     );
     state.checkpoint = last_sequence;
