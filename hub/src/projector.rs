@@ -441,10 +441,10 @@ async fn project_batch(
     // every batch: a record touched by many batches is written once, and batches write only
     // counters, digests and the checkpoint. The views write runs beside the next batches.
     let catching_up = last_info.is_some_and(|(pending, _)| pending >= CATCHING_UP_PENDING);
-    let flush =
-        !catching_up && (state.views_flushed_at.elapsed() >= views_flush || views.changed() >= VIEWS_WRITE_RECORDS);
+    let changed = views.changed();
+    let flush = !catching_up && (state.views_flushed_at.elapsed() >= views_flush || changed >= VIEWS_WRITE_RECORDS);
     // Only at the end of a catch-up: elsewhere a snapshot while the projection waits would stall it.
-    let whole = state.catching_up && !catching_up && views.changed() > SNAPSHOT_INSTEAD_OF_FRAME;
+    let whole = state.catching_up && !catching_up && changed > SNAPSHOT_INSTEAD_OF_FRAME;
     state.catching_up = catching_up;
     drop(views);
     let writer = model.clone();
@@ -469,8 +469,8 @@ async fn project_batch(
         "projection batch committed"
     );
     state.checkpoint = last_sequence;
-    if flush && whole {
-        // The end of a catch-up: one snapshot of everything (the projection waits for it once).
+    if whole {
+        // (`whole` implies `flush`.) The end of a catch-up: one snapshot of everything (the projection waits for it once).
         flush_views(model, views_shared, state).await?;
     } else if flush {
         start_views_write(state, model, views_shared).await?;
@@ -652,7 +652,7 @@ async fn flush_views(
     let (writer, sequence) = (model.clone(), state.checkpoint);
     let mut held = views.clone().write_owned().await;
     let task = if held.changed() > SNAPSHOT_INSTEAD_OF_FRAME {
-        // Encoded chunk by chunk into the snapshot, not all at once into one frame; the API
+        // Encoded shard by shard into the snapshot, not all at once into one frame; the API
         // reads meanwhile (only this runner writes, and it waits here).
         held.clear_changes();
         let held = held.downgrade();

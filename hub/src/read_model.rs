@@ -297,7 +297,7 @@ impl ReadModel {
     }
 
     /// Appends the views' records changed up to log `sequence` (drained from `views`, which the
-    /// journal may then read in chunks for a new snapshot). The checkpoint batches up to
+    /// journal may then read a shard at a time for a new snapshot). The checkpoint batches up to
     /// `sequence` are flushed to disk first, so stored views never run ahead of the checkpoint.
     pub fn write_views(
         &self,

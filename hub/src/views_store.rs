@@ -11,11 +11,11 @@
 //! - `journal-<n>.bin`: frames appended by the projection runner every `views_flush_ms`, each the
 //!   records changed since the frame before and the log sequence they reflect;
 //! - `snapshot-<n>-<sequence>.bin`: every record. A snapshot taken while the projection runs is
-//!   read a shard of a table at a time (the projection carries on between them), so it is no single moment's state:
-//!   it is begun together with journal segment `n` and counts only once a frame at `sequence`,
-//!   drained after its last shard, is safely in that segment. Loading it and then every frame of
-//!   the segments from `n` on gives exactly the state of the last frame: every record changed
-//!   after the snapshot began is in those frames, with its latest value last.
+//!   read a shard of a table at a time (the projection carries on between them), so it is no
+//!   single moment's state: it is begun together with journal segment `n` and counts only once a
+//!   frame at `sequence`, drained after its last shard, is safely in that segment. Loading it and
+//!   then every frame of the segments from `n` on gives exactly the state of the last frame: every
+//!   record changed after the snapshot began is in those frames, with its latest value last.
 //!
 //! A file is [`MAGIC`] and then frames: payload length (u32, little-endian), the payload's xxh3-64
 //! digest (u64, little-endian), the payload (a postcard [`Frame`]). A torn or damaged last frame
@@ -256,8 +256,8 @@ impl ViewsStore {
     }
 
     /// Appends the records changed up to log `sequence` (drained from `views`). When the journal
-    /// has outgrown the last snapshot, then takes a new one, reading `views` a shard at a time; the next
-    /// append completes it.
+    /// has outgrown the last snapshot, then takes a new one, reading `views` a shard at a time;
+    /// the next append completes it.
     pub fn append(
         &self,
         sequence: u64,
