@@ -182,7 +182,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     let js = jetstream::new(client);
 
     let extra = settings.latency_rates.iter().map(|r| *r as usize * settings.latency_seconds as usize).sum::<usize>();
-    let mut events = bodies(settings.events + extra);
+    let mut events = simulator_bodies(settings.events + extra);
     let steady = events.split_off(settings.events);
     let mut figures = Figures::default();
 
@@ -303,8 +303,9 @@ fn spacing(n: usize) -> chrono::Duration {
     chrono::Duration::seconds(fitting.clamp(1, 60) as i64)
 }
 
-/// (ingress subject, msg id, body) of `n` simulator events (all 34 principals, six areas).
-fn bodies(n: usize) -> Vec<(String, String, Bytes)> {
+/// (ingress subject, msg id, body) of `n` simulator events (all 34 principals, six areas): the
+/// bench's load, also used by `examples/views_footprint.rs`.
+pub fn simulator_bodies(n: usize) -> Vec<(String, String, Bytes)> {
     use sgd_adapters::simulator::{Simulator, SimulatorConfig};
     Simulator::new(7, SimulatorConfig { spacing: spacing(n), ..SimulatorConfig::default() })
         .filter_map(|(source, draft)| sgd_adapters::publisher::encode(&source, &draft).ok())

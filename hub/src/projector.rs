@@ -21,7 +21,7 @@ use async_nats::jetstream::{
     consumer::{pull, AckPolicy, DeliverPolicy},
 };
 use futures::StreamExt;
-use sgd_schemas::{upcast, DomainEvent, Envelope};
+use sgd_schemas::{upcast, Envelope};
 use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
 use crate::sharded::{ShardedMap, ShardedSet};
@@ -388,11 +388,12 @@ async fn project_batch(
             continue; // delivered again after a restart or an ack timeout: already applied
         }
         last_sequence = last_sequence.max(sequence);
-        let mut envelope: Envelope = match serde_json::from_slice(&message.payload) {
-            Ok(envelope) => envelope,
+        // The data is typed straight from the log's bytes; the envelope keeps the attributes only.
+        let (envelope, event) = match upcast::decode_logged(&message.payload) {
+            Ok(decoded) => decoded,
             Err(e) => {
                 metrics.decode_errors.inc();
-                tracing::error!(sequence, error = %e, "log event is not a readable envelope; skipped");
+                tracing::error!(sequence, error = %e, "log event does not decode; skipped");
                 continue;
             }
         };
@@ -410,17 +411,6 @@ async fn project_batch(
             continue;
         }
         digests.push(digest);
-        // The data moves into the typed event (no copy); projections read the envelope's attributes.
-        let data = std::mem::take(&mut envelope.data);
-        let version = envelope.version();
-        let event = match DomainEvent::decode(&envelope.event_type, upcast::to_newest(&envelope, version, data)) {
-            Ok(event) => event,
-            Err(e) => {
-                metrics.decode_errors.inc();
-                tracing::error!(sequence, error = %e, "log event does not decode to its typed event; skipped");
-                continue;
-            }
-        };
         let projected_event = ProjectedEvent::new(&envelope, &event);
         delta.apply(&projected_event);
         views.apply_logged(&projected_event, sequence);
@@ -589,11 +579,9 @@ async fn replay_views(
         if sequence > to {
             break;
         }
-        if let Ok(envelope) = serde_json::from_slice::<Envelope>(&message.payload) {
+        if let Ok((envelope, event)) = upcast::decode_logged(&message.payload) {
             if applied.remove(&identity_digest(&envelope)) {
-                if let Ok(event) = upcast::decode(&envelope) {
-                    views.apply_logged(&ProjectedEvent::new(&envelope, &event), sequence);
-                }
+                views.apply_logged(&ProjectedEvent::new(&envelope, &event), sequence);
             }
         }
         if sequence == to {

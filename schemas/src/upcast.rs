@@ -1,12 +1,77 @@
 //! Upcasters: every published version of a type is brought to the newest shape before a projection
 //! sees it. One function per (type, old version); [`to_newest`] chains them.
 
-use serde_json::{json, Value};
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+use serde_json::{json, value::RawValue, Value};
 
 use crate::{
     envelope::Envelope,
     events::{DecodeError, DomainEvent},
 };
+
+/// Why a logged event's bytes could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggedDecodeError {
+    /// The bytes are not a CloudEvents envelope as the hub writes them.
+    #[error("not a readable envelope: {0}")]
+    Envelope(serde_json::Error),
+    /// The envelope is fine but its data does not decode to its typed event.
+    #[error(transparent)]
+    Data(#[from] DecodeError),
+}
+
+/// The [`Envelope`]'s fields, with `data` left as its JSON text.
+#[derive(Deserialize)]
+struct LoggedEnvelope<'a> {
+    id: String,
+    source: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    time: DateTime<FixedOffset>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    dataschema: Option<String>,
+    principal: String,
+    #[serde(default)]
+    traceparent: Option<String>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// A logged (validated) event's bytes as its envelope, with `data` left [`Value::Null`], and its
+/// data typed in the newest shape. The same result as reading an [`Envelope`] and [`decode`], but
+/// data already in the newest shape is typed straight from its text, without building a
+/// [`Value`] first (about half the cost of a replay was that).
+pub fn decode_logged(body: &[u8]) -> Result<(Envelope, DomainEvent), LoggedDecodeError> {
+    let logged: LoggedEnvelope<'_> = serde_json::from_slice(body).map_err(LoggedDecodeError::Envelope)?;
+    let envelope = Envelope {
+        id: logged.id,
+        source: logged.source,
+        event_type: logged.event_type,
+        time: logged.time,
+        subject: logged.subject,
+        dataschema: logged.dataschema,
+        principal: logged.principal,
+        traceparent: logged.traceparent,
+        data: Value::Null,
+    };
+    let version = envelope.version();
+    let direct = is_newest(&envelope.event_type, version)
+        .then(|| DomainEvent::decode_json(&envelope.event_type, logged.data.get()).ok())
+        .flatten();
+    let event = match direct {
+        Some(event) => event,
+        // Older shapes, and whatever the direct path refused (a repeated key: the log keeps the
+        // raw bytes, and the value path lets the last one win), go through a `Value`.
+        None => {
+            let data: Value = serde_json::from_str(logged.data.get()).map_err(LoggedDecodeError::Envelope)?;
+            DomainEvent::decode(&envelope.event_type, to_newest(&envelope, version, data))?
+        }
+    };
+    Ok((envelope, event))
+}
 
 /// The event's data in the newest version of its type, typed.
 pub fn decode(envelope: &Envelope) -> Result<DomainEvent, DecodeError> {
@@ -14,10 +79,16 @@ pub fn decode(envelope: &Envelope) -> Result<DomainEvent, DecodeError> {
     DomainEvent::decode(&envelope.event_type, data)
 }
 
+/// Whether data of `version` of `event_type` is already in the newest shape (no upcaster applies).
+pub fn is_newest(event_type: &str, version: u32) -> bool {
+    !matches!((event_type, version), ("se.sgd.sdk.message.delivered", 1))
+}
+
 /// `data` of version `version` lifted step by step to the newest version.
 pub fn to_newest(envelope: &Envelope, version: u32, mut data: Value) -> Value {
     let mut version = version;
     loop {
+        // Every pair handled here must make `is_newest` false.
         let next = match (envelope.event_type.as_str(), version) {
             ("se.sgd.sdk.message.delivered", 1) => sdk_message_delivered_v1_to_v2(envelope, data),
             _ => return data,
@@ -57,6 +128,27 @@ mod tests {
             traceparent: None,
             data,
         }
+    }
+
+    #[test]
+    fn logged_bytes_decode_as_envelope_and_newest_event() {
+        let v1 = envelope(None, json!({"message_id": "m1", "status": "rejected", "error_code": "E42"}));
+        let v2 = envelope(
+            Some("urn:sgd:schema:sdk.message.delivered:v2"),
+            json!({"message_id": "m1", "status": "accepted", "received_at": "2026-03-02T10:20:00+01:00"}),
+        );
+        for logged in [v1, v2] {
+            let (read, event) = decode_logged(&serde_json::to_vec(&logged).unwrap()).unwrap();
+            assert_eq!(event, decode(&logged).unwrap());
+            assert_eq!(read, Envelope { data: Value::Null, ..logged });
+        }
+        // A repeated key: the last one wins, as through a `Value`.
+        let repeated = br#"{"specversion":"1.0","id":"e1","source":"/principals/1280/systems/sdk-gw","type":"se.sgd.sdk.message.delivered","time":"2026-03-02T10:15:00+01:00","principal":"1280","dataschema":"urn:sgd:schema:sdk.message.delivered:v2","data":{"message_id":"m0","message_id":"m1","status":"accepted","received_at":"2026-03-02T10:20:00+01:00"}}"#;
+        let (_, DomainEvent::SdkMessageDelivered(d)) = decode_logged(repeated).unwrap() else { panic!("wrong variant") };
+        assert_eq!(d.message_id, "m1");
+        assert!(matches!(decode_logged(b"{\"id\": 1}"), Err(LoggedDecodeError::Envelope(_))));
+        let unknown = br#"{"id":"e1","source":"/principals/1280/systems/x","type":"se.sgd.no.such.type","time":"2026-03-02T10:15:00+01:00","principal":"1280","data":{}}"#;
+        assert!(matches!(decode_logged(unknown), Err(LoggedDecodeError::Data(DecodeError::UnknownType(_)))));
     }
 
     #[test]

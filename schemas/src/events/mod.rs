@@ -67,6 +67,15 @@ macro_rules! domain_events {
                 }
             }
 
+            /// Reads data in the newest shape of `event_type` straight from its JSON text (no
+            /// intermediate [`serde_json::Value`]: what replaying a long log needs).
+            pub fn decode_json(event_type: &str, data: &str) -> Result<Self, DecodeError> {
+                match event_type {
+                    $( $type_name => serde_json::from_str(data).map(Self::$variant).map_err(|source| DecodeError::Data { event_type: event_type.to_string(), source }), )*
+                    other => Err(DecodeError::UnknownType(other.to_string())),
+                }
+            }
+
             /// The data as JSON (newest shape).
             pub fn data_json(&self) -> serde_json::Value {
                 match self { $( Self::$variant(d) => serde_json::to_value(d).unwrap_or_default(), )* }

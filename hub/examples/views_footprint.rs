@@ -1,0 +1,138 @@
+//! How much memory the in-memory views take after N simulator events, table by table.
+//!
+//! `cargo run --release -p sgd-hub --example views_footprint -- 1000000`
+//!
+//! Applies the bench's simulator events (the projector's decode path, no NATS) to
+//! `DomainViews`, then reports live heap bytes (a counting allocator) for the views and for each
+//! table (measured as the heap a clone of the table allocates), and the process's RSS.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use sgd_hub::projections::{DomainViews, ProjectedEvent};
+use sgd_schemas::{upcast, DomainEvent, Envelope};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn mb(bytes: usize) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let bodies = sgd_hub::bench::simulator_bodies(n);
+    let value_path = |body: &[u8]| {
+        let mut envelope: Envelope = serde_json::from_slice(body).expect("simulator bodies are envelopes");
+        let data = std::mem::take(&mut envelope.data);
+        let version = envelope.version();
+        let event = DomainEvent::decode(&envelope.event_type, upcast::to_newest(&envelope, version, data))
+            .expect("simulator events decode");
+        (envelope, event)
+    };
+    let direct_path = |body: &[u8]| upcast::decode_logged(body).expect("simulator events decode");
+    // Decoding alone, each event dropped at once (as the projector does), the two ways taken in
+    // turn five times and the fastest pass of each kept: this machine's timings vary by a third.
+    let mut fastest = [std::time::Duration::MAX; 2];
+    for _ in 0..5 {
+        for (way, slot) in fastest.iter_mut().enumerate() {
+            let started = std::time::Instant::now();
+            for (_, _, body) in &bodies {
+                if way == 0 {
+                    std::hint::black_box(value_path(body));
+                } else {
+                    std::hint::black_box(direct_path(body));
+                }
+            }
+            *slot = (*slot).min(started.elapsed());
+        }
+    }
+    println!(
+        "decoding {n} events: through a serde_json::Value {:.2} s, typed from the text (decode_logged) {:.2} s",
+        fastest[0].as_secs_f64(),
+        fastest[1].as_secs_f64()
+    );
+    let decoded: Vec<(Envelope, DomainEvent)> = bodies
+        .iter()
+        .map(|(_, _, body)| direct_path(body))
+        .collect();
+    drop(bodies);
+    let before = LIVE.load(Ordering::Relaxed);
+    let rss_before = rss_mb();
+    let started = std::time::Instant::now();
+    let mut views = DomainViews::default();
+    for (sequence, (envelope, event)) in decoded.iter().enumerate() {
+        views.apply_logged(&ProjectedEvent::new(envelope, event), sequence as u64 + 1);
+    }
+    let applied = started.elapsed();
+    let views_heap = LIVE.load(Ordering::Relaxed) - before;
+    println!(
+        "{n} events applied in {:.2} s; views heap {:.1} MB ({:.0} B/event); RSS {:.1} -> {:.1} MB",
+        applied.as_secs_f64(),
+        mb(views_heap),
+        views_heap as f64 / n as f64,
+        rss_before,
+        rss_mb()
+    );
+    println!("{:<24} {:>9} {:>9} {:>8}", "table", "records", "heap MB", "B/rec");
+    for (index, table) in views.tables().iter().enumerate() {
+        let records: usize = (0..table.slices()).map(|i| table.encode_slice(i).len()).sum();
+        let heap = table_heap(&views, index);
+        println!("{:<24} {:>9} {:>9.1} {:>8.0}", table.prefix(), records, mb(heap), heap as f64 / records.max(1) as f64);
+    }
+}
+
+/// The heap a clone of table `index` allocates (its records, keys and hash tables).
+fn table_heap(views: &DomainViews, index: usize) -> usize {
+    let at = LIVE.load(Ordering::Relaxed);
+    let cloned = match index {
+        0 => Box::new(views.npo.roles.clone()) as Box<dyn std::any::Any>,
+        1 => Box::new(views.npo.consents.clone()),
+        2 => Box::new(views.sdk.addresses.clone()),
+        3 => Box::new(views.sdk.messages.clone()),
+        4 => Box::new(views.plans.plans.clone()),
+        5 => Box::new(views.plans.by_person.clone()),
+        6 => Box::new(views.decision.warnings.clone()),
+        7 => Box::new(views.decision.flags.clone()),
+        8 => Box::new(views.deviation.deviations.clone()),
+        9 => Box::new(views.video.meetings.clone()),
+        10 => Box::new(views.heartbeats.adapters.clone()),
+        _ => Box::new(views.timelines.clone()),
+    };
+    let heap = LIVE.load(Ordering::Relaxed) - at;
+    drop(cloned);
+    heap
+}
+
