@@ -23,8 +23,9 @@ use crate::{
     views_store::{ViewsStore, ViewsStoreError},
 };
 
-/// The layout version this build reads and writes (4: views in their own files).
-pub const FORMAT_VERSION: u32 = 4;
+/// The layout version this build reads and writes (4: views in their own files; 5: consents
+/// kept per person).
+pub const FORMAT_VERSION: u32 = 5;
 
 const CHECKPOINT: &[u8] = b"meta/checkpoint";
 const FORMAT: &[u8] = b"meta/format";

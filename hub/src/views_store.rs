@@ -539,8 +539,13 @@ fn damaged(path: &Path, reason: &str) -> ViewsStoreError {
 mod tests {
     use super::*;
 
+    /// A pseudonym made of `name`.
+    fn id(name: &str) -> crate::projections::ids::PersonId {
+        crate::projections::ids::PersonId::parse(&format!("{:0>64}", hex::encode(name))).unwrap()
+    }
+
     fn person(views: &mut DomainViews, name: &str, at: i64) {
-        views.timelines.entry(name).push((at, at as u64));
+        views.timelines.entry(&id(name)).push((at, at as u64));
     }
 
     fn drain(views: &tokio::sync::RwLock<DomainViews>) -> Vec<(&'static str, EncodedRecords)> {
@@ -548,7 +553,7 @@ mod tests {
     }
 
     fn timeline(views: &DomainViews, name: &str) -> Option<Vec<(i64, u64)>> {
-        views.timelines.get(name).cloned()
+        views.timelines.get(&id(name)).cloned()
     }
 
     #[test]

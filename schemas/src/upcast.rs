@@ -10,17 +10,6 @@ use crate::{
     events::{DecodeError, DomainEvent},
 };
 
-/// Why a logged event's bytes could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum LoggedDecodeError {
-    /// The bytes are not a CloudEvents envelope as the hub writes them.
-    #[error("not a readable envelope: {0}")]
-    Envelope(serde_json::Error),
-    /// The envelope is fine but its data does not decode to its typed event.
-    #[error(transparent)]
-    Data(#[from] DecodeError),
-}
-
 /// The [`Envelope`]'s fields, with `data` left as its JSON text.
 #[derive(Deserialize)]
 struct LoggedEnvelope<'a> {
@@ -41,11 +30,14 @@ struct LoggedEnvelope<'a> {
 }
 
 /// A logged (validated) event's bytes as its envelope, with `data` left [`Value::Null`], and its
-/// data typed in the newest shape. The same result as reading an [`Envelope`] and [`decode`], but
-/// data already in the newest shape is typed straight from its text, without building a
-/// [`Value`] first (about half the cost of a replay was that).
-pub fn decode_logged(body: &[u8]) -> Result<(Envelope, DomainEvent), LoggedDecodeError> {
-    let logged: LoggedEnvelope<'_> = serde_json::from_slice(body).map_err(LoggedDecodeError::Envelope)?;
+/// data typed in the newest shape (or why it does not decode); an error when the bytes are not an
+/// envelope. The same result as reading an [`Envelope`] and [`decode`], but data already in the
+/// newest shape is typed straight from its text, without building a [`Value`] first.
+pub type Logged = (Envelope, Result<DomainEvent, DecodeError>);
+
+/// Reads a logged event: see [`Logged`].
+pub fn decode_logged(body: &[u8]) -> Result<Logged, serde_json::Error> {
+    let logged: LoggedEnvelope<'_> = serde_json::from_slice(body)?;
     let envelope = Envelope {
         id: logged.id,
         source: logged.source,
@@ -62,13 +54,12 @@ pub fn decode_logged(body: &[u8]) -> Result<(Envelope, DomainEvent), LoggedDecod
         .then(|| DomainEvent::decode_json(&envelope.event_type, logged.data.get()).ok())
         .flatten();
     let event = match direct {
-        Some(event) => event,
+        Some(event) => Ok(event),
         // Older shapes, and whatever the direct path refused (a repeated key: the log keeps the
         // raw bytes, and the value path lets the last one win), go through a `Value`.
-        None => {
-            let data: Value = serde_json::from_str(logged.data.get()).map_err(LoggedDecodeError::Envelope)?;
-            DomainEvent::decode(&envelope.event_type, to_newest(&envelope, version, data))?
-        }
+        None => serde_json::from_str(logged.data.get())
+            .map_err(|source| DecodeError::Data { event_type: envelope.event_type.clone(), source })
+            .and_then(|data| DomainEvent::decode(&envelope.event_type, to_newest(&envelope, version, data))),
     };
     Ok((envelope, event))
 }
@@ -139,16 +130,18 @@ mod tests {
         );
         for logged in [v1, v2] {
             let (read, event) = decode_logged(&serde_json::to_vec(&logged).unwrap()).unwrap();
-            assert_eq!(event, decode(&logged).unwrap());
+            assert_eq!(event.unwrap(), decode(&logged).unwrap());
             assert_eq!(read, Envelope { data: Value::Null, ..logged });
         }
         // A repeated key: the last one wins, as through a `Value`.
         let repeated = br#"{"specversion":"1.0","id":"e1","source":"/principals/1280/systems/sdk-gw","type":"se.sgd.sdk.message.delivered","time":"2026-03-02T10:15:00+01:00","principal":"1280","dataschema":"urn:sgd:schema:sdk.message.delivered:v2","data":{"message_id":"m0","message_id":"m1","status":"accepted","received_at":"2026-03-02T10:20:00+01:00"}}"#;
-        let (_, DomainEvent::SdkMessageDelivered(d)) = decode_logged(repeated).unwrap() else { panic!("wrong variant") };
+        let (_, Ok(DomainEvent::SdkMessageDelivered(d))) = decode_logged(repeated).unwrap() else {
+            panic!("wrong variant")
+        };
         assert_eq!(d.message_id, "m1");
-        assert!(matches!(decode_logged(b"{\"id\": 1}"), Err(LoggedDecodeError::Envelope(_))));
+        assert!(decode_logged(b"{\"id\": 1}").is_err());
         let unknown = br#"{"id":"e1","source":"/principals/1280/systems/x","type":"se.sgd.no.such.type","time":"2026-03-02T10:15:00+01:00","principal":"1280","data":{}}"#;
-        assert!(matches!(decode_logged(unknown), Err(LoggedDecodeError::Data(DecodeError::UnknownType(_)))));
+        assert!(matches!(decode_logged(unknown), Ok((_, Err(DecodeError::UnknownType(_))))));
     }
 
     #[test]

@@ -83,14 +83,14 @@ pub async fn adoption(
         let views = state.views.read().await;
         for role in views.npo.roles.values() {
             if role.state_at(now).is_some() {
-                if let Some(entry) = table.get_mut(&role.principal).and_then(|p| p.areas.get_mut("npo")) {
-                    entry.units.insert(role.unit.clone());
+                if let Some(entry) = table.get_mut(role.principal.as_str()).and_then(|p| p.areas.get_mut("npo")) {
+                    entry.units.insert(role.unit.to_string());
                 }
             }
         }
         for address in views.sdk.addresses.values() {
-            if let Some(entry) = table.get_mut(&address.principal).and_then(|p| p.areas.get_mut("sdk")) {
-                entry.units.insert(address.unit.clone());
+            if let Some(entry) = table.get_mut(address.principal.as_str()).and_then(|p| p.areas.get_mut("sdk")) {
+                entry.units.insert(address.unit.to_string());
             }
         }
     }

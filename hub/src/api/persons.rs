@@ -12,7 +12,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{auth::Caller, ApiError, ApiState};
-use crate::{projections::TimelineEntry, streams, tokens::Role};
+use crate::{
+    projections::{ids::PersonId, TimelineEntry},
+    streams,
+    tokens::Role,
+};
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -44,10 +48,6 @@ pub struct Timeline {
     pub entries: Vec<TimelineEntry>,
 }
 
-fn is_pseudonym(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 #[utoipa::path(get, path = "/api/v1/persons/{pseudonym}/timeline", tag = "follow-up", params(("pseudonym" = String, Path, description = "The person's 64-hex pseudonym")), responses((status = 200, description = "The person's events across areas, oldest first", body = Timeline), (status = 400, description = "Not a pseudonym", body = super::ErrorBody), (status = 401, description = "No token", body = super::ErrorBody), (status = 403, description = "Not a coordinator (forbidden), or no unrevoked, unexpired consent (no_consent)", body = super::ErrorBody), (status = 503, description = "The audit log is unavailable: nothing is served unaudited", body = super::ErrorBody)))]
 /// The handler.
 pub async fn timeline(
@@ -69,22 +69,22 @@ pub async fn timeline(
     };
     // Anything but a pseudonym (a personal identity number, say) is refused and audited without
     // being written anywhere.
-    if !is_pseudonym(&person) {
+    let Some(person_id) = PersonId::parse(&person) else {
         record.person = "(not a pseudonym)".into();
         record.detail = "the path does not name a 64-hex pseudonym".into();
         audit(&state, &record).await?;
         return Err(ApiError::bad_request("a person is named by a 64-hex pseudonym"));
-    }
+    };
     let decision = if caller.require(&[Role::Coordinator]).is_err() {
         Err(refuse(StatusCode::FORBIDDEN, "forbidden", "only a coordinator token may read a person's timeline".into()))
-    } else if !state.views.read().await.npo.has_valid_consent(&person, Utc::now().fixed_offset()) {
+    } else if !state.views.read().await.npo.has_valid_consent(&person_id, Utc::now().fixed_offset()) {
         Err(refuse(
             StatusCode::FORBIDDEN,
             "no_consent",
             "no unrevoked, unexpired NPÖ consent exists for this person".into(),
         ))
     } else {
-        read_timeline(&state, &person).await
+        read_timeline(&state, &person_id).await
     };
     match &decision {
         Ok(entries) => {
@@ -110,7 +110,7 @@ pub async fn audit(state: &ApiState, record: &AuditRecord) -> Result<(), ApiErro
 }
 
 /// The person's events, read from the log by the sequences the read model keeps.
-async fn read_timeline(state: &ApiState, person: &str) -> Result<Vec<TimelineEntry>, ApiError> {
+async fn read_timeline(state: &ApiState, person: &PersonId) -> Result<Vec<TimelineEntry>, ApiError> {
     let sequences: Vec<u64> = state
         .views
         .read()

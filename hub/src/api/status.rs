@@ -184,12 +184,12 @@ pub async fn adapters(state: &ApiState, now: DateTime<Utc>) -> Vec<AdapterStatus
         .adapters
         .values()
         .map(|beat| AdapterStatus {
-            principal: beat.principal.clone(),
+            principal: beat.principal.to_string(),
             principal_name: sgd_schemas::principals::by_code(&beat.principal)
                 .map(|p| p.name.to_string())
                 .unwrap_or_default(),
-            adapter: beat.adapter.clone(),
-            version: beat.version.clone(),
+            adapter: beat.adapter.to_string(),
+            version: beat.version.to_string(),
             last_seen: beat.last_seen,
             age_seconds: beat.last_seen.map(|seen| (now - seen.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0),
         })

@@ -3,15 +3,19 @@
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::{decision::Band, Timestamp};
 
-use super::{table::Table, ProjectedEvent};
+use super::{
+    ids::{PersonId, Text},
+    table::Table,
+    ProjectedEvent,
+};
 
 /// A raised NEWS2 score.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Warning {
     /// The principal that raised it.
-    pub principal: String,
+    pub principal: Text,
     /// The person's pseudonym.
-    pub person: String,
+    pub person: PersonId,
     /// When.
     pub raised_at: Option<Timestamp>,
     /// The band.
@@ -31,7 +35,7 @@ impl Warning {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RiskFlag {
     /// The principal that raised it.
-    pub principal: Option<String>,
+    pub principal: Option<Text>,
     /// When.
     pub flagged_at: Option<Timestamp>,
     /// When acknowledged.
@@ -60,11 +64,17 @@ impl DecisionView {
         let at = e.envelope.time;
         match e.event {
             D::DecisionScoreRaised(d) => {
-                let w = self.warnings.entry(&d.assessment_id);
+                let Some(person) = PersonId::parse(&d.person) else {
+                    tracing::error!(
+                        "a raised score's person is not a pseudonym (validation should have refused it); not recorded"
+                    );
+                    return;
+                };
+                let w = self.warnings.entry(d.assessment_id.as_str());
                 if w.raised_at.is_none_or(|t| at < t) {
                     *w = Warning {
-                        principal: e.envelope.principal.clone(),
-                        person: d.person.clone(),
+                        principal: e.envelope.principal.as_str().into(),
+                        person,
                         raised_at: Some(at),
                         band: Some(d.band),
                         score: d.score,
@@ -72,12 +82,12 @@ impl DecisionView {
                 }
             }
             D::DecisionRiskFlagged(d) => {
-                let f = self.flags.entry(&d.flag_id);
-                f.principal = Some(e.envelope.principal.clone());
+                let f = self.flags.entry(d.flag_id.as_str());
+                f.principal = Some(e.envelope.principal.as_str().into());
                 f.flagged_at = Some(f.flagged_at.map_or(at, |t| t.min(at)));
             }
             D::DecisionRiskAcknowledged(d) => {
-                let f = self.flags.entry(&d.flag_id);
+                let f = self.flags.entry(d.flag_id.as_str());
                 f.acknowledged_at = Some(f.acknowledged_at.map_or(at, |t| t.min(at)));
             }
             _ => {}

@@ -1,25 +1,23 @@
 //! Deviations (avvikelser) across organisations: answers and event analyses.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::Timestamp;
 
-use super::{table::Table, ProjectedEvent};
+use super::{ids::Text, table::Table, ProjectedEvent};
 
 /// One deviation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Deviation {
     /// The principal that logged it.
-    pub principal: Option<String>,
+    pub principal: Option<Text>,
     /// When.
     pub logged_at: Option<Timestamp>,
     /// Principals concerned, who must answer.
-    pub concerned: Vec<String>,
+    pub concerned: Vec<Text>,
     /// Probability × consequence ≥ 8 or consequence ≥ 3.
     pub requires_analysis: bool,
-    /// First answer by each principal.
-    pub answers: BTreeMap<String, Timestamp>,
+    /// First answer by each principal (a few at most: a list, not a map).
+    pub answers: Vec<(Text, Timestamp)>,
     /// First completed analysis.
     pub analysis_at: Option<Timestamp>,
     /// Closed.
@@ -58,19 +56,23 @@ impl DeviationView {
         let earliest = |slot: &mut Option<Timestamp>| *slot = Some(slot.map_or(at, |t| t.min(at)));
         match e.event {
             D::DeviationCaseLogged(d) => {
-                let v = self.deviations.entry(&d.deviation_id);
-                v.principal = Some(e.envelope.principal.clone());
+                let v = self.deviations.entry(d.deviation_id.as_str());
+                v.principal = Some(e.envelope.principal.as_str().into());
                 earliest(&mut v.logged_at);
-                v.concerned = d.concerned_principals.clone();
+                v.concerned = d.concerned_principals.iter().map(|p| p.as_str().into()).collect();
                 v.requires_analysis = d.requires_analysis();
             }
             D::DeviationCaseAnswered(d) => {
-                let v = self.deviations.entry(&d.deviation_id);
-                let slot = v.answers.entry(d.answered_by.clone()).or_insert(at);
-                *slot = (*slot).min(at);
+                let v = self.deviations.entry(d.deviation_id.as_str());
+                match v.answers.iter_mut().find(|(by, _)| *by == d.answered_by) {
+                    Some((_, first)) => *first = (*first).min(at),
+                    None => v.answers.push((d.answered_by.as_str().into(), at)),
+                }
             }
-            D::DeviationAnalysisCompleted(d) => earliest(&mut self.deviations.entry(&d.deviation_id).analysis_at),
-            D::DeviationCaseClosed(d) => earliest(&mut self.deviations.entry(&d.deviation_id).closed_at),
+            D::DeviationAnalysisCompleted(d) => {
+                earliest(&mut self.deviations.entry(d.deviation_id.as_str()).analysis_at)
+            }
+            D::DeviationCaseClosed(d) => earliest(&mut self.deviations.entry(d.deviation_id.as_str()).closed_at),
             _ => {}
         }
     }

@@ -83,69 +83,69 @@ pub fn ready_days(ready_at: Timestamp, discharged_at: Timestamp) -> i64 {
 /// Every open or flagged case as of `as_of`, sorted by rule, principal and case.
 pub fn open_cases(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -> Vec<OpenCase> {
     let mut cases = Vec::new();
-    let mut push = |rule: &'static str, principal: &Option<String>, case_id: &str, since: Timestamp| {
+    let mut push = |rule: &'static str, principal: Option<&str>, case_id: &str, since: Timestamp| {
         if let Some(principal) = principal {
-            cases.push(OpenCase { rule, principal: principal.clone(), case_id: case_id.into(), since });
+            cases.push(OpenCase { rule, principal: principal.into(), case_id: case_id.into(), since });
         }
     };
     for (id, plan) in views.plans.plans.iter() {
         if let (Some(sent), Some(assessed)) = (plan.notice_sent_at, plan.need_assessed_at) {
             if sent <= as_of && sent - assessed > Duration::hours(limits.admission_notice_hours) {
-                push("late_notice", &plan.notice_principal, id, sent);
+                push("late_notice", plan.notice_principal.as_deref(), id, sent);
             }
         }
         let Some(discharged) = plan.discharged_at.filter(|t| *t <= as_of) else { continue };
         if let Some(ready) = plan.ready_at {
             if ready_days(ready, discharged) > limits.payment_threshold_days {
                 for principal in plan.accountable_principals() {
-                    push("ready_days_over_threshold", &Some(principal), id, discharged);
+                    push("ready_days_over_threshold", Some(&principal), id, discharged);
                 }
             }
         }
         if plan.kind == Some(PlanKind::Svu) && plan.sip_held_at.is_none_or(|held| held > discharged) {
-            push("svu_without_sip", &plan.principal, id, discharged);
+            push("svu_without_sip", plan.principal.as_deref(), id, discharged);
         }
     }
     let window = Duration::hours(limits.warning_follow_up_hours);
     for (id, w) in views.decision.warnings.iter().filter(|(_, w)| w.needs_follow_up()) {
         let Some(raised) = w.raised_at else { continue };
         if raised + window <= as_of && !views.plans.person_active_between(&w.person, raised, raised + window) {
-            push("open_warning", &Some(w.principal.clone()), id, raised);
+            push("open_warning", Some(&w.principal), id, raised);
         }
     }
     for (id, f) in views.decision.flags.iter() {
         let Some(flagged) = f.flagged_at else { continue };
         let acknowledged = f.acknowledged_at.is_some_and(|t| t <= as_of);
         if !acknowledged && flagged + Duration::days(limits.risk_acknowledge_days) <= as_of {
-            push("overdue_risk_flag", &f.principal, id, flagged);
+            push("overdue_risk_flag", f.principal.as_deref(), id, flagged);
         }
     }
     for (id, m) in views.sdk.messages.iter() {
         let received = m.received_at.filter(|t| *t <= as_of);
         if let Some(sent) = m.sent_at {
             if received.is_none() && sent + Duration::hours(limits.receipt_hours) <= as_of {
-                push("undelivered_message", &m.principal, id, sent);
+                push("undelivered_message", m.principal.as_deref(), id, sent);
             }
         }
         if let (Some(at), true) = (received, m.rejected) {
-            push("rejected_message", &m.principal, id, at);
+            push("rejected_message", m.principal.as_deref(), id, at);
         }
     }
     for (id, d) in views.deviation.deviations.iter() {
         let Some(logged) = d.logged_at.filter(|t| *t <= as_of) else { continue };
         let answered = d.first_concerned_answer().is_some_and(|t| t <= as_of);
         if !answered && logged + Duration::days(limits.deviation_answer_days) <= as_of {
-            push("overdue_deviation", &d.principal, id, logged);
+            push("overdue_deviation", d.principal.as_deref(), id, logged);
         }
         let analysed = d.analysis_at.is_some_and(|t| t <= as_of);
         if d.requires_analysis && !analysed && logged + Duration::days(limits.deviation_analysis_days) <= as_of {
-            push("overdue_analysis", &d.principal, id, logged);
+            push("overdue_analysis", d.principal.as_deref(), id, logged);
         }
     }
     for (id, m) in views.video.meetings.iter() {
         if let Some(held) = m.held_at.filter(|t| *t <= as_of) {
             if m.admitted_weak > 0 {
-                push("not_strongly_identified", &m.principal, id, held);
+                push("not_strongly_identified", m.principal.as_deref(), id, held);
             }
         }
     }
@@ -206,7 +206,7 @@ pub fn summary(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -
             continue;
         };
         for principal in plan.accountable_principals() {
-            episodes.entry(principal).or_default().push(ready_days(ready, discharged));
+            episodes.entry(principal.into()).or_default().push(ready_days(ready, discharged));
         }
     }
     for (principal, days) in episodes {

@@ -4,17 +4,17 @@
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::Timestamp;
 
-use super::{table::Table, ProjectedEvent};
+use super::{ids::Text, table::Table, ProjectedEvent};
 
 /// The last heartbeat of one adapter.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Heartbeat {
     /// The principal.
-    pub principal: String,
+    pub principal: Text,
     /// The adapter's name.
-    pub adapter: String,
+    pub adapter: Text,
     /// Its version.
-    pub version: String,
+    pub version: Text,
     /// When it was last heard from (the newest heartbeat time seen).
     pub last_seen: Option<Timestamp>,
 }
@@ -38,13 +38,13 @@ impl HeartbeatView {
         let sgd_schemas::DomainEvent::HubAdapterHeartbeat(beat) = e.event else { return };
         let key = format!("{}/{}", e.envelope.principal, beat.adapter);
         let at = e.envelope.time;
-        let record = self.adapters.entry(&key);
+        let record = self.adapters.entry(key.as_str());
         // Heartbeats may arrive out of order (an outbox drained after an outage): keep the newest.
         if record.last_seen.is_none_or(|seen| at >= seen) {
             *record = Heartbeat {
-                principal: e.envelope.principal.clone(),
-                adapter: beat.adapter.clone(),
-                version: beat.version.clone(),
+                principal: e.envelope.principal.as_str().into(),
+                adapter: beat.adapter.as_str().into(),
+                version: beat.version.as_str().into(),
                 last_seen: Some(at),
             };
         }

@@ -9,6 +9,7 @@ pub mod deviation;
 pub mod followup;
 pub mod goals;
 pub mod heartbeats;
+pub mod ids;
 pub mod npo;
 pub mod plans;
 pub mod sdk;
@@ -69,7 +70,7 @@ pub struct DomainViews {
     pub heartbeats: heartbeats::HeartbeatView,
     /// Each person's events as (time in nanoseconds, log sequence), sorted: references into the
     /// log, which the timeline endpoint reads.
-    pub timelines: table::Table<Vec<(i64, u64)>>,
+    pub timelines: table::Table<Vec<(i64, u64)>, ids::PersonId>,
     /// The log sequence these views reflect: set by loading them and by the projection runner
     /// whenever it brings them up to a checkpoint (a batch, a replay).
     pub applied_through: u64,
@@ -207,22 +208,23 @@ pub struct TimelineEntry {
 }
 
 /// The person an event is about, if any: its `person` field, or the person of the plan it
-/// belongs to (when the plan's creation has been seen).
-pub fn person_of(event: &ProjectedEvent<'_>, plans: &plans::PlansView) -> Option<String> {
+/// belongs to (when the plan's creation has been seen). A `person` that is not a pseudonym
+/// (validation rules it out) names no one.
+pub fn person_of(event: &ProjectedEvent<'_>, plans: &plans::PlansView) -> Option<ids::PersonId> {
     use DomainEvent as D;
     let plan_id = match event.event {
-        D::NpoConsentGiven(d) => return Some(d.person.clone()),
-        D::NpoConsentRevoked(d) => return Some(d.person.clone()),
-        D::NpoRecordAccessed(d) => return Some(d.person.clone()),
-        D::PlansPlanCreated(d) => return Some(d.person.clone()),
-        D::DecisionAssessmentCompleted(d) => return Some(d.person.clone()),
-        D::DecisionScoreRaised(d) => return Some(d.person.clone()),
-        D::DecisionRiskFlagged(d) => return Some(d.person.clone()),
+        D::NpoConsentGiven(d) => return ids::PersonId::parse(&d.person),
+        D::NpoConsentRevoked(d) => return ids::PersonId::parse(&d.person),
+        D::NpoRecordAccessed(d) => return ids::PersonId::parse(&d.person),
+        D::PlansPlanCreated(d) => return ids::PersonId::parse(&d.person),
+        D::DecisionAssessmentCompleted(d) => return ids::PersonId::parse(&d.person),
+        D::DecisionScoreRaised(d) => return ids::PersonId::parse(&d.person),
+        D::DecisionRiskFlagged(d) => return ids::PersonId::parse(&d.person),
         D::VideoMeetingBooked(d) => d.plan_id.as_ref()?,
         D::DeviationCaseLogged(d) => d.plan_id.as_ref()?,
         other => plans::plan_event_id(other)?,
     };
-    plans.plans.get(plan_id).and_then(|plan| plan.person.clone())
+    plans.plans.get(plan_id.as_str()).and_then(|plan| plan.person)
 }
 
 impl TimelineEntry {

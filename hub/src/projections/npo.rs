@@ -5,17 +5,21 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::{npo, Timestamp, UnitKind};
 
-use super::{table::Table, ProjectedEvent};
+use super::{
+    ids::{PersonId, Text},
+    table::Table,
+    ProjectedEvent,
+};
 
 /// One unit's role (producer or consumer) over time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct UnitRole {
     /// The principal the unit belongs to (who published).
-    pub principal: String,
+    pub principal: Text,
     /// The unit's HSA-id.
-    pub unit: String,
+    pub unit: Text,
     /// `producer` or `consumer`.
-    pub role: String,
+    pub role: Text,
     /// The kind of care actor, when told.
     pub unit_kind: Option<UnitKind>,
     /// Every activation and deactivation, sorted by time (ties: in arrival order).
@@ -61,17 +65,16 @@ impl UnitRole {
     }
 }
 
-/// A person's consent to one consuming unit for one scope, over time.
+/// A person's consent to one consuming unit for one scope, over time (one of the person's
+/// consents, kept under the person).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Consent {
-    /// The person's pseudonym.
-    pub person: String,
     /// The consuming unit.
-    pub consumer_unit: String,
+    pub consumer_unit: Text,
     /// The scope.
-    pub scope: String,
-    /// The principal that recorded it.
-    pub principal: String,
+    pub scope: Text,
+    /// The principal that recorded it (the first to).
+    pub principal: Text,
     /// Given and revoked, sorted by time.
     pub changes: Vec<ConsentChange>,
 }
@@ -107,8 +110,8 @@ impl Consent {
 pub struct NpoView {
     /// Unit roles by `<principal>/<unit>/<role>`.
     pub roles: Table<UnitRole>,
-    /// Consents by `<person>/<consumer unit>/<scope>`.
-    pub consents: Table<Consent>,
+    /// Each person's consents (one per consuming unit and scope), by pseudonym.
+    pub consents: Table<Vec<Consent>, PersonId>,
 }
 
 impl Default for NpoView {
@@ -153,18 +156,16 @@ impl NpoView {
                 });
             }
             D::NpoConsentGiven(d) => {
-                self.consent(principal, &d.person, &d.consumer_unit, d.scope).record(ConsentChange {
-                    at,
-                    given: true,
-                    valid_until: d.valid_until,
-                });
+                let change = ConsentChange { at, given: true, valid_until: d.valid_until };
+                if let Some(consent) = self.consent(principal, &d.person, &d.consumer_unit, d.scope) {
+                    consent.record(change);
+                }
             }
             D::NpoConsentRevoked(d) => {
-                self.consent(principal, &d.person, &d.consumer_unit, d.scope).record(ConsentChange {
-                    at,
-                    given: false,
-                    valid_until: None,
-                });
+                let change = ConsentChange { at, given: false, valid_until: None };
+                if let Some(consent) = self.consent(principal, &d.person, &d.consumer_unit, d.scope) {
+                    consent.record(change);
+                }
             }
             _ => {}
         }
@@ -172,7 +173,7 @@ impl NpoView {
 
     fn role(&mut self, principal: &str, unit: &str, role: npo::Role) -> &mut UnitRole {
         let name = role_name(role);
-        let entry = self.roles.entry(&format!("{principal}/{unit}/{name}"));
+        let entry = self.roles.entry(format!("{principal}/{unit}/{name}").as_str());
         if entry.unit.is_empty() {
             entry.principal = principal.into();
             entry.unit = unit.into();
@@ -181,22 +182,33 @@ impl NpoView {
         entry
     }
 
-    fn consent(&mut self, principal: &str, person: &str, unit: &str, scope: npo::ConsentScope) -> &mut Consent {
+    /// The person's consent to `unit` for `scope`; `None` (nothing recorded) when `person` is not
+    /// a pseudonym, which validation rules out.
+    fn consent(&mut self, principal: &str, person: &str, unit: &str, scope: npo::ConsentScope) -> Option<&mut Consent> {
         let scope = scope_name(scope);
-        let entry = self.consents.entry(&format!("{person}/{unit}/{scope}"));
-        if entry.person.is_empty() {
-            entry.person = person.into();
-            entry.consumer_unit = unit.into();
-            entry.scope = scope.into();
-            entry.principal = principal.into();
-        }
-        entry
+        let Some(person) = PersonId::parse(person) else {
+            tracing::error!("a consent's person is not a pseudonym (validation should have refused it); not recorded");
+            return None;
+        };
+        let consents = self.consents.entry(&person);
+        let index = match consents.iter().position(|c| c.consumer_unit == unit && c.scope == scope) {
+            Some(index) => index,
+            None => {
+                consents.push(Consent {
+                    consumer_unit: unit.into(),
+                    scope: scope.into(),
+                    principal: principal.into(),
+                    changes: Vec::new(),
+                });
+                consents.len() - 1
+            }
+        };
+        consents.get_mut(index)
     }
 
     /// Whether `person` has a consent that holds at `as_of` (any unit, any scope).
-    pub fn has_valid_consent(&self, person: &str, as_of: Timestamp) -> bool {
-        let prefix = format!("{person}/");
-        self.consents.iter().any(|(key, consent)| key.starts_with(&prefix) && consent.valid_at(as_of))
+    pub fn has_valid_consent(&self, person: &PersonId, as_of: Timestamp) -> bool {
+        self.consents.get(person).is_some_and(|consents| consents.iter().any(|c| c.valid_at(as_of)))
     }
 }
 
@@ -204,7 +216,10 @@ impl NpoView {
 mod tests {
     use serde_json::json;
 
-    use crate::projections::testing::{at, event, given, person};
+    use crate::projections::{
+        ids::PersonId,
+        testing::{at, event, given, person},
+    };
 
     #[test]
     fn consent_holds_until_revoked_or_expired() {
@@ -230,6 +245,7 @@ mod tests {
                 json!({"person": q, "consumer_unit": "SE2120001124-A", "scope": "medication_list", "valid_until": "2026-03-05T00:00:00Z"}),
             ),
         ]);
+        let (p, q) = (PersonId::parse(&p).unwrap(), PersonId::parse(&q).unwrap());
         assert!(!views.npo.has_valid_consent(&p, at("2026-02-28T00:00:00Z")));
         assert!(views.npo.has_valid_consent(&p, at("2026-03-09T23:59:59Z")));
         assert!(!views.npo.has_valid_consent(&p, at("2026-03-10T00:00:00Z")));

@@ -3,19 +3,23 @@
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::{plans::PlanKind, Timestamp};
 
-use super::{table::Table, ProjectedEvent};
+use super::{
+    ids::{PersonId, Text},
+    table::Table,
+    ProjectedEvent,
+};
 
 /// One plan as its events describe it (earliest time of each milestone).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
     /// The principal that created it.
-    pub principal: Option<String>,
+    pub principal: Option<Text>,
     /// Its process.
     pub kind: Option<PlanKind>,
     /// The person's pseudonym.
-    pub person: Option<String>,
+    pub person: Option<PersonId>,
     /// Principals taking part.
-    pub participants: Vec<String>,
+    pub participants: Vec<Text>,
     /// Created.
     pub created_at: Option<Timestamp>,
     /// Need for support assessed (admission notice).
@@ -23,7 +27,7 @@ pub struct Plan {
     /// Admission notice sent (inskrivningsmeddelande).
     pub notice_sent_at: Option<Timestamp>,
     /// The principal that sent the notice.
-    pub notice_principal: Option<String>,
+    pub notice_principal: Option<Text>,
     /// Ready for discharge (utskrivningsklar).
     pub ready_at: Option<Timestamp>,
     /// Ready-for-discharge withdrawn.
@@ -31,7 +35,7 @@ pub struct Plan {
     /// Discharged.
     pub discharged_at: Option<Timestamp>,
     /// The principal that reported the discharge.
-    pub discharge_principal: Option<String>,
+    pub discharge_principal: Option<Text>,
     /// First SIP meeting held.
     pub sip_held_at: Option<Timestamp>,
     /// Closed.
@@ -42,7 +46,7 @@ pub struct Plan {
 
 impl Plan {
     /// The principals a discharge episode is attributed to: the participants, or the creator.
-    pub fn accountable_principals(&self) -> Vec<String> {
+    pub fn accountable_principals(&self) -> Vec<Text> {
         if self.participants.is_empty() {
             self.principal.iter().cloned().collect()
         } else {
@@ -57,10 +61,11 @@ impl Plan {
 /// The plans view.
 #[derive(Debug, Clone)]
 pub struct PlansView {
-    /// Plans by plan id.
-    pub plans: Table<Plan>,
+    /// Plans by plan id (boxed: a plan is ~300 bytes, and a hash table keeps room for more
+    /// entries than it holds; boxed, the spare room is a pointer each).
+    pub plans: Table<Box<Plan>>,
     /// Plan ids by person pseudonym.
-    pub by_person: Table<Vec<String>>,
+    pub by_person: Table<Vec<Text>, PersonId>,
 }
 
 impl Default for PlansView {
@@ -95,31 +100,37 @@ impl PlansView {
         let principal = &e.envelope.principal;
         let at = e.envelope.time;
         let Some(plan_id) = plan_event_id(e.event) else { return };
-        let plan = self.plans.entry(plan_id);
+        let plan = self.plans.entry(plan_id.as_str());
         let at_index = plan.event_times.partition_point(|t| *t <= at);
         plan.event_times.insert(at_index, at);
         let mut new_person = None;
         match e.event {
             D::PlansPlanCreated(d) => {
-                plan.principal = Some(principal.clone());
+                plan.principal = Some(principal.as_str().into());
                 plan.kind = Some(d.kind);
-                if plan.person.is_none() {
-                    new_person = Some(d.person.clone());
+                let person = PersonId::parse(&d.person);
+                if person.is_none() {
+                    tracing::error!(
+                        "a plan's person is not a pseudonym (validation should have refused it); plan kept without one"
+                    );
                 }
-                plan.person = Some(d.person.clone());
-                plan.participants = d.participants.clone();
+                if plan.person.is_none() {
+                    new_person = person;
+                }
+                plan.person = person;
+                plan.participants = d.participants.iter().map(|p| p.as_str().into()).collect();
                 earliest(&mut plan.created_at, at);
             }
             D::PlansAdmissionNotified(d) if plan.notice_sent_at.is_none_or(|t| d.sent_at < t) => {
                 plan.notice_sent_at = Some(d.sent_at);
                 plan.need_assessed_at = Some(d.need_assessed_at);
-                plan.notice_principal = Some(principal.clone());
+                plan.notice_principal = Some(principal.as_str().into());
             }
             D::PlansDischargeReady(d) => earliest(&mut plan.ready_at, d.ready_at),
             D::PlansDischargeWithdrawn(_) => earliest(&mut plan.withdrawn_at, at),
             D::PlansPatientDischarged(d) => {
                 earliest(&mut plan.discharged_at, d.discharged_at);
-                plan.discharge_principal = Some(principal.clone());
+                plan.discharge_principal = Some(principal.as_str().into());
             }
             D::PlansSipHeld(d) => earliest(&mut plan.sip_held_at, d.held_at),
             D::PlansPlanClosed(_) => earliest(&mut plan.closed_at, at),
@@ -127,15 +138,15 @@ impl PlansView {
         }
         if let Some(person) = new_person {
             let ids = self.by_person.entry(&person);
-            if !ids.contains(plan_id) {
-                ids.push(plan_id.clone());
+            if !ids.iter().any(|id| id == plan_id) {
+                ids.push(plan_id.as_str().into());
             }
         }
     }
 
     /// Whether `person` had any plan event in `(after, until]`.
-    pub fn person_active_between(&self, person: &str, after: Timestamp, until: Timestamp) -> bool {
-        self.by_person.get(person).into_iter().flatten().filter_map(|id| self.plans.get(id)).any(|plan| {
+    pub fn person_active_between(&self, person: &PersonId, after: Timestamp, until: Timestamp) -> bool {
+        self.by_person.get(person).into_iter().flatten().filter_map(|id| self.plans.get(id.as_str())).any(|plan| {
             let from = plan.event_times.partition_point(|t| *t <= after);
             plan.event_times.get(from).is_some_and(|t| *t <= until)
         })

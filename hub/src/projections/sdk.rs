@@ -3,17 +3,17 @@
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::{sdk, Timestamp, UnitKind};
 
-use super::{table::Table, ProjectedEvent};
+use super::{ids::Text, table::Table, ProjectedEvent};
 
 /// A unit's published function address.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Address {
     /// The principal.
-    pub principal: String,
+    pub principal: Text,
     /// The unit's HSA-id.
-    pub unit: String,
+    pub unit: Text,
     /// The function address.
-    pub function_address: String,
+    pub function_address: Text,
     /// The kind of care actor.
     pub unit_kind: Option<UnitKind>,
     /// First published.
@@ -24,9 +24,9 @@ pub struct Address {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Message {
     /// The sending principal.
-    pub principal: Option<String>,
+    pub principal: Option<Text>,
     /// The receiving principal.
-    pub recipient_principal: Option<String>,
+    pub recipient_principal: Option<Text>,
     /// When it was sent.
     pub sent_at: Option<Timestamp>,
     /// When the (first) receipt was issued.
@@ -58,21 +58,21 @@ impl SdkView {
         let at = e.envelope.time;
         match e.event {
             D::SdkAddressPublished(d) => {
-                let a = self.addresses.entry(&format!("{principal}/{}", d.unit));
-                a.principal = principal.clone();
-                a.unit = d.unit.clone();
-                a.function_address = d.function_address.clone();
+                let a = self.addresses.entry(format!("{principal}/{}", d.unit).as_str());
+                a.principal = principal.into();
+                a.unit = d.unit.as_str().into();
+                a.function_address = d.function_address.as_str().into();
                 a.unit_kind = d.unit_kind.or(a.unit_kind);
                 a.first_at = Some(a.first_at.map_or(at, |t| t.min(at)));
             }
             D::SdkMessageSent(d) => {
-                let m = self.messages.entry(&d.message_id);
-                m.principal = Some(principal.clone());
-                m.recipient_principal = Some(d.recipient_principal.clone());
+                let m = self.messages.entry(d.message_id.as_str());
+                m.principal = Some(principal.into());
+                m.recipient_principal = Some(d.recipient_principal.as_str().into());
                 m.sent_at = Some(m.sent_at.map_or(at, |t| t.min(at)));
             }
             D::SdkMessageDelivered(d) => {
-                let m = self.messages.entry(&d.message_id);
+                let m = self.messages.entry(d.message_id.as_str());
                 if m.received_at.is_none_or(|t| d.received_at < t) {
                     m.received_at = Some(d.received_at);
                     m.rejected = d.status == sdk::DeliveryStatus::Rejected;

@@ -1,16 +1,19 @@
 //! A keyed table of view records that remembers which records changed, so the projection runner
 //! writes only those (to the views' journal, see [`crate::views_store`]).
 
+use std::{borrow::Borrow, hash::Hash};
+
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::ids::{TableKey, Text};
 use crate::sharded::{ShardedMap, ShardedSet, SHARDS};
 
-/// Records of one kind, by key, with change tracking.
+/// Records of one kind, by key (short text unless told), with change tracking.
 #[derive(Debug, Clone)]
-pub struct Table<V> {
+pub struct Table<V, K = Text> {
     prefix: &'static str,
-    rows: ShardedMap<String, V>,
-    dirty: ShardedSet<String>,
+    rows: ShardedMap<K, V>,
+    dirty: ShardedSet<K>,
 }
 
 /// Changed or stored records of one table: (key, record encoded with postcard).
@@ -31,36 +34,55 @@ pub trait StoredTable {
     /// The records of slice `index` (`0..slices()`), encoded: every record is in exactly one.
     fn encode_slice(&self, index: usize) -> EncodedRecords;
     /// Stores an encoded record under `key`.
-    fn load(&mut self, key: &str, value: &[u8]) -> Result<(), postcard::Error>;
+    fn load(&mut self, key: &str, value: &[u8]) -> Result<(), LoadError>;
     /// Every record as (storage key, JSON value), for comparing two models.
     fn all_records(&self, out: &mut std::collections::BTreeMap<String, serde_json::Value>);
 }
 
-impl<V: Serialize + DeserializeOwned + Default> Table<V> {
+/// Why a stored record could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The record does not decode.
+    #[error(transparent)]
+    Record(#[from] postcard::Error),
+    /// The key is not one of the table's (a person table's keys are pseudonyms).
+    #[error("not a key of this table")]
+    Key,
+}
+
+impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
     /// An empty table stored under `prefix` (e.g. `v/plans/plan/`).
     pub fn new(prefix: &'static str) -> Self {
         Self { prefix, rows: ShardedMap::default(), dirty: ShardedSet::default() }
     }
 
     /// The record under `key`, created empty if absent; marked changed.
-    pub fn entry(&mut self, key: &str) -> &mut V {
-        // Keys are allocated only the first time they are seen (this is the projection hot path).
+    pub fn entry<Q>(&mut self, key: &Q) -> &mut V
+    where
+        K: Borrow<Q> + for<'a> From<&'a Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        // Keys are made only the first time they are seen (this is the projection hot path).
         if !self.dirty.contains(key) {
-            self.dirty.insert(key.to_string());
+            self.dirty.insert(K::from(key));
         }
         if !self.rows.contains_key(key) {
-            self.rows.insert(key.to_string(), V::default());
+            self.rows.insert(K::from(key), V::default());
         }
         self.rows.get_mut(key).unwrap_or_else(|| unreachable!("the row was inserted above"))
     }
 
     /// The record under `key`.
-    pub fn get(&self, key: &str) -> Option<&V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.rows.get(key)
     }
 
     /// Every record.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.rows.iter()
     }
 
@@ -85,7 +107,7 @@ impl<V: Serialize + DeserializeOwned + Default> Table<V> {
     }
 }
 
-impl<V: Serialize + DeserializeOwned + Default> StoredTable for Table<V> {
+impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Table<V, K> {
     fn prefix(&self) -> &'static str {
         self.prefix
     }
@@ -98,7 +120,7 @@ impl<V: Serialize + DeserializeOwned + Default> StoredTable for Table<V> {
         let mut out = Vec::with_capacity(self.dirty.len());
         for key in self.dirty.drain() {
             if let Some(value) = self.rows.get(&key) {
-                out.push((key, Self::encode_one(value)));
+                out.push((key.to_string(), Self::encode_one(value)));
             }
         }
         out
@@ -113,11 +135,12 @@ impl<V: Serialize + DeserializeOwned + Default> StoredTable for Table<V> {
     }
 
     fn encode_slice(&self, index: usize) -> EncodedRecords {
-        self.rows.shard(index).map(|(key, value)| (key.clone(), Self::encode_one(value))).collect()
+        self.rows.shard(index).map(|(key, value)| (key.to_string(), Self::encode_one(value))).collect()
     }
 
-    fn load(&mut self, key: &str, value: &[u8]) -> Result<(), postcard::Error> {
-        self.rows.insert(key.to_string(), postcard::from_bytes(value)?);
+    fn load(&mut self, key: &str, value: &[u8]) -> Result<(), LoadError> {
+        let key = K::parse_key(key).ok_or(LoadError::Key)?;
+        self.rows.insert(key, postcard::from_bytes(value)?);
         Ok(())
     }
 

@@ -3,13 +3,13 @@
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::Timestamp;
 
-use super::{table::Table, ProjectedEvent};
+use super::{ids::Text, table::Table, ProjectedEvent};
 
 /// One meeting.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Meeting {
     /// The principal that booked it.
-    pub principal: Option<String>,
+    pub principal: Option<Text>,
     /// Booked.
     pub booked_at: Option<Timestamp>,
     /// Participants admitted.
@@ -40,22 +40,22 @@ impl VideoView {
         let at = e.envelope.time;
         match e.event {
             D::VideoMeetingBooked(d) => {
-                let m = self.meetings.entry(&d.meeting_id);
-                m.principal = Some(e.envelope.principal.clone());
+                let m = self.meetings.entry(d.meeting_id.as_str());
+                m.principal = Some(e.envelope.principal.as_str().into());
                 m.booked_at = Some(m.booked_at.map_or(at, |t| t.min(at)));
             }
             D::VideoParticipantAdmitted(d) => {
-                let m = self.meetings.entry(&d.meeting_id);
+                let m = self.meetings.entry(d.meeting_id.as_str());
                 m.admitted += 1;
                 if !d.method.is_strong() {
                     m.admitted_weak += 1;
                 }
             }
             D::VideoMeetingHeld(d) => {
-                let m = self.meetings.entry(&d.meeting_id);
+                let m = self.meetings.entry(d.meeting_id.as_str());
                 m.held_at = Some(m.held_at.map_or(at, |t| t.min(at)));
                 if m.principal.is_none() {
-                    m.principal = Some(e.envelope.principal.clone());
+                    m.principal = Some(e.envelope.principal.as_str().into());
                 }
             }
             _ => {}
