@@ -252,4 +252,33 @@ mod tests {
         assert!(views.npo.has_valid_consent(&q, at("2026-03-04T23:59:59Z")));
         assert!(!views.npo.has_valid_consent(&q, at("2026-03-05T00:00:00Z")));
     }
+
+    #[test]
+    fn a_persons_consents_to_several_units_and_scopes_are_kept_apart() {
+        let p = person('c');
+        let consent = |action: &str, unit: &str, scope: &str, time: &str| {
+            event(
+                &format!("se.sgd.npo.consent.{action}"),
+                "1280",
+                time,
+                json!({"person": p, "consumer_unit": unit, "scope": scope}),
+            )
+        };
+        let views = given(&[
+            consent("given", "SE2120001124-A", "care_documentation", "2026-03-01T00:00:00Z"),
+            consent("given", "SE2120001124-B", "care_documentation", "2026-03-02T00:00:00Z"),
+            consent("given", "SE2120001124-A", "medication_list", "2026-03-03T00:00:00Z"),
+            consent("revoked", "SE2120001124-A", "care_documentation", "2026-03-04T00:00:00Z"),
+            consent("revoked", "SE2120001124-B", "care_documentation", "2026-03-05T00:00:00Z"),
+        ]);
+        let id = PersonId::parse(&p).unwrap();
+        let kept = views.npo.consents.get(&id).unwrap();
+        assert_eq!(kept.len(), 3, "one per unit and scope: {kept:?}");
+        assert!(kept.iter().all(|c| c.principal == "1280"));
+        // Medication list at unit A is still given after both care-documentation revocations.
+        assert!(views.npo.has_valid_consent(&id, at("2026-03-06T00:00:00Z")));
+        assert!(!views.npo.has_valid_consent(&id, at("2026-02-28T00:00:00Z")));
+        let someone_else = PersonId::parse(&person('d')).unwrap();
+        assert!(!views.npo.has_valid_consent(&someone_else, at("2026-03-06T00:00:00Z")));
+    }
 }
