@@ -11,7 +11,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-use sgd_hub::projections::{DomainViews, ProjectedEvent};
+use sgd_hub::projections::{table::StoredTable, DomainViews, ProjectedEvent};
 use sgd_schemas::{upcast, DomainEvent, Envelope};
 
 struct Counting;
@@ -107,9 +107,9 @@ fn main() {
         rss_mb()
     );
     println!("{:<24} {:>9} {:>9} {:>8}", "table", "records", "heap MB", "B/rec");
-    for (index, table) in views.tables().iter().enumerate() {
+    for table in views.tables() {
         let records: usize = (0..table.slices()).map(|i| table.encode_slice(i).len()).sum();
-        let heap = table_heap(&views, index);
+        let heap = table_heap(&views, table.prefix());
         println!(
             "{:<24} {:>9} {:>9.1} {:>8.0}",
             table.prefix(),
@@ -120,24 +120,35 @@ fn main() {
     }
 }
 
-/// The heap a clone of table `index` allocates (its records, keys and hash tables).
-fn table_heap(views: &DomainViews, index: usize) -> usize {
-    let at = LIVE.load(Ordering::Relaxed);
-    let cloned = match index {
-        0 => Box::new(views.npo.roles.clone()) as Box<dyn std::any::Any>,
-        1 => Box::new(views.npo.consents.clone()),
-        2 => Box::new(views.sdk.addresses.clone()),
-        3 => Box::new(views.sdk.messages.clone()),
-        4 => Box::new(views.plans.plans.clone()),
-        5 => Box::new(views.plans.by_person.clone()),
-        6 => Box::new(views.decision.warnings.clone()),
-        7 => Box::new(views.decision.flags.clone()),
-        8 => Box::new(views.deviation.deviations.clone()),
-        9 => Box::new(views.video.meetings.clone()),
-        10 => Box::new(views.heartbeats.adapters.clone()),
-        _ => Box::new(views.timelines.clone()),
-    };
-    let heap = LIVE.load(Ordering::Relaxed) - at;
-    drop(cloned);
-    heap
+/// The heap a clone of the table stored under `prefix` allocates (its records, keys and hash
+/// tables; an empty table still has its 256 shards).
+fn table_heap(views: &DomainViews, prefix: &str) -> usize {
+    macro_rules! heap_of_clone {
+        ($($table:expr),* $(,)?) => {{
+            $(
+                if $table.prefix() == prefix {
+                    let at = LIVE.load(Ordering::Relaxed);
+                    let copy = $table.clone();
+                    let heap = LIVE.load(Ordering::Relaxed) - at;
+                    drop(copy);
+                    return heap;
+                }
+            )*
+            0
+        }};
+    }
+    heap_of_clone!(
+        views.npo.roles,
+        views.npo.consents,
+        views.sdk.addresses,
+        views.sdk.messages,
+        views.plans.plans,
+        views.plans.by_person,
+        views.decision.warnings,
+        views.decision.flags,
+        views.deviation.deviations,
+        views.video.meetings,
+        views.heartbeats.adapters,
+        views.timelines,
+    )
 }
