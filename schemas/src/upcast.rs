@@ -72,7 +72,7 @@ pub fn decode(envelope: &Envelope) -> Result<DomainEvent, DecodeError> {
 
 /// Whether data of `version` of `event_type` is already in the newest shape: the newest version
 /// the catalogue publishes (so an upcaster added later cannot be bypassed).
-pub fn is_newest(event_type: &str, version: u32) -> bool {
+fn is_newest(event_type: &str, version: u32) -> bool {
     crate::catalogue::Catalogue::get().newest_version(event_type) == Some(version)
 }
 
