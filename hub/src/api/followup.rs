@@ -43,9 +43,13 @@ pub async fn summary_handler(
     caller.require(&[Role::Analyst, Role::Operator, Role::Coordinator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let moment = as_of::parse(query.as_of.as_deref())?;
-    let views = state.views.read().await;
-    let mut principals = summary(&views, moment, &state.settings.followup);
-    suppress_summary(&mut principals, state.settings.privacy_threshold);
+    let settings = state.settings.clone();
+    let principals = super::over_views(&state, move |views| {
+        let mut principals = summary(views, moment, &settings.followup);
+        suppress_summary(&mut principals, settings.privacy_threshold);
+        principals
+    })
+    .await?;
     Ok(Json(SummaryAnswer { as_of: moment.to_rfc3339(), limits: state.settings.followup.clone(), principals }))
 }
 
@@ -93,12 +97,16 @@ pub async fn open_handler(
         }
     }
     let moment = as_of::parse(query.as_of.as_deref())?;
-    let views = state.views.read().await;
-    let cases: Vec<OpenCase> = open_cases(&views, moment, &state.settings.followup)
-        .into_iter()
-        .filter(|c| query.rule.as_deref().is_none_or(|r| r == c.rule))
-        .filter(|c| query.principal.as_deref().is_none_or(|p| p == c.principal))
-        .collect();
+    let settings = state.settings.clone();
+    let (rule, principal) = (query.rule, query.principal);
+    let cases: Vec<OpenCase> = super::over_views(&state, move |views| {
+        open_cases(views, moment, &settings.followup)
+            .into_iter()
+            .filter(|c| rule.as_deref().is_none_or(|r| r == c.rule))
+            .filter(|c| principal.as_deref().is_none_or(|p| p == c.principal))
+            .collect()
+    })
+    .await?;
     Ok(Json(OpenAnswer { as_of: moment.to_rfc3339(), total: cases.len(), cases }))
 }
 

@@ -95,12 +95,14 @@ pub async fn list(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let moment = as_of::parse(query.as_of.as_deref())?;
     let publishers = publishers_until(&state, as_of::swedish_day(moment)).await?;
-    let views = state.views.read().await;
-    let threshold = state.settings.privacy_threshold;
-    let goals = goals(&views, &publishers, moment, &state.settings.goals, &state.settings.followup)
-        .into_iter()
-        .map(|g| publish(g, threshold))
-        .collect();
+    let settings = state.settings.clone();
+    let goals = super::over_views(&state, move |views| {
+        goals(views, &publishers, moment, &settings.goals, &settings.followup)
+            .into_iter()
+            .map(|g| publish(g, settings.privacy_threshold))
+            .collect()
+    })
+    .await?;
     Ok(Json(GoalsAnswer { as_of: moment.to_rfc3339(), goals }))
 }
 

@@ -155,6 +155,21 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
+/// Runs `compute` over the domain views on a blocking thread, under a read lock. The aggregate
+/// answers (goals, follow-up) walk every record, tens to hundreds of milliseconds at a million
+/// events: on a runtime worker that would stall every request queued behind it (two workers on two
+/// cores), so they leave the workers free for the requests served from shared answers.
+pub async fn over_views<T, F>(state: &ApiState, compute: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&crate::projections::DomainViews) -> T + Send + 'static,
+{
+    let views = state.views.clone().read_owned().await;
+    tokio::task::spawn_blocking(move || compute(&views))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the computation failed: {e}")))
+}
+
 /// The router with every route.
 pub fn router(state: ApiState) -> Router {
     let max_body = state.max_event_bytes.saturating_mul(64).max(1 << 20);

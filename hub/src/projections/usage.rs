@@ -1,7 +1,5 @@
 //! Usage: how many events of each type each principal published, per Swedish calendar day.
 
-use std::collections::HashMap;
-
 use chrono::NaiveDate;
 
 use super::ProjectedEvent;
@@ -17,28 +15,43 @@ pub struct UsageKey {
     pub event_type: String,
 }
 
-/// Counts added by a batch of events, per cell.
+/// Counts added by a batch of events, per cell. The cells borrow the batch's envelopes: no
+/// allocation per event, one [`UsageKey`] per distinct cell when the batch is committed.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct UsageDelta {
-    /// Added count per cell.
-    pub counts: HashMap<UsageKey, u64>,
+pub struct UsageDelta<'a> {
+    /// Added count per (day, principal, type).
+    counts: hashbrown::HashMap<(NaiveDate, &'a str, &'a str), u64>,
 }
 
-impl UsageDelta {
+impl<'a> UsageDelta<'a> {
     /// Counts one event.
-    pub fn apply(&mut self, event: &ProjectedEvent<'_>) {
-        let key = UsageKey {
-            day: event.day,
-            principal: event.envelope.principal.clone(),
-            event_type: event.envelope.event_type.clone(),
-        };
-        *self.counts.entry(key).or_default() += 1;
+    pub fn apply(&mut self, event: &ProjectedEvent<'a>) {
+        let envelope = event.envelope;
+        *self.counts.entry((event.day, envelope.principal.as_str(), envelope.event_type.as_str())).or_default() += 1;
+    }
+
+    /// How many distinct cells the batch touched.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Whether no event was counted.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Each touched cell and what the batch added to it.
+    pub fn into_cells(self) -> impl Iterator<Item = (UsageKey, u64)> + 'a {
+        self.counts.into_iter().map(|((day, principal, event_type), added)| {
+            (UsageKey { day, principal: principal.to_owned(), event_type: event_type.to_owned() }, added)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use sgd_schemas::{events::plans::PlanClosed, DomainEvent, Envelope};
 
     fn envelope(time: &str, principal: &str) -> Envelope {
@@ -58,23 +71,24 @@ mod tests {
     #[test]
     fn given_nothing_when_events_arrive_then_they_count_per_swedish_day() {
         let event = DomainEvent::from(PlanClosed { plan_id: "p".into() });
-        let mut delta = UsageDelta::default();
         // 23:30 UTC on 1 March is 00:30 on 2 March in Sweden (CET, +01:00).
-        for (time, principal) in [
-            ("2026-03-01T23:30:00Z", "1280"),
-            ("2026-03-02T08:00:00+01:00", "1280"),
-            ("2026-03-02T08:00:00+01:00", "12"),
-        ] {
-            let e = envelope(time, principal);
-            delta.apply(&ProjectedEvent::new(&e, &event));
+        let envelopes = [
+            envelope("2026-03-01T23:30:00Z", "1280"),
+            envelope("2026-03-02T08:00:00+01:00", "1280"),
+            envelope("2026-03-02T08:00:00+01:00", "12"),
+        ];
+        let mut delta = UsageDelta::default();
+        for e in &envelopes {
+            delta.apply(&ProjectedEvent::new(e, &event));
         }
+        assert_eq!(delta.len(), 2);
+        let cells: HashMap<UsageKey, u64> = delta.into_cells().collect();
         let key = |principal: &str| UsageKey {
             day: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
             principal: principal.into(),
             event_type: "se.sgd.plans.plan.closed".into(),
         };
-        assert_eq!(delta.counts.get(&key("1280")), Some(&2));
-        assert_eq!(delta.counts.get(&key("12")), Some(&1));
-        assert_eq!(delta.counts.len(), 2);
+        assert_eq!(cells.get(&key("1280")), Some(&2));
+        assert_eq!(cells.get(&key("12")), Some(&1));
     }
 }
