@@ -51,8 +51,8 @@ impl<'a> UsageDelta<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use sgd_schemas::{events::plans::PlanClosed, DomainEvent, Envelope};
+    use std::collections::HashMap;
 
     fn envelope(time: &str, principal: &str) -> Envelope {
         Envelope {
