@@ -433,12 +433,14 @@ async fn project_batch(
         return Ok(());
     }
     views.applied_through = last_sequence;
-    let mut totals = Vec::with_capacity(delta.len());
-    for (key, added) in delta.into_cells() {
-        let total = state.usage_totals.entry_or_default(key.clone());
-        *total += added;
-        totals.push((key, *total));
-    }
+    let totals: Vec<_> = delta
+        .into_cells()
+        .map(|(key, added)| {
+            let total = state.usage_totals.entry_or_default(key.clone());
+            *total += added;
+            (key, *total)
+        })
+        .collect();
     // View records are written every `views_flush` (or once VIEWS_WRITE_RECORDS changed), not
     // every batch: a record touched by many batches is written once, and batches write only
     // counters, digests and the checkpoint. The views write runs beside the next batches.
