@@ -97,6 +97,17 @@ struct RunnerState {
     catching_up: bool,
     /// The views write in flight, if any (one at a time, awaited before the next and at stops).
     views_write: Option<tokio::task::JoinHandle<Result<(), ReadModelError>>>,
+    /// The commit of the last batch while catching up, which runs beside the next batch's
+    /// decoding and applying; awaited before the next commit, views writes and pauses.
+    commit: Option<CommitInFlight>,
+}
+
+/// A batch's commit running on a blocking thread.
+struct CommitInFlight {
+    task: tokio::task::JoinHandle<Result<(), ReadModelError>>,
+    last_sequence: u64,
+    applied: usize,
+    started: std::time::Instant,
 }
 
 impl RunnerState {
@@ -113,6 +124,7 @@ impl RunnerState {
             views_flushed_at: std::time::Instant::now(),
             catching_up: false,
             views_write: None,
+            commit: None,
         })
     }
 }
@@ -175,7 +187,7 @@ pub async fn run(
         // Written at once when complete, so a hub killed again soon after (before its next views
         // write) does not replay the same stretch at every start.
         if replay_views(&stream, &model, &views, views_sequence, state.checkpoint).await? {
-            flush_views(&model, &views, &mut state).await?;
+            flush_views(&model, &views, &mut state, &metrics).await?;
         }
     }
     let last_sequence = stream.info().await.map_err(|e| consumer_error(&e))?.state.last_sequence;
@@ -188,16 +200,17 @@ pub async fn run(
     loop {
         let first = tokio::select! {
             next = live.messages.next() => next,
-            _ = shutdown.changed() => return flush_views(&model, &views, &mut state).await,
+            _ = shutdown.changed() => return flush_views(&model, &views, &mut state, &metrics).await,
             Some(Control::Pause { paused, resume }) = control.recv() => {
+                finish_commit(&mut state, &metrics).await?;
                 let _ = paused.send(state.checkpoint);
                 let handover = tokio::select! {
                     handover = resume => handover.ok().flatten(),
-                    _ = shutdown.changed() => return flush_views(&model, &views, &mut state).await,
+                    _ = shutdown.changed() => return flush_views(&model, &views, &mut state, &metrics).await,
                 };
                 if let Some(handover) = handover {
                     // The new model stands at this checkpoint too, so the consumer's position holds.
-                    flush_views(&model, &views, &mut state).await?;
+                    flush_views(&model, &views, &mut state, &metrics).await?;
                     let loader = handover.model.clone();
                     state = tokio::task::spawn_blocking(move || RunnerState::load(&loader))
                         .await
@@ -212,7 +225,11 @@ pub async fn run(
         let mut broken = None;
         let mut batch = match first {
             Some(Ok(message)) => match live.check(&message) {
-                Ok(()) => vec![message],
+                Ok(()) => {
+                    let mut batch = Vec::with_capacity(settings.batch_max);
+                    batch.push(message);
+                    batch
+                }
                 Err(gap) => {
                     broken = Some(gap);
                     Vec::new()
@@ -260,16 +277,21 @@ pub async fn run(
                         Ok(opened) => break opened,
                         Err(e) => tracing::warn!(error = %e, "cannot open the log consumer yet; retrying"),
                     },
-                    _ = shutdown.changed() => return flush_views(&model, &views, &mut state).await,
+                    _ = shutdown.changed() => return flush_views(&model, &views, &mut state, &metrics).await,
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(REOPEN_PAUSE) => {}
-                    _ = shutdown.changed() => return flush_views(&model, &views, &mut state).await,
+                    _ = shutdown.changed() => return flush_views(&model, &views, &mut state, &metrics).await,
                 }
             };
         }
     }
 }
+
+/// Pull requests ask for this many projection batches at a time. The client asks again when half
+/// of a request is left undelivered to the projection, so the server keeps delivering while a
+/// batch is applied instead of stopping one batch ahead.
+const PULL_AHEAD: usize = 2;
 
 /// Idle heartbeat of the live consumer's pull requests; two missed in a row break the consumer.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -331,7 +353,7 @@ impl LiveConsumer {
         let name = consumer.cached_info().name.clone();
         let messages = consumer
             .stream()
-            .max_messages_per_batch(settings.batch_max)
+            .max_messages_per_batch(settings.batch_max * PULL_AHEAD)
             .heartbeat(HEARTBEAT)
             .expires(Duration::from_secs(30))
             .messages()
@@ -451,37 +473,41 @@ async fn project_batch(
     let whole = state.catching_up && !catching_up && changed > SNAPSHOT_INSTEAD_OF_FRAME;
     state.catching_up = catching_up;
     drop(views);
+    // Commits go in order, one at a time.
+    finish_commit(state, metrics).await?;
     let writer = model.clone();
     let applied = digests.len();
     let started = std::time::Instant::now();
-    tokio::task::spawn_blocking(move || writer.commit(&totals, &digests, last_sequence))
-        .await
-        .map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
-    metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-    metrics.batch_size.observe(applied as f64);
-    metrics.totals.projected.fetch_add(applied as u64, Ordering::Relaxed);
+    let task = tokio::task::spawn_blocking(move || writer.commit(&totals, &digests, last_sequence));
+    state.commit = Some(CommitInFlight { task, last_sequence, applied, started });
+    // While catching up, the commit runs beside the next batch (the projection used one core
+    // and left the other partly idle); otherwise it is awaited now, so that what is applied is
+    // on disk (and in /readyz's checkpoint) without waiting for another batch. Views writes
+    // only start below, after it: stored views never run ahead of the checkpoint.
+    if !catching_up {
+        finish_commit(state, metrics).await?;
+    }
     // Field values are computed only when debug is on. `behind_ms`: how far behind the log the
-    // batch was when committed (from the last event's store time).
+    // batch was when applied (from the last event's store time).
     tracing::debug!(
         last_sequence,
         applied,
         flush,
         apply_ms = (started - began).as_secs_f64() * 1000.0,
-        commit_ms = started.elapsed().as_secs_f64() * 1000.0,
+        commit_ms = (!catching_up).then(|| started.elapsed().as_secs_f64() * 1000.0),
         behind_ms =
             last_info.map(|(_, published)| (time::OffsetDateTime::now_utc() - published).as_seconds_f64() * 1000.0),
-        "projection batch committed"
+        "projection batch applied"
     );
     state.checkpoint = last_sequence;
     if whole {
         // (`whole` implies `flush`.) The end of a catch-up: one snapshot of everything (the projection waits for it once).
-        flush_views(model, views_shared, state).await?;
+        flush_views(model, views_shared, state, metrics).await?;
     } else if flush {
         start_views_write(state, model, views_shared).await?;
     }
 
     metrics.batches.inc();
-    metrics.checkpoint.set(last_sequence as i64);
     for (event_type, n) in projected {
         let area = sgd_schemas::catalogue::TypeName::parse(event_type).map(|t| t.area).unwrap_or("unknown");
         metrics.projected.get_or_create(&TypeLabels { area: area.into(), r#type: event_type.into() }).inc_by(n);
@@ -563,17 +589,18 @@ pub async fn catch_up(
         tokio::task::spawn_blocking(move || RunnerState::load(&loader)).await.map_err(|e| consumer_error(&e))??;
     let views: SharedViews = Arc::new(RwLock::new(views));
     progress.store(state.checkpoint, Ordering::Relaxed);
+    // Counted apart from the serving hub's metrics, which a rebuild must not move.
+    let metrics = Metrics::default();
     if state.checkpoint < stop_at {
         let stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
         let consumer = log_consumer(&stream, state.checkpoint, None, "sgd-hub rebuild").await?;
         let mut messages = consumer
             .stream()
-            .max_messages_per_batch(settings.batch_max)
+            .max_messages_per_batch(settings.batch_max * PULL_AHEAD)
             .messages()
             .await
             .map_err(|e| consumer_error(&e))?;
-        // Counted apart from the serving hub's metrics, which a rebuild must not move.
-        let (metrics, status) = (Metrics::default(), ProjectorStatus::default());
+        let status = ProjectorStatus::default();
         'replay: while state.checkpoint < stop_at {
             let mut batch = Vec::with_capacity(settings.batch_max);
             let mut ended = false;
@@ -610,7 +637,7 @@ pub async fn catch_up(
             }
         }
     }
-    flush_views(model, &views, &mut state).await?;
+    flush_views(model, &views, &mut state, &metrics).await?;
     let views = Arc::try_unwrap(views).map(RwLock::into_inner).map_err(|_| consumer_error(&"views still shared"))?;
     Ok(views)
 }
@@ -683,6 +710,18 @@ async fn start_views_write(
     Ok(())
 }
 
+/// Waits for the commit in flight, if any, and counts it.
+async fn finish_commit(state: &mut RunnerState, metrics: &Metrics) -> Result<(), ProjectorError> {
+    if let Some(commit) = state.commit.take() {
+        commit.task.await.map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
+        metrics.commit_seconds.observe(commit.started.elapsed().as_secs_f64());
+        metrics.batch_size.observe(commit.applied as f64);
+        metrics.totals.projected.fetch_add(commit.applied as u64, Ordering::Relaxed);
+        metrics.checkpoint.set(commit.last_sequence as i64);
+    }
+    Ok(())
+}
+
 /// Waits for the views write in flight, if any.
 async fn finish_views_write(state: &mut RunnerState) -> Result<(), ProjectorError> {
     if let Some(write) = state.views_write.take() {
@@ -701,7 +740,9 @@ async fn flush_views(
     model: &Arc<ReadModel>,
     views: &SharedViews,
     state: &mut RunnerState,
+    metrics: &Metrics,
 ) -> Result<(), ProjectorError> {
+    finish_commit(state, metrics).await?;
     finish_views_write(state).await?;
     let (writer, sequence) = (model.clone(), state.checkpoint);
     let mut held = views.clone().write_owned().await;
