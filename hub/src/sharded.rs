@@ -19,7 +19,10 @@ use std::{
     hash::{BuildHasher, Hash},
 };
 
-use hashbrown::{hash_map::Entry, DefaultHashBuilder, HashMap};
+use hashbrown::{
+    hash_map::{Entry, EntryRef},
+    DefaultHashBuilder, HashMap,
+};
 
 /// How many shards a map has.
 pub const SHARDS: usize = 256;
@@ -97,6 +100,24 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
             self.len -= 1;
         }
         old
+    }
+
+    /// The value under `key`, inserted with `V::default()` under a key made from `key` when
+    /// absent: one lookup, and a key made only for a new entry.
+    pub fn get_or_insert_default<Q>(&mut self, key: &Q) -> &mut V
+    where
+        K: Borrow<Q> + for<'a> From<&'a Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Default,
+    {
+        let shard = self.shard_of(key);
+        match self.shards[shard].entry_ref(key) {
+            EntryRef::Occupied(entry) => entry.into_mut(),
+            EntryRef::Vacant(entry) => {
+                self.len += 1;
+                entry.insert(V::default())
+            }
+        }
     }
 
     /// The value under `key`, inserted with `V::default()` when absent.
@@ -188,6 +209,15 @@ impl<K: Hash + Eq> ShardedSet<K> {
         self.0.insert(key, ()).is_none()
     }
 
+    /// Adds a key made from `key` when absent (one lookup, and a key made only when new).
+    pub fn insert_ref<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q> + for<'a> From<&'a Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.0.get_or_insert_default(key);
+    }
+
     /// Whether `key` is present.
     pub fn contains<Q>(&self, key: &Q) -> bool
     where
@@ -255,6 +285,10 @@ mod tests {
         }
         *map.entry_or_default("new".into()) += 5;
         *model.entry("new".into()).or_default() += 5;
+        *map.get_or_insert_default("new") += 1;
+        *map.get_or_insert_default("newer") += 2;
+        *model.entry("new".into()).or_default() += 1;
+        *model.entry("newer".into()).or_default() += 2;
         assert_eq!(map.len(), model.len());
         assert_eq!(map.iter().count(), model.len());
         for (key, value) in &model {
@@ -277,6 +311,10 @@ mod tests {
         assert!(set.insert(1_000));
         assert_eq!(set.len(), 1_001);
         assert!(set.contains(&999) && !set.contains(&1_001));
+        let mut names: ShardedSet<String> = ShardedSet::default();
+        names.insert_ref("a");
+        names.insert_ref("a");
+        assert!(names.len() == 1 && names.contains("a"));
         assert_eq!(set.drain().len(), 1_001);
         assert!(set.is_empty());
     }

@@ -62,14 +62,10 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
         K: Borrow<Q> + for<'a> From<&'a Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // Keys are made only the first time they are seen (this is the projection hot path).
-        if !self.dirty.contains(key) {
-            self.dirty.insert(K::from(key));
-        }
-        if !self.rows.contains_key(key) {
-            self.rows.insert(K::from(key), V::default());
-        }
-        self.rows.get_mut(key).unwrap_or_else(|| unreachable!("the row was inserted above"))
+        // Keys are made only the first time they are seen, each table looked up once (this is
+        // the projection hot path).
+        self.dirty.insert_ref(key);
+        self.rows.get_or_insert_default(key)
     }
 
     /// The record under `key`.
