@@ -27,7 +27,7 @@ use crate::sharded::{ShardedMap, ShardedSet};
 use crate::{
     metrics::{Metrics, TypeLabels},
     projections::{
-        usage::{UsageDelta, UsageKey},
+        usage::{TypeCounts, UsageDay, UsageDelta},
         DomainViews, ProjectedEvent,
     },
     read_model::{ReadModel, ReadModelError},
@@ -91,7 +91,7 @@ pub fn identity_digest(envelope: &Envelope) -> u128 {
 struct RunnerState {
     checkpoint: u64,
     identities: ShardedSet<u128>,
-    usage_totals: ShardedMap<UsageKey, u64>,
+    usage_totals: ShardedMap<UsageDay, TypeCounts>,
     views_flushed_at: std::time::Instant,
     /// Whether the last batch was [`CATCHING_UP_PENDING`] or more behind the log.
     catching_up: bool,
@@ -112,11 +112,12 @@ struct CommitInFlight {
 
 impl RunnerState {
     fn load(model: &ReadModel) -> Result<Self, ReadModelError> {
-        let usage_totals = model
-            .usage_cells()?
-            .into_iter()
-            .map(|c| (UsageKey { day: c.day, principal: c.principal, event_type: c.event_type }, c.count))
-            .collect();
+        let mut usage_totals: ShardedMap<UsageDay, TypeCounts> = ShardedMap::default();
+        for cell in model.usage_cells()? {
+            usage_totals
+                .entry_or_default(UsageDay { day: cell.day, principal: cell.principal })
+                .add(&cell.event_type, cell.count);
+        }
         Ok(Self {
             checkpoint: model.checkpoint()?,
             identities: model.identities()?,
@@ -455,12 +456,15 @@ async fn project_batch(
         return Ok(());
     }
     views.applied_through = last_sequence;
+    // Each touched row is written whole: one sled key per principal and day, not one per type.
     let totals: Vec<_> = delta
-        .into_cells()
+        .into_rows()
         .map(|(key, added)| {
             let total = state.usage_totals.entry_or_default(key.clone());
-            *total += added;
-            (key, *total)
+            for (event_type, n) in &added.0 {
+                total.add(event_type, *n);
+            }
+            (key, total.clone())
         })
         .collect();
     // View records are written every `views_flush` (or once VIEWS_WRITE_RECORDS changed), not

@@ -18,14 +18,18 @@ use std::{collections::HashSet, path::Path};
 use chrono::NaiveDate;
 
 use crate::{
-    projections::{table::EncodedRecords, usage::UsageKey, DomainViews},
+    projections::{
+        table::EncodedRecords,
+        usage::{TypeCounts, UsageDay},
+        DomainViews,
+    },
     sharded::ShardedSet,
     views_store::{ViewsStore, ViewsStoreError},
 };
 
 /// The layout version this build reads and writes (4: views in their own files; 5: consents
 /// kept per person).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 const CHECKPOINT: &[u8] = b"meta/checkpoint";
 const FORMAT: &[u8] = b"meta/format";
@@ -204,24 +208,26 @@ impl ReadModel {
         let mut cells = Vec::new();
         for item in self.db.range(start.as_bytes()..end.as_bytes()) {
             let (key, value) = item.map_err(|e| self.storage(e))?;
-            cells.push(self.usage_cell(&key, &value)?);
+            self.usage_row(&key, &value, &mut cells)?;
         }
         Ok(cells)
     }
 
-    fn usage_cell(&self, key: &[u8], value: &[u8]) -> Result<UsageCell, ReadModelError> {
+    /// Adds the cells of the row stored under `key` (`usage/<day>/<principal>`, its value the
+    /// counts per type) to `cells`.
+    fn usage_row(&self, key: &[u8], value: &[u8], cells: &mut Vec<UsageCell>) -> Result<(), ReadModelError> {
         let text = std::str::from_utf8(key).map_err(|_| self.corrupt(key))?;
-        let mut parts = text.strip_prefix(USAGE).ok_or_else(|| self.corrupt(key))?.splitn(3, '/');
-        let (day, principal, event_type) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(d), Some(p), Some(t)) => (d, p, t),
-            _ => return Err(self.corrupt(key)),
-        };
-        Ok(UsageCell {
-            day: day.parse().map_err(|_| self.corrupt(key))?,
-            principal: principal.into(),
-            event_type: event_type.into(),
-            count: u64::from_be_bytes(value.try_into().map_err(|_| self.corrupt(key))?),
-        })
+        let (day, principal) =
+            text.strip_prefix(USAGE).and_then(|t| t.split_once('/')).ok_or_else(|| self.corrupt(key))?;
+        let day: NaiveDate = day.parse().map_err(|_| self.corrupt(key))?;
+        let counts: Vec<(String, u64)> = postcard::from_bytes(value).map_err(|_| self.corrupt(key))?;
+        cells.extend(counts.into_iter().map(|(event_type, count)| UsageCell {
+            day,
+            principal: principal.to_owned(),
+            event_type,
+            count,
+        }));
+        Ok(())
     }
 
     /// The views as stored, with [`DomainViews::applied_through`] the log sequence they reflect
@@ -270,14 +276,15 @@ impl ReadModel {
     /// the checkpoint.
     pub fn commit(
         &self,
-        usage_totals: &[(UsageKey, u64)],
+        usage_totals: &[(UsageDay, TypeCounts)],
         digests: &[u128],
         last_sequence: u64,
     ) -> Result<(), ReadModelError> {
         let mut batch = sled::Batch::default();
-        for (key, total) in usage_totals {
-            let k = format!("{USAGE}{}/{}/{}", key.day, key.principal, key.event_type);
-            batch.insert(k.as_bytes(), &total.to_be_bytes());
+        for (key, totals) in usage_totals {
+            let k = format!("{USAGE}{}/{}", key.day, key.principal);
+            // Strings and integers: encoding into a Vec cannot fail.
+            batch.insert(k.as_bytes(), postcard::to_stdvec(&totals.0).unwrap_or_default());
         }
         if !digests.is_empty() {
             let mut value = Vec::with_capacity(digests.len() * 16);
@@ -449,13 +456,14 @@ mod tests {
     fn commits_are_read_back_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
-        let key = UsageKey { day, principal: "1280".into(), event_type: "se.sgd.plans.plan.closed".into() };
+        let key = UsageDay { day, principal: "1280".into() };
+        let closed = |n: u64| TypeCounts(vec![("se.sgd.plans.plan.closed".into(), n)]);
         {
             let model = ReadModel::open(dir.path()).unwrap();
             assert_eq!(model.checkpoint().unwrap(), 0);
-            model.commit(&[(key.clone(), 3)], &[1, 2], 10).unwrap();
+            model.commit(&[(key.clone(), closed(3))], &[1, 2], 10).unwrap();
             model.write_all_views(10, &DomainViews::default()).unwrap();
-            model.commit(&[(key.clone(), 5)], &[3], 12).unwrap();
+            model.commit(&[(key.clone(), closed(5))], &[3], 12).unwrap();
         }
         let model = ReadModel::open(dir.path()).unwrap();
         assert_eq!(model.checkpoint().unwrap(), 12);

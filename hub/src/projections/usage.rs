@@ -4,19 +4,32 @@ use chrono::NaiveDate;
 
 use super::ProjectedEvent;
 
-/// One usage cell.
+/// One principal's usage on one Swedish calendar day: a stored row (`usage/<day>/<principal>`),
+/// which holds its counts per type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UsageKey {
+pub struct UsageDay {
     /// The Swedish calendar day.
     pub day: NaiveDate,
     /// The principal code.
     pub principal: String,
-    /// The event type.
-    pub event_type: String,
+}
+
+/// A row's counts per event type, sorted by type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeCounts(pub Vec<(String, u64)>);
+
+impl TypeCounts {
+    /// Adds `added` to the count of `event_type`.
+    pub fn add(&mut self, event_type: &str, added: u64) {
+        match self.0.binary_search_by(|(t, _)| t.as_str().cmp(event_type)) {
+            Ok(i) => self.0[i].1 += added,
+            Err(i) => self.0.insert(i, (event_type.to_owned(), added)),
+        }
+    }
 }
 
 /// Counts added by a batch of events, per cell. The cells borrow the batch's envelopes: no
-/// allocation per event, one [`UsageKey`] per distinct cell when the batch is committed.
+/// allocation per event, one [`UsageDay`] per distinct row when the batch is committed.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct UsageDelta<'a> {
     /// Added count per (day, principal, type).
@@ -30,11 +43,13 @@ impl<'a> UsageDelta<'a> {
         *self.counts.entry((event.day, envelope.principal.as_str(), envelope.event_type.as_str())).or_default() += 1;
     }
 
-    /// Each touched cell and what the batch added to it.
-    pub fn into_cells(self) -> impl Iterator<Item = (UsageKey, u64)> + 'a {
-        self.counts.into_iter().map(|((day, principal, event_type), added)| {
-            (UsageKey { day, principal: principal.to_owned(), event_type: event_type.to_owned() }, added)
-        })
+    /// Each touched row and what the batch added to it.
+    pub fn into_rows(self) -> impl Iterator<Item = (UsageDay, TypeCounts)> + 'a {
+        let mut rows: hashbrown::HashMap<(NaiveDate, &'a str), TypeCounts> = hashbrown::HashMap::new();
+        for ((day, principal, event_type), added) in self.counts {
+            rows.entry((day, principal)).or_default().add(event_type, added);
+        }
+        rows.into_iter().map(|((day, principal), counts)| (UsageDay { day, principal: principal.to_owned() }, counts))
     }
 }
 
@@ -71,14 +86,27 @@ mod tests {
         for e in &envelopes {
             delta.apply(&ProjectedEvent::new(e, &event));
         }
-        let cells: HashMap<UsageKey, u64> = delta.into_cells().collect();
-        assert_eq!(cells.len(), 2);
-        let key = |principal: &str| UsageKey {
+        let rows: HashMap<UsageDay, TypeCounts> = delta.into_rows().collect();
+        assert_eq!(rows.len(), 2);
+        let key = |principal: &str| UsageDay {
             day: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
             principal: principal.into(),
-            event_type: "se.sgd.plans.plan.closed".into(),
         };
-        assert_eq!(cells.get(&key("1280")), Some(&2));
-        assert_eq!(cells.get(&key("12")), Some(&1));
+        let closed = |n: u64| TypeCounts(vec![("se.sgd.plans.plan.closed".into(), n)]);
+        assert_eq!(rows.get(&key("1280")), Some(&closed(2)));
+        assert_eq!(rows.get(&key("12")), Some(&closed(1)));
+    }
+
+    #[test]
+    fn type_counts_stay_sorted_and_add_up() {
+        let mut counts = TypeCounts::default();
+        for (t, n) in [("se.sgd.sdk.message.sent", 2), ("se.sgd.npo.consent.given", 1), ("se.sgd.sdk.message.sent", 3)]
+        {
+            counts.add(t, n);
+        }
+        assert_eq!(
+            counts,
+            TypeCounts(vec![("se.sgd.npo.consent.given".into(), 1), ("se.sgd.sdk.message.sent".into(), 5)])
+        );
     }
 }
