@@ -601,7 +601,9 @@ mod storage {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_disk_stops_projection_with_an_error_and_no_partial_batch() -> Result<()> {
         const EVENTS: usize = 40_000;
-        const DISK: u64 = 4 << 20;
+        // Small enough to fill mid-ingest: with format 6 (usage as one row per principal and
+        // day), 4 MiB held all 40,000 events; 2 MiB filled at ~17,500 (2026-11-27).
+        const DISK: u64 = 2 << 20;
         let started = Instant::now();
         let nats = TestNats::start().await?;
         let dir = tempfile::tempdir()?;
