@@ -102,12 +102,11 @@ struct RunnerState {
     commit: Option<CommitInFlight>,
 }
 
-/// A batch's commit running on a blocking thread.
+/// A batch's commit running on a blocking thread; it ends with how long the commit took.
 struct CommitInFlight {
-    task: tokio::task::JoinHandle<Result<(), ReadModelError>>,
+    task: tokio::task::JoinHandle<Result<Duration, ReadModelError>>,
     last_sequence: u64,
     applied: usize,
-    started: std::time::Instant,
 }
 
 impl RunnerState {
@@ -482,8 +481,11 @@ async fn project_batch(
     let writer = model.clone();
     let applied = digests.len();
     let started = std::time::Instant::now();
-    let task = tokio::task::spawn_blocking(move || writer.commit(&totals, &digests, last_sequence));
-    state.commit = Some(CommitInFlight { task, last_sequence, applied, started });
+    let task = tokio::task::spawn_blocking(move || {
+        let began = std::time::Instant::now();
+        writer.commit(&totals, &digests, last_sequence).map(|()| began.elapsed())
+    });
+    state.commit = Some(CommitInFlight { task, last_sequence, applied });
     // While catching up, the commit runs beside the next batch (the projection used one core
     // and left the other partly idle); otherwise it is awaited now, so that what is applied is
     // on disk (and in /readyz's checkpoint) without waiting for another batch. Views writes
@@ -717,8 +719,8 @@ async fn start_views_write(
 /// Waits for the commit in flight, if any, and counts it.
 async fn finish_commit(state: &mut RunnerState, metrics: &Metrics) -> Result<(), ProjectorError> {
     if let Some(commit) = state.commit.take() {
-        commit.task.await.map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
-        metrics.commit_seconds.observe(commit.started.elapsed().as_secs_f64());
+        let took = commit.task.await.map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
+        metrics.commit_seconds.observe(took.as_secs_f64());
         metrics.batch_size.observe(commit.applied as f64);
         metrics.totals.projected.fetch_add(commit.applied as u64, Ordering::Relaxed);
         metrics.checkpoint.set(commit.last_sequence as i64);

@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// The layout version this build reads and writes (4: views in their own files; 5: consents
-/// kept per person).
+/// kept per person; 6: usage as one row per principal and day).
 pub const FORMAT_VERSION: u32 = 6;
 
 const CHECKPOINT: &[u8] = b"meta/checkpoint";
