@@ -13,7 +13,7 @@
 
 mod hub_process;
 mod latency;
-mod queries;
+pub mod queries;
 
 use std::{
     collections::VecDeque,
@@ -253,7 +253,16 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     if settings.query_seconds > 0 {
         hub.reset_peak_rss();
         let measured =
-            queries::measure(&hub, settings.query_clients, Duration::from_secs(settings.query_seconds)).await?;
+            // Plain answers: on the hub's own two cores, the clients' unzipping cost more than the
+            // bytes it saved (docs/performance.md, "Sixth session").
+            queries::measure(
+                &hub.base,
+                &hub.analyst,
+                settings.query_clients,
+                Duration::from_secs(settings.query_seconds),
+                false,
+            )
+            .await?;
         for q in &measured {
             figures.plain(&format!("query {}: p50", q.name), q.p50_ms, "ms");
             figures.at_most(&format!("query {}: p99", q.name), q.p99_ms, "ms", 10.0);

@@ -238,7 +238,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             .map_err(|source| HubError::Listen { addr: config.http_addr, source })?;
         let addr = listener.local_addr().map_err(|source| HubError::Listen { addr: config.http_addr, source })?;
         http_addr = Some(addr);
-        let state = api::ApiState {
+        let state = api::ApiState::new(api::ApiParts {
             model: model.clone(),
             tokens: Arc::new(tokens::TokenStore::new(config.tokens_path())),
             metrics: metrics.clone(),
@@ -256,7 +256,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
                 config.rate_limit_per_second,
                 config.rate_limit_burst,
             )),
-        };
+        });
         let mut shutdown = shutdown.clone();
         let stopping = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;

@@ -13,6 +13,12 @@
 //! moved, requests wait for an answer that reflects it, as before: an answer never reflects an
 //! older checkpoint than the one the API reported when the request came.
 //!
+//! An answer of [`GZIP_FROM`] bytes or more is also kept gzipped, and served so to callers that
+//! accept it (`Accept-Encoding: gzip`, as browsers send): a year of usage by month is ~370 KB of
+//! JSON and ~20 KB gzipped, and on the hub's two cores the bytes themselves, copied through the
+//! kernel and read in chunks on both ends, were what made that answer the slowest (see
+//! docs/performance.md, "Sixth session").
+//!
 //! The caller is authenticated (and rate limited) here, before anything is served; the handler
 //! finds the caller in the request's extensions and does not authenticate again. Person-level
 //! routes are never cached: each of their reads is authorised and audited on its own.
@@ -26,7 +32,7 @@ use std::{
 use axum::{
     body::Bytes,
     extract::{FromRequestParts, MatchedPath, Request, State},
-    http::{HeaderMap, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -56,6 +62,9 @@ const MAX_QUESTIONS: usize = 1024;
 /// each request).
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
+/// Answers at least this large are also kept gzipped (below it, the headers weigh as much).
+pub const GZIP_FROM: usize = 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Question {
     route_and_query: String,
@@ -68,6 +77,8 @@ struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    /// The body gzipped, when it is [`GZIP_FROM`] bytes or more.
+    gzipped: Option<Bytes>,
 }
 
 /// What a computation ended with: an answer for everyone, or one only its own request gets (an
@@ -183,6 +194,7 @@ pub async fn share_answers(State(state): State<ApiState>, request: Request, next
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
+    let gzip = accepts_gzip(&parts.headers);
     let caller = match Caller::from_request_parts(&mut parts, &state).await {
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
@@ -199,7 +211,7 @@ pub async fn share_answers(State(state): State<ApiState>, request: Request, next
         return next.run(request).await;
     };
     let pending = match state.answers.plan(question.clone(), checkpoint) {
-        Plan::Serve(answer) => return served(&answer),
+        Plan::Serve(answer) => return served(&answer, gzip),
         Plan::Wait(pending) => pending,
         Plan::Compute(done, in_hand) => {
             // In a task of its own, so a caller that goes away does not cancel what others wait for.
@@ -228,16 +240,16 @@ pub async fn share_answers(State(state): State<ApiState>, request: Request, next
                 }
             });
             if let Some(answer) = in_hand {
-                return served(&answer);
+                return served(&answer, gzip);
             }
             return match wait(pending).await {
-                Some(Outcome::Shared(answer)) => served(&answer),
+                Some(Outcome::Shared(answer)) => served(&answer, gzip),
                 _ => own_rx.await.unwrap_or_else(|_| unavailable()),
             };
         }
     };
     match wait(pending).await {
-        Some(Outcome::Shared(answer)) => served(&answer),
+        Some(Outcome::Shared(answer)) => served(&answer, gzip),
         // Not shareable: this request asks on its own.
         Some(Outcome::Unshared) => next.run(request).await,
         None => unavailable(),
@@ -251,10 +263,39 @@ async fn share(response: Response) -> Result<Arc<Answer>, Response> {
         return Err(response);
     }
     let (parts, body) = response.into_parts();
-    match axum::body::to_bytes(body, MAX_ANSWER_BYTES).await {
-        Ok(body) => Ok(Arc::new(Answer { status: parts.status, headers: parts.headers, body })),
-        Err(_) => Err(unavailable()),
-    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_ANSWER_BYTES).await else {
+        return Err(unavailable());
+    };
+    let gzipped = if body.len() >= GZIP_FROM && !parts.headers.contains_key(header::CONTENT_ENCODING) {
+        let plain = body.clone();
+        // Tens of milliseconds for the largest answers: not on a runtime worker.
+        tokio::task::spawn_blocking(move || gzipped(&plain)).await.ok().flatten()
+    } else {
+        None
+    };
+    Ok(Arc::new(Answer { status: parts.status, headers: parts.headers, body, gzipped }))
+}
+
+/// `body` gzipped (`None` only if the encoder failed, which writing to memory does not).
+fn gzipped(body: &[u8]) -> Option<Bytes> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::default());
+    encoder.write_all(body).ok()?;
+    encoder.finish().ok().map(Bytes::from)
+}
+
+/// Whether `Accept-Encoding` accepts gzip (`gzip` or `*`, with a quality above 0).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |coding| {
+            let mut params = coding.split(';');
+            let name = params.next().unwrap_or_default().trim();
+            let refused = params.any(|p| {
+                p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        },
+    )
 }
 
 /// The computation's outcome (`None` when its task ended without one).
@@ -262,8 +303,18 @@ async fn wait(mut pending: Pending) -> Option<Outcome> {
     pending.wait_for(Option::is_some).await.ok().and_then(|outcome| outcome.clone())
 }
 
-fn served(answer: &Answer) -> Response {
-    (answer.status, answer.headers.clone(), answer.body.clone()).into_response()
+/// The answer, gzipped when the caller accepts it and it is kept so.
+fn served(answer: &Answer, gzip: bool) -> Response {
+    let mut headers = answer.headers.clone();
+    headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    match (&answer.gzipped, gzip) {
+        (Some(gzipped), true) => {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            headers.remove(header::CONTENT_LENGTH);
+            (answer.status, headers, gzipped.clone()).into_response()
+        }
+        _ => (answer.status, headers, answer.body.clone()).into_response(),
+    }
 }
 
 fn unavailable() -> Response {
@@ -283,6 +334,7 @@ mod tests {
             status: StatusCode::OK,
             headers: HeaderMap::new(),
             body: Bytes::from_static(body.as_bytes()),
+            gzipped: None,
         })
     }
 
@@ -356,6 +408,50 @@ mod tests {
         assert!(matches!(cache.plan(question("/api/v1/goals"), 7), Plan::Wait(_)));
         drop(done); // its task panicked
         assert!(matches!(cache.plan(question("/api/v1/goals"), 7), Plan::Compute(_, None)));
+    }
+
+    #[test]
+    fn gzip_is_accepted_only_when_asked_for_with_a_quality_above_zero() {
+        let accepts = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+            accepts_gzip(&headers)
+        };
+        for yes in ["gzip", "gzip, deflate, br, zstd", "br;q=1.0, GZIP;q=0.5", "*", "identity, *;q=0.1"] {
+            assert!(accepts(yes), "{yes}");
+        }
+        for no in ["", "identity", "br, deflate", "gzip;q=0", "gzip; q=0.000", "x-gzip-like", "*;q=0"] {
+            assert!(!accepts(no), "{no}");
+        }
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_is_kept_gzipped_and_served_so_to_whoever_accepts_it() {
+        use std::io::Read;
+        let json = format!("[{}]", vec![r#"{"bucket":"2026-01","count":1}"#; 200].join(","));
+        let answer = share(([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response()).await.unwrap();
+        let gzipped = answer.gzipped.clone().expect("kept gzipped");
+        assert!(gzipped.len() < json.len() / 10, "{} of {} bytes", gzipped.len(), json.len());
+
+        let plain = served(&answer, false);
+        assert_eq!(plain.headers().get(header::CONTENT_ENCODING), None);
+        assert_eq!(plain.headers()[header::VARY], "accept-encoding");
+        assert_eq!(axum::body::to_bytes(plain.into_body(), usize::MAX).await.unwrap(), json.as_bytes());
+
+        let zipped = served(&answer, true);
+        assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(zipped.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(zipped.headers()[header::VARY], "accept-encoding");
+        let wire = axum::body::to_bytes(zipped.into_body(), usize::MAX).await.unwrap();
+        let mut unzipped = String::new();
+        flate2::read::GzDecoder::new(&wire[..]).read_to_string(&mut unzipped).unwrap();
+        assert_eq!(unzipped, json);
+
+        // A small answer is served as it is, whatever the caller accepts.
+        let small = share("{}".into_response()).await.unwrap();
+        assert!(small.gzipped.is_none());
+        assert_eq!(served(&small, true).headers().get(header::CONTENT_ENCODING), None);
     }
 
     #[test]

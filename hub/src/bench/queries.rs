@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{err, hub_process::BenchHub, quantile, BenchError};
+use super::{err, quantile, BenchError};
 
 /// The questions asked.
 pub const QUERIES: [(&str, &str); 3] = [
@@ -24,13 +24,21 @@ pub struct QueryFigures {
     pub per_second: f64,
 }
 
-/// Runs `clients` concurrent clients for `period`.
-pub async fn measure(hub: &BenchHub, clients: usize, period: Duration) -> Result<Vec<QueryFigures>, BenchError> {
+/// Runs `clients` concurrent clients for `period` against the hub at `base` (`http://host:port`),
+/// asking with the analyst token `token`; with `gzip`, they accept gzipped answers (and unzip
+/// them, on the same cores as the hub).
+pub async fn measure(
+    base: &str,
+    token: &str,
+    clients: usize,
+    period: Duration,
+    gzip: bool,
+) -> Result<Vec<QueryFigures>, BenchError> {
     // One connection per client, as 50 analysts' browsers would have.
     let mut tasks = Vec::with_capacity(clients);
     for client in 0..clients {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().map_err(err)?;
-        let (base, token) = (hub.base.clone(), hub.analyst.clone());
+        let http = reqwest::Client::builder().pool_max_idle_per_host(1).gzip(gzip).build().map_err(err)?;
+        let (base, token) = (base.to_owned(), token.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut timings: [Vec<f64>; 3] = Default::default();
             let started = Instant::now();
@@ -40,11 +48,21 @@ pub async fn measure(hub: &BenchHub, clients: usize, period: Duration) -> Result
                 turn += 1;
                 let asked = Instant::now();
                 let answer = http.get(format!("{base}{}", QUERIES[which].1)).bearer_auth(&token).send().await;
-                let answer = answer.map_err(err)?;
+                let mut answer = answer.map_err(err)?;
                 let status = answer.status();
-                answer.bytes().await.map_err(err)?;
                 if !status.is_success() {
                     return Err(BenchError(format!("{} answered {status}", QUERIES[which].1)));
+                }
+                // Every byte is received and counted, as it arrives: collecting a 400 KB answer
+                // into one buffer (reqwest's `bytes()`) cost the clients, on the hub's two cores,
+                // a copy of every answer (docs/performance.md, "Sixth session").
+                let length = answer.content_length();
+                let mut received = 0u64;
+                while let Some(chunk) = answer.chunk().await.map_err(err)? {
+                    received += chunk.len() as u64;
+                }
+                if length.is_some_and(|length| length != received) {
+                    return Err(BenchError(format!("{} answered {received} of {length:?} bytes", QUERIES[which].1)));
                 }
                 timings[which].push(asked.elapsed().as_secs_f64() * 1000.0);
             }
