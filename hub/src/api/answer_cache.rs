@@ -13,11 +13,11 @@
 //! moved, requests wait for an answer that reflects it, as before: an answer never reflects an
 //! older checkpoint than the one the API reported when the request came.
 //!
-//! An answer of [`GZIP_FROM`] bytes or more is also kept gzipped, and served so to callers that
-//! accept it (`Accept-Encoding: gzip`, as browsers send): a year of usage by month is ~370 KB of
-//! JSON and ~20 KB gzipped, and on the hub's two cores the bytes themselves, copied through the
-//! kernel and read in chunks on both ends, were what made that answer the slowest (see
-//! docs/performance.md, "Sixth session").
+//! An answer of [`GZIP_FROM`] bytes or more is also kept gzipped (compressed once, when it is
+//! computed), and served so to callers that accept it (`Accept-Encoding: gzip`, as browsers send):
+//! a year of usage by month is ~370 KB of JSON and ~19 KB gzipped, for dashboards across a
+//! network. On one machine, clients that unzip on the hub's own cores lose more than they gain
+//! (measured in docs/performance.md, "Sixth session").
 //!
 //! The caller is authenticated (and rate limited) here, before anything is served; the handler
 //! finds the caller in the request's extensions and does not authenticate again. Person-level

@@ -53,7 +53,7 @@ pub async fn measure(
                 if !status.is_success() {
                     return Err(BenchError(format!("{} answered {status}", QUERIES[which].1)));
                 }
-                // Every byte is received and counted, as it arrives: collecting a 400 KB answer
+                // Every byte is received and counted, as it arrives: collecting a 370-KB answer
                 // into one buffer (reqwest's `bytes()`) cost the clients, on the hub's two cores,
                 // a copy of every answer (docs/performance.md, "Sixth session").
                 let length = answer.content_length();
