@@ -7,10 +7,12 @@
 //! Phases: raw publish (async, `Nats-Msg-Id`, pipelined acks) and raw pull-consume (batches,
 //! `AckPolicy::All`) of the same bodies; ingest (publish to `sgd.in.…` until the hub's checkpoint
 //! reaches the last event); latency (steady rates, publish → the checkpoint `/readyz` reports);
-//! queries (concurrent clients on goals, usage and the follow-up summary); rebuild (a second hub
+//! queries (concurrent clients on goals, usage and the follow-up summary, then the same clients on
+//! a floor server that only sends the hub's answers back from memory); rebuild (a second hub
 //! with an empty read model replaying the log). The hub's peak RSS is taken per phase (the peak is
 //! reset between phases through `/proc/<pid>/clear_refs`).
 
+mod floor;
 mod hub_process;
 mod latency;
 pub mod queries;
@@ -79,7 +81,8 @@ pub struct Figure {
     pub value: f64,
     /// Its unit.
     pub unit: String,
-    /// Ratio to the raw JetStream limit it is compared with, when there is one.
+    /// Ratio to the raw limit it is compared with, when there is one: a rate to raw JetStream's
+    /// (the higher the better), a query's p99 to the floor server's (how many times slower).
     pub ratio: Option<f64>,
     /// The target of issue 6, as text, when there is one.
     pub target: Option<String>,
@@ -150,6 +153,15 @@ impl Figures {
             target: Some(format!("≥ {min_ratio} × raw")),
             met: Some(ratio >= min_ratio),
         });
+    }
+
+    /// A figure with a maximum, beside the same figure of a raw floor (its ratio: how many times
+    /// the floor's).
+    fn at_most_against(&mut self, name: &str, value: f64, unit: &str, max: f64, raw: f64) {
+        self.at_most(name, value, unit, max);
+        if let Some(figure) = self.0.last_mut() {
+            figure.ratio = Some(value / raw);
+        }
     }
 
     /// A figure with a maximum.
@@ -263,12 +275,31 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
                 false,
             )
             .await?;
-        for q in &measured {
+        let peak_rss = hub.peak_rss_mb()?;
+        // The floor: the same clients, the same answers, sent back from memory by a server that
+        // does nothing else (see bench/floor.rs).
+        let paths: Vec<&str> = queries::QUERIES.iter().map(|(_, path)| *path).collect();
+        let floor = floor::FloorServer::start(floor::answers_of(&hub.base, &hub.analyst, &paths).await?)?;
+        let floor_measured = queries::measure(
+            &floor.base,
+            "not checked",
+            settings.query_clients,
+            Duration::from_secs(settings.query_seconds),
+            false,
+        )
+        .await?;
+        floor.stop();
+        for (q, raw) in measured.iter().zip(&floor_measured) {
             figures.plain(&format!("query {}: p50", q.name), q.p50_ms, "ms");
-            figures.at_most(&format!("query {}: p99", q.name), q.p99_ms, "ms", 10.0);
+            figures.at_most_against(&format!("query {}: p99", q.name), q.p99_ms, "ms", 10.0, raw.p99_ms);
             figures.plain(&format!("query {}: requests/s", q.name), q.per_second, "req/s");
         }
-        figures.at_most("hub peak RSS, queries", hub.peak_rss_mb()?, "MB", 128.0);
+        for q in &floor_measured {
+            figures.plain(&format!("floor {}: p50", q.name), q.p50_ms, "ms");
+            figures.plain(&format!("floor {}: p99", q.name), q.p99_ms, "ms");
+            figures.plain(&format!("floor {}: requests/s", q.name), q.per_second, "req/s");
+        }
+        figures.at_most("hub peak RSS, queries", peak_rss, "MB", 128.0);
     }
     hub.stop().await?;
 

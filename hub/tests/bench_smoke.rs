@@ -19,7 +19,14 @@ async fn the_benchmark_runs_every_phase_on_a_small_load() {
     let report = run(&settings, dir.path()).await.expect("the benchmark runs");
     let table = report.table();
     assert_eq!(report.events, 2000);
-    for figure in ["ingest", "rebuild", "latency at 200/s: p99", "query /api/v1/goals: p99", "hub peak RSS, rebuild"] {
+    for figure in [
+        "ingest",
+        "rebuild",
+        "latency at 200/s: p99",
+        "query /api/v1/goals: p99",
+        "floor /api/v1/usage (a year by month): p99",
+        "hub peak RSS, rebuild",
+    ] {
         assert!(table.contains(figure), "{figure} missing from\n{table}");
     }
     assert!(report.figures.iter().all(|f| f.value.is_finite() && f.value >= 0.0), "{table}");
