@@ -87,7 +87,7 @@ async fn run_in_tempdir(settings: &BenchSettings) -> Result<BenchReport, String>
 
 fn scaling_table(reports: &[BenchReport]) -> String {
     let mut out = String::from(
-        "\nscaling: events | ingest/s (× raw) | rebuild/s (× raw) | ingest RSS MB | rebuild RSS MB | bytes/event\n",
+        "\nscaling: events | ingest/s (× raw) | rebuild/s (× raw) | ingest RSS MB | rebuild RSS MB | bytes/event at rest (largest)\n",
     );
     for r in reports {
         let value = |name: &str| r.figure(name).map(|f| f.value).unwrap_or(f64::NAN);
@@ -95,7 +95,7 @@ fn scaling_table(reports: &[BenchReport]) -> String {
         let ingest = "ingest: published → validated → projected";
         let rebuild = "rebuild: log → empty read model";
         out.push_str(&format!(
-            "{:>9} | {:>8.0} ({:.2}) | {:>8.0} ({:.2}) | {:>6.0} | {:>6.0} | {:>5.0}\n",
+            "{:>9} | {:>8.0} ({:.2}) | {:>8.0} ({:.2}) | {:>6.0} | {:>6.0} | {:>5.0} ({:.0})\n",
             r.events,
             value(ingest),
             ratio(ingest),
@@ -103,7 +103,8 @@ fn scaling_table(reports: &[BenchReport]) -> String {
             ratio(rebuild),
             value("hub peak RSS, ingest"),
             value("hub peak RSS, rebuild"),
-            value("read model on disk per event"),
+            value(bench::DISK_AT_REST),
+            value(bench::DISK_LARGEST),
         ));
     }
     out

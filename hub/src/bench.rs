@@ -35,6 +35,12 @@ pub use hub_process::BenchHub;
 
 use crate::nats_server;
 
+/// The figure with the read model's size per event at rest (the target's): after the hub's phases,
+/// with the hub stopped.
+pub const DISK_AT_REST: &str = "read model on disk per event, at rest";
+/// The figure with the largest size per event the read model reached during ingest.
+pub const DISK_LARGEST: &str = "read model on disk per event, largest during ingest";
+
 /// Benchmark settings.
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
@@ -224,6 +230,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
 
     // Ingest: publish to the ingress until the hub's read model holds every event.
     let hub = BenchHub::start(&settings.hub_binary, &server.url(), &work_dir.join("hub"), true).await?;
+    let disk_peak = DiskPeak::watch(hub.data_dir());
     let started = Instant::now();
     publish_all(
         &js,
@@ -238,8 +245,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     let ingest = events.len() as f64 / started.elapsed().as_secs_f64();
     figures.ratio("ingest: published → validated → projected", ingest, raw_publish, 0.35);
     figures.at_most("hub peak RSS, ingest", hub.peak_rss_mb()?, "MB", 128.0);
-    let disk = dir_size(&hub.data_dir()) as f64;
-    figures.at_most("read model on disk per event", disk / events.len() as f64, "bytes", 150.0);
+    figures.plain(DISK_LARGEST, disk_peak.stop().await as f64 / events.len() as f64, "bytes");
 
     // Latency at steady rates, on the same hub.
     let mut offset = 0;
@@ -301,12 +307,16 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
         }
         figures.at_most("hub peak RSS, queries", peak_rss, "MB", 128.0);
     }
+    // The read model at rest: while the hub runs, its views' files hold, for a moment, the snapshot
+    // being written beside the one it replaces and the journal since (views_store.rs).
+    let data_dir = hub.data_dir();
     hub.stop().await?;
+    let log_length = events.len() as u64 + offset as u64;
+    figures.at_most(DISK_AT_REST, dir_size(&data_dir) as f64 / log_length as f64, "bytes", 150.0);
 
     // Rebuild: a second hub with an empty read model replays the log.
     let started = Instant::now();
     let rebuilt = BenchHub::start(&settings.hub_binary, &server.url(), &work_dir.join("rebuild"), false).await?;
-    let log_length = events.len() as u64 + offset as u64;
     rebuilt.wait_for_checkpoint(log_length).await?;
     let rebuild = log_length as f64 / started.elapsed().as_secs_f64();
     figures.ratio("rebuild: log → empty read model", rebuild, raw_consume, 0.6);
@@ -407,6 +417,39 @@ async fn consume_all(js: &jetstream::Context, stream: &str, n: usize, batch: usi
         }
     }
     Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The largest size a directory reached while it was watched (sampled every 200 ms).
+struct DiskPeak {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl DiskPeak {
+    fn watch(dir: PathBuf) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut largest = 0;
+            loop {
+                let size = {
+                    let dir = dir.clone();
+                    tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0)
+                };
+                largest = largest.max(size);
+                tokio::select! {
+                    _ = &mut stopped => return largest,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Stops watching; the largest size seen, in bytes.
+    async fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(0)
+    }
 }
 
 /// The value at quantile `q` (0..=1) of sorted `values`.

@@ -26,6 +26,8 @@ async fn the_benchmark_runs_every_phase_on_a_small_load() {
         "query /api/v1/goals: p99",
         "floor /api/v1/usage (a year by month): p99",
         "hub peak RSS, rebuild",
+        sgd_hub::bench::DISK_AT_REST,
+        sgd_hub::bench::DISK_LARGEST,
     ] {
         assert!(table.contains(figure), "{figure} missing from\n{table}");
     }
