@@ -8,7 +8,7 @@
 //! (one per core), in the bench's process. It answers each question's path with the bytes and
 //! content type the hub gave for it, whatever the query string and whoever asks.
 
-use std::{net::SocketAddr, thread::JoinHandle};
+use std::{net::SocketAddr, sync::mpsc, thread::JoinHandle, time::Duration};
 
 use axum::{http::header, routing::get, Router};
 use bytes::Bytes;
@@ -34,7 +34,12 @@ pub struct FloorServer {
     pub base: String,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// Told when the server's thread is about to end.
+    ended: mpsc::Receiver<()>,
 }
+
+/// How long stopping waits for open connections to close before leaving the thread behind.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 impl FloorServer {
     /// Starts serving `answers` on a free port of 127.0.0.1.
@@ -60,7 +65,8 @@ impl FloorServer {
             .build()
             .map_err(err)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let (ready, is_ready) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (ready, is_ready) = mpsc::channel::<Result<(), String>>();
+        let (ending, ended) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("bench-floor".into())
             .spawn(move || {
@@ -80,13 +86,15 @@ impl FloorServer {
                         tracing::warn!("bench floor server: {e}");
                     }
                 });
+                let _ = ending.send(());
             })
             .map_err(err)?;
         is_ready.recv().map_err(err)?.map_err(BenchError)?;
-        Ok(Self { base: format!("http://{address}"), stop: Some(stop), thread: Some(thread) })
+        Ok(Self { base: format!("http://{address}"), stop: Some(stop), thread: Some(thread), ended })
     }
 
-    /// Stops the server and waits for its thread.
+    /// Stops the server and waits for its thread (at most [`STOP_WAIT`]: a connection a client
+    /// left open would otherwise hold the benchmark).
     pub fn stop(mut self) {
         self.shut_down();
     }
@@ -96,7 +104,14 @@ impl FloorServer {
             let _ = stop.send(());
         }
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            match self.ended.recv_timeout(STOP_WAIT) {
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = thread.join();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    tracing::warn!("bench floor server still had open connections after {STOP_WAIT:?}; left running");
+                }
+            }
         }
     }
 }
