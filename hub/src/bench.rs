@@ -294,7 +294,8 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
             false,
         )
         .await?;
-        floor.stop();
+        // Stopping waits for the floor's connections to close (up to 10 s): not on a worker.
+        tokio::task::spawn_blocking(move || floor.stop()).await.map_err(err)?;
         for (q, raw) in measured.iter().zip(&floor_measured) {
             figures.plain(&format!("query {}: p50", q.name), q.p50_ms, "ms");
             figures.at_most_against(&format!("query {}: p99", q.name), q.p99_ms, "ms", 10.0, raw.p99_ms);
