@@ -688,14 +688,26 @@ pub async fn log_census(js: &async_nats::jetstream::Context, stream: &str) -> Re
     if expected == 0 {
         return Ok(census);
     }
-    let consumer = stream
-        .create_consumer(pull::Config {
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await?;
+    let config = pull::Config {
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::None,
+        inactive_threshold: Duration::from_secs(60),
+        ..Default::default()
+    };
+    // Right after a cluster node comes back, JetStream's API can time out for a while (seen once
+    // in CI: "timed out" creating this consumer, with both hubs already at the full count). That
+    // is not what a census counts: ask again for up to a minute, then report the last error.
+    let asking_since = std::time::Instant::now();
+    let consumer = loop {
+        match stream.create_consumer(config.clone()).await {
+            Ok(consumer) => break consumer,
+            Err(e) if asking_since.elapsed() < Duration::from_secs(60) => {
+                eprintln!("census of {}: creating its consumer: {e}; asking again", stream.cached_info().config.name);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("census: creating its consumer for a minute")),
+        }
+    };
     let mut messages = consumer.stream().max_messages_per_batch(5000).messages().await?;
     let mut seen = std::collections::HashSet::with_capacity(expected as usize);
     loop {
