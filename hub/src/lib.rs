@@ -9,6 +9,7 @@
 //! - [`projections`]: pure projections (one module per view), tested without I/O.
 //! - [`projector`]: the projection runner, `SGD_EVENTS` → the read model, exactly once.
 //! - [`read_model`]: the sled read model.
+//! - [`digest_set`]: the applied identities, 16 bytes each.
 //! - [`rebuild`]: the read model rebuilt from the log beside the served one, then swapped or compared.
 //! - [`api`]: the HTTP API (axum).
 //! - [`bench`]: the pipeline benchmark against raw JetStream (`cargo bench -p sgd-hub --bench pipeline`).
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod dead_letter;
 pub mod demo;
+pub mod digest_set;
 pub mod metrics;
 pub mod nats_config;
 pub mod nats_server;

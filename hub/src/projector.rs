@@ -23,7 +23,7 @@ use futures::StreamExt;
 use sgd_schemas::{upcast, Envelope};
 use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
-use crate::sharded::{ShardedMap, ShardedSet};
+use crate::{digest_set::DigestSet, sharded::ShardedMap};
 use crate::{
     metrics::{Metrics, TypeLabels},
     projections::{
@@ -90,7 +90,7 @@ pub fn identity_digest(envelope: &Envelope) -> u128 {
 /// never reads sled (the runner is the read model's only writer).
 struct RunnerState {
     checkpoint: u64,
-    identities: ShardedSet<u128>,
+    identities: DigestSet,
     usage_totals: ShardedMap<UsageDay, TypeCounts>,
     views_flushed_at: std::time::Instant,
     /// Whether the last batch was [`CATCHING_UP_PENDING`] or more behind the log.

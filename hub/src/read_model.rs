@@ -18,12 +18,12 @@ use std::{collections::HashSet, path::Path};
 use chrono::NaiveDate;
 
 use crate::{
+    digest_set::DigestSet,
     projections::{
         table::EncodedRecords,
         usage::{TypeCounts, UsageDay},
         DomainViews,
     },
-    sharded::ShardedSet,
     views_store::{ViewsStore, ViewsStoreError},
 };
 
@@ -172,18 +172,17 @@ impl ReadModel {
     }
 
     /// Every applied identity digest (loaded once by the projection runner at start).
-    pub fn identities(&self) -> Result<ShardedSet<u128>, ReadModelError> {
-        let mut set = ShardedSet::default();
+    pub fn identities(&self) -> Result<DigestSet, ReadModelError> {
+        let mut digests = Vec::new();
         for item in self.db.scan_prefix(IDS) {
             let (key, value) = item.map_err(|e| self.storage(e))?;
             if value.len() % 16 != 0 {
                 return Err(self.corrupt(&key));
             }
-            for chunk in value.chunks_exact(16) {
-                set.insert(u128::from_be_bytes(chunk.try_into().unwrap_or_default()));
-            }
+            digests
+                .extend(value.chunks_exact(16).map(|chunk| u128::from_be_bytes(chunk.try_into().unwrap_or_default())));
         }
-        Ok(set)
+        Ok(DigestSet::from_digests(digests))
     }
 
     /// Every usage cell (loaded once by the projection runner at start, to add to).
@@ -467,7 +466,7 @@ mod tests {
         }
         let model = ReadModel::open(dir.path()).unwrap();
         assert_eq!(model.checkpoint().unwrap(), 12);
-        let mut identities: Vec<u128> = model.identities().unwrap().iter().copied().collect();
+        let mut identities: Vec<u128> = model.identities().unwrap().iter().collect();
         identities.sort();
         assert_eq!(identities, [1, 2, 3]);
         assert_eq!(model.views_sequence().unwrap(), 10);
