@@ -10,7 +10,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options built into the binary (read before `main`; `_RJEM_MALLOC_CONF` set at run
 /// time still overrides them). One arena instead of four per core, and freed pages handed back
-/// after 1 s instead of 10 s: the hub's peak RSS 20–25 MB lower through 1,000,000 events, with no
+/// after 1 s instead of 10 s: the hub's peak RSS about 15–25 MB lower through 1,000,000 events, no
 /// measurable cost in speed (docs/performance.md, "Eighth session").
 #[cfg(feature = "jemalloc")]
 #[export_name = "_rjem_malloc_conf"]
