@@ -23,14 +23,15 @@ use futures::StreamExt;
 use sgd_schemas::{upcast, Envelope};
 use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
-use crate::{digest_set::DigestSet, sharded::ShardedMap};
 use crate::{
+    digest_set::DigestSet,
     metrics::{Metrics, TypeLabels},
     projections::{
         usage::{TypeCounts, UsageDay, UsageDelta},
         DomainViews, ProjectedEvent,
     },
     read_model::{ReadModel, ReadModelError},
+    sharded::ShardedMap,
     streams,
 };
 

@@ -171,18 +171,29 @@ impl ReadModel {
         }
     }
 
-    /// Every applied identity digest (loaded once by the projection runner at start).
+    /// Every applied identity digest (loaded once by the projection runner at start), read
+    /// straight into the set: no list of them all on the side.
     pub fn identities(&self) -> Result<DigestSet, ReadModelError> {
-        let mut digests = Vec::new();
-        for item in self.db.scan_prefix(IDS) {
-            let (key, value) = item.map_err(|e| self.storage(e))?;
-            if value.len() % 16 != 0 {
-                return Err(self.corrupt(&key));
+        let mut failed = None;
+        let values = self.db.scan_prefix(IDS).map_while(|item| match item {
+            Ok((_, value)) if value.len() % 16 == 0 => Some(value),
+            Ok((key, _)) => {
+                failed = Some(self.corrupt(&key));
+                None
             }
-            digests
-                .extend(value.chunks_exact(16).map(|chunk| u128::from_be_bytes(chunk.try_into().unwrap_or_default())));
+            Err(e) => {
+                failed = Some(self.storage(e));
+                None
+            }
+        });
+        let set = DigestSet::from_digests(values.flat_map(|value| {
+            (0..value.len() / 16)
+                .map(move |i| u128::from_be_bytes(value[i * 16..][..16].try_into().unwrap_or_default()))
+        }));
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(set),
         }
-        Ok(DigestSet::from_digests(digests))
     }
 
     /// Every usage cell (loaded once by the projection runner at start, to add to).
@@ -450,6 +461,18 @@ impl ModelDirs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_value_of_the_wrong_length_is_reported_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = ReadModel::open(dir.path()).unwrap();
+        model.commit(&[], &[1, 2], 5).unwrap();
+        let mut key = IDS.to_vec();
+        key.extend_from_slice(&9u64.to_be_bytes());
+        model.db.insert(key, &[0u8; 17][..]).unwrap();
+        let error = model.identities().map(|set| set.len()).unwrap_err();
+        assert!(matches!(error, ReadModelError::Corrupt { .. }), "{error}");
+    }
 
     #[test]
     fn commits_are_read_back_and_survive_reopening() {
