@@ -136,14 +136,29 @@ pub struct Outbox {
     waiting: Arc<AtomicU64>,
 }
 
+/// Opens a sled database, waiting up to 5 s for its file lock. A database closed a moment ago in
+/// this process may still hold the lock while its background flusher finishes (seen in the suite:
+/// an outbox reopened right after a drop failed with "could not acquire lock"). The hub's read
+/// model opens its sled the same way.
+pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Outbox {
     /// Opens (or creates) the outbox in `dir`. What an earlier run left is still there and is sent
     /// first.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, OutboxError> {
         let path = dir.as_ref().to_path_buf();
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
+        let db = open_sled(&sled::Config::new().path(&path))
             .map_err(|source| OutboxError::Open { path: path.clone(), source })?;
         let tree = db.open_tree("outbox").map_err(|source| OutboxError::Open { path, source })?;
         let waiting = Arc::new(AtomicU64::new(tree.len() as u64));

@@ -126,16 +126,7 @@ impl ReadModel {
             sled::Config::new().path(dir).cache_capacity(32 * 1024 * 1024).flush_every_ms(Some(FLUSH_EVERY_MS));
         // A handle closed a moment ago in this process may still hold sled's file lock while its
         // background flusher finishes: wait for it a little before reporting the lock as taken.
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempts < 100 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => break other.map_err(storage)?,
-            }
-        };
+        let db = sgd_adapters::outbox::open_sled(&config).map_err(storage)?;
         match db.get(FORMAT).map_err(storage)? {
             None => {
                 db.insert(FORMAT, &FORMAT_VERSION.to_be_bytes()).map_err(storage)?;
