@@ -88,6 +88,8 @@ pub struct Metrics {
     pub lag_seconds: Gauge<f64, AtomicU64>,
     /// The projection checkpoint (last applied log sequence).
     pub checkpoint: Gauge<i64, AtomicI64>,
+    /// The log sequence the stored views reflect (a hub killed now replays from there at start).
+    pub views_sequence: Gauge<i64, AtomicI64>,
     /// Projection batches committed.
     pub batches: Counter,
     /// Events per committed projection batch.
@@ -115,6 +117,7 @@ impl Default for Metrics {
         let lag_events = Gauge::default();
         let lag_seconds = Gauge::<f64, AtomicU64>::default();
         let checkpoint = Gauge::<i64, AtomicI64>::default();
+        let views_sequence = Gauge::<i64, AtomicI64>::default();
         let batches = Counter::default();
         let batch_size = Histogram::new(exponential_buckets(1.0, 4.0, 8));
         let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
@@ -131,6 +134,11 @@ impl Default for Metrics {
         registry.register("projection_lag_events", "Log events not yet projected", lag_events.clone());
         registry.register("projection_lag_seconds", "Age of the oldest unprojected event", lag_seconds.clone());
         registry.register("projection_checkpoint", "Last applied log sequence", checkpoint.clone());
+        registry.register(
+            "projection_views_sequence",
+            "Log sequence the stored views reflect (a hub killed now replays the log from there into its views)",
+            views_sequence.clone(),
+        );
         registry.register("projection_batches", "Projection batches committed", batches.clone());
         registry.register("projection_batch_size", "Events per committed projection batch", batch_size.clone());
         registry.register("projection_commit_seconds", "Seconds to commit one batch to sled", commit_seconds.clone());
@@ -164,6 +172,7 @@ impl Default for Metrics {
             lag_events,
             lag_seconds,
             checkpoint,
+            views_sequence,
             batches,
             batch_size,
             commit_seconds,

@@ -97,7 +97,7 @@ struct RunnerState {
     /// Whether the last batch was [`CATCHING_UP_PENDING`] or more behind the log.
     catching_up: bool,
     /// The views write in flight, if any (one at a time, awaited before the next and at stops).
-    views_write: Option<tokio::task::JoinHandle<Result<(), ReadModelError>>>,
+    views_write: Option<tokio::task::JoinHandle<Result<u64, ReadModelError>>>,
     /// The commit of the last batch while catching up, which runs beside the next batch's
     /// decoding and applying; awaited before the next commit, views writes and pauses.
     commit: Option<CommitInFlight>,
@@ -184,6 +184,7 @@ pub async fn run(
     let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
     let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
     let views_sequence = views.read().await.applied_through;
+    metrics.views_sequence.set(views_sequence as i64);
     if views_sequence < state.checkpoint {
         // Written at once when complete, so a hub killed again soon after (before its next views
         // write) does not replay the same stretch at every start.
@@ -511,7 +512,7 @@ async fn project_batch(
         // (`whole` implies `flush`.) The end of a catch-up: one snapshot of everything (the projection waits for it once).
         flush_views(model, views_shared, state, metrics).await?;
     } else if flush {
-        start_views_write(state, model, views_shared).await?;
+        start_views_write(state, model, views_shared, metrics).await?;
     }
 
     metrics.batches.inc();
@@ -705,14 +706,16 @@ async fn start_views_write(
     state: &mut RunnerState,
     model: &Arc<ReadModel>,
     views: &SharedViews,
+    metrics: &Metrics,
 ) -> Result<(), ProjectorError> {
     if state.views_write.as_ref().is_some_and(|write| !write.is_finished()) {
         return Ok(());
     }
-    finish_views_write(state).await?;
+    finish_views_write(state, metrics).await?;
     let changes = views.write().await.drain_changes();
     let (writer, sequence, views) = (model.clone(), state.checkpoint, views.clone());
-    state.views_write = Some(tokio::task::spawn_blocking(move || writer.write_views(sequence, &changes, &views)));
+    state.views_write =
+        Some(tokio::task::spawn_blocking(move || writer.write_views(sequence, &changes, &views).map(|()| sequence)));
     state.views_flushed_at = std::time::Instant::now();
     Ok(())
 }
@@ -730,9 +733,10 @@ async fn finish_commit(state: &mut RunnerState, metrics: &Metrics) -> Result<(),
 }
 
 /// Waits for the views write in flight, if any.
-async fn finish_views_write(state: &mut RunnerState) -> Result<(), ProjectorError> {
+async fn finish_views_write(state: &mut RunnerState, metrics: &Metrics) -> Result<(), ProjectorError> {
     if let Some(write) = state.views_write.take() {
-        write.await.map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
+        let sequence = write.await.map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
+        metrics.views_sequence.set(sequence as i64);
     }
     Ok(())
 }
@@ -750,7 +754,7 @@ async fn flush_views(
     metrics: &Metrics,
 ) -> Result<(), ProjectorError> {
     finish_commit(state, metrics).await?;
-    finish_views_write(state).await?;
+    finish_views_write(state, metrics).await?;
     let (writer, sequence) = (model.clone(), state.checkpoint);
     let mut held = views.clone().write_owned().await;
     let task = if held.changed() > SNAPSHOT_INSTEAD_OF_FRAME {
@@ -768,6 +772,7 @@ async fn flush_views(
         })
     };
     task.await.map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
+    metrics.views_sequence.set(sequence as i64);
     state.views_flushed_at = std::time::Instant::now();
     Ok(())
 }
