@@ -97,7 +97,7 @@ struct RunnerState {
     /// Whether the last batch was [`CATCHING_UP_PENDING`] or more behind the log.
     catching_up: bool,
     /// The views write in flight, if any (one at a time, awaited before the next and at stops).
-    views_write: Option<tokio::task::JoinHandle<Result<u64, ReadModelError>>>,
+    views_write: Option<tokio::task::JoinHandle<Result<(), ReadModelError>>>,
     /// The commit of the last batch while catching up, which runs beside the next batch's
     /// decoding and applying; awaited before the next commit, views writes and pauses.
     commit: Option<CommitInFlight>,
@@ -472,6 +472,10 @@ async fn project_batch(
     // every batch: a record touched by many batches is written once, and batches write only
     // counters, digests and the checkpoint. The views write runs beside the next batches.
     let catching_up = last_info.is_some_and(|(pending, _)| pending >= CATCHING_UP_PENDING);
+    if catching_up && !state.catching_up {
+        // Stored whole at the end of the catch-up: the changed keys need not be kept.
+        views.mark_all_changed();
+    }
     let changed = views.changed();
     let flush = !catching_up && (state.views_flushed_at.elapsed() >= views_flush || changed >= VIEWS_WRITE_RECORDS);
     // Only at the end of a catch-up: elsewhere a snapshot while the projection waits would stall it.
@@ -711,11 +715,16 @@ async fn start_views_write(
     if state.views_write.as_ref().is_some_and(|write| !write.is_finished()) {
         return Ok(());
     }
-    finish_views_write(state, metrics).await?;
+    finish_views_write(state).await?;
     let changes = views.write().await.drain_changes();
     let (writer, sequence, views) = (model.clone(), state.checkpoint, views.clone());
-    state.views_write =
-        Some(tokio::task::spawn_blocking(move || writer.write_views(sequence, &changes, &views).map(|()| sequence)));
+    let stored = metrics.views_sequence.clone();
+    state.views_write = Some(tokio::task::spawn_blocking(move || {
+        writer.write_views(sequence, &changes, &views)?;
+        // Set here, not when awaited: no later batch may come to await it.
+        stored.set(sequence as i64);
+        Ok(())
+    }));
     state.views_flushed_at = std::time::Instant::now();
     Ok(())
 }
@@ -733,10 +742,9 @@ async fn finish_commit(state: &mut RunnerState, metrics: &Metrics) -> Result<(),
 }
 
 /// Waits for the views write in flight, if any.
-async fn finish_views_write(state: &mut RunnerState, metrics: &Metrics) -> Result<(), ProjectorError> {
+async fn finish_views_write(state: &mut RunnerState) -> Result<(), ProjectorError> {
     if let Some(write) = state.views_write.take() {
-        let sequence = write.await.map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
-        metrics.views_sequence.set(sequence as i64);
+        write.await.map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
     }
     Ok(())
 }
@@ -754,7 +762,7 @@ async fn flush_views(
     metrics: &Metrics,
 ) -> Result<(), ProjectorError> {
     finish_commit(state, metrics).await?;
-    finish_views_write(state, metrics).await?;
+    finish_views_write(state).await?;
     let (writer, sequence) = (model.clone(), state.checkpoint);
     let mut held = views.clone().write_owned().await;
     let task = if held.changed() > SNAPSHOT_INSTEAD_OF_FRAME {

@@ -455,6 +455,21 @@ impl Api {
         let value = self.get_json(&format!("/api/v1/usage?{query}")).await?;
         Ok(value["total"].as_u64().unwrap_or(0))
     }
+
+    /// The log sequence the hub's stored views reflect (`sgd_projection_views_sequence` in
+    /// `/metrics`; an operator's token).
+    pub async fn stored_views_sequence(&self) -> Result<u64> {
+        let response = self.get("/metrics").await?;
+        let status = response.status();
+        let metrics = response.text().await?;
+        if !status.is_success() {
+            bail!("GET /metrics: {status}: {metrics}");
+        }
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sgd_projection_views_sequence ")?.trim().parse().ok())
+            .context("no sgd_projection_views_sequence in /metrics")
+    }
 }
 
 /// Polls `condition` every 50 ms until it is true or `limit` passes.

@@ -168,6 +168,14 @@ impl DomainViews {
         }
     }
 
+    /// Counts every record as changed until the next drain or clear, without tracking keys (while
+    /// catching up: the views are then stored whole).
+    pub fn mark_all_changed(&mut self) {
+        for table in self.tables_mut() {
+            table.mark_all_changed();
+        }
+    }
+
     /// Every record of every view by storage key, as JSON (for `hub rebuild --check`).
     pub fn all_records(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
         let mut out = std::collections::BTreeMap::new();

@@ -13,7 +13,12 @@ use crate::sharded::{ShardedMap, ShardedSet, SHARDS};
 pub struct Table<V, K = Text> {
     prefix: &'static str,
     rows: ShardedMap<K, V>,
+    /// The keys of the records changed since the last drain, unless `all_changed`.
     dirty: ShardedSet<K>,
+    /// Every record counts as changed and no keys are tracked (while the projection catches up,
+    /// when the views are stored whole at the end: a copy of every key would cost ~25 MB at a
+    /// million events).
+    all_changed: bool,
 }
 
 /// Changed or stored records of one table: (key, record encoded with postcard).
@@ -27,8 +32,10 @@ pub trait StoredTable {
     fn changed(&self) -> usize;
     /// The changed records, encoded, forgetting that they changed.
     fn drain_changes(&mut self) -> EncodedRecords;
-    /// Forgets which records changed (they were stored another way).
+    /// Forgets which records changed (they were stored another way), and the room that took.
     fn clear_changes(&mut self);
+    /// Counts every record as changed from now until the next drain or clear, tracking no keys.
+    fn mark_all_changed(&mut self);
     /// How many slices [`StoredTable::encode_slice`] reads the table in.
     fn slices(&self) -> usize;
     /// The records of slice `index` (`0..slices()`), encoded: every record is in exactly one.
@@ -53,7 +60,7 @@ pub enum LoadError {
 impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
     /// An empty table stored under `prefix` (e.g. `v/plans/plan/`).
     pub fn new(prefix: &'static str) -> Self {
-        Self { prefix, rows: ShardedMap::default(), dirty: ShardedSet::default() }
+        Self { prefix, rows: ShardedMap::default(), dirty: ShardedSet::default(), all_changed: false }
     }
 
     /// The record under `key`, created empty if absent; marked changed.
@@ -64,7 +71,9 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
     {
         // Keys are made only the first time they are seen, each table looked up once (this is
         // the projection hot path).
-        self.dirty.insert_ref(key);
+        if !self.all_changed {
+            self.dirty.insert_ref(key);
+        }
         self.rows.get_or_insert_default(key)
     }
 
@@ -109,10 +118,17 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Tab
     }
 
     fn changed(&self) -> usize {
-        self.dirty.len()
+        if self.all_changed {
+            self.rows.len()
+        } else {
+            self.dirty.len()
+        }
     }
 
     fn drain_changes(&mut self) -> EncodedRecords {
+        if std::mem::take(&mut self.all_changed) {
+            return (0..SHARDS).flat_map(|i| self.encode_slice(i)).collect();
+        }
         let mut out = Vec::with_capacity(self.dirty.len());
         for key in self.dirty.drain() {
             if let Some(value) = self.rows.get(&key) {
@@ -123,7 +139,13 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Tab
     }
 
     fn clear_changes(&mut self) {
-        self.dirty.clear();
+        self.all_changed = false;
+        self.dirty = ShardedSet::default();
+    }
+
+    fn mark_all_changed(&mut self) {
+        self.all_changed = true;
+        self.dirty = ShardedSet::default();
     }
 
     fn slices(&self) -> usize {
@@ -170,5 +192,25 @@ mod tests {
         slices.sort();
         assert_eq!(slices, drained);
         assert!(copy.load("c", &[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_table_marked_all_changed_drains_every_record_once_then_tracks_again() {
+        let mut table: Table<Vec<(i64, u64)>> = Table::new("v/test/");
+        table.entry("a").push((1, 2));
+        let _ = table.drain_changes();
+        table.entry("b").push((3, 4));
+        table.mark_all_changed();
+        table.entry("c").push((5, 6));
+        assert_eq!(table.changed(), 3);
+        let mut drained: Vec<String> = table.drain_changes().into_iter().map(|(key, _)| key).collect();
+        drained.sort();
+        assert_eq!(drained, ["a", "b", "c"]);
+        assert_eq!(table.changed(), 0);
+        table.entry("b").push((7, 8));
+        assert_eq!(table.drain_changes().len(), 1);
+        table.mark_all_changed();
+        table.clear_changes();
+        assert_eq!(table.changed(), 0);
     }
 }

@@ -386,13 +386,8 @@ async fn a_hub_killed_before_its_views_were_written_answers_like_a_clean_rebuild
     // flushed when it was killed; the batches after it are projected live and written later.)
     let replayed_to = wait_for_view_replay(&hub).await?;
     let operator = hub.api(Role::Operator, None)?;
-    wait_until(Duration::from_secs(30), || async {
-        let metrics = operator.get("/metrics").await?.text().await?;
-        let views_sequence =
-            metrics.lines().find_map(|l| l.strip_prefix("sgd_projection_views_sequence ")?.trim().parse::<u64>().ok());
-        Ok(views_sequence.is_some_and(|v| v >= replayed_to))
-    })
-    .await?;
+    wait_until(Duration::from_secs(30), || async { Ok(operator.stored_views_sequence().await? >= replayed_to) })
+        .await?;
     hub.kill();
     let dir = sgd_hub::read_model::ModelDirs::new(&hub.data_dir).serving();
     let model = sgd_hub::read_model::ReadModel::open(&dir)?;
