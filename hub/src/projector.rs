@@ -471,9 +471,12 @@ async fn project_batch(
     // View records are written every `views_flush` (or once VIEWS_WRITE_RECORDS changed), not
     // every batch: a record touched by many batches is written once, and batches write only
     // counters, digests and the checkpoint. The views write runs beside the next batches.
-    let catching_up = last_info.is_some_and(|(pending, _)| pending >= CATCHING_UP_PENDING);
-    if catching_up && !state.catching_up {
-        // Stored whole at the end of the catch-up: the changed keys need not be kept.
+    let pending = last_info.map_or(0, |(pending, _)| pending);
+    let catching_up = pending >= CATCHING_UP_PENDING;
+    if catching_up && !state.catching_up && pending >= views.records() as u64 {
+        // A catch-up longer than the views are big (a rebuild, a start far behind) is stored
+        // whole at its end: the changed keys need not be kept. After a shorter one (a burst on
+        // large views) only the changed records are written, so those are still tracked.
         views.mark_all_changed();
     }
     let changed = views.changed();

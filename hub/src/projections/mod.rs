@@ -151,6 +151,11 @@ impl DomainViews {
         ]
     }
 
+    /// How many records, in every table.
+    pub fn records(&self) -> usize {
+        self.tables().iter().map(|t| t.records()).sum()
+    }
+
     /// How many records changed since the last [`DomainViews::drain_changes`].
     pub fn changed(&self) -> usize {
         self.tables().iter().map(|t| t.changed()).sum()

@@ -28,6 +28,8 @@ pub type EncodedRecords = Vec<(String, Vec<u8>)>;
 pub trait StoredTable {
     /// The name it is stored under (e.g. `v/plans/plan/`).
     fn prefix(&self) -> &'static str;
+    /// How many records.
+    fn records(&self) -> usize;
     /// How many records changed since the last [`StoredTable::drain_changes`].
     fn changed(&self) -> usize;
     /// The changed records, encoded, forgetting that they changed.
@@ -115,6 +117,10 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
 impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Table<V, K> {
     fn prefix(&self) -> &'static str {
         self.prefix
+    }
+
+    fn records(&self) -> usize {
+        self.rows.len()
     }
 
     fn changed(&self) -> usize {
