@@ -108,7 +108,7 @@ fn main() {
         rss_mb()
     );
     // The keys of the changed records, kept until the next views write (a live hub writes every
-    // 2 s; a catching-up one tracks none and stores the views whole): not part of the tables below.
+    // 2 s; in a rebuild it tracks none and stores the views whole): not part of the tables below.
     let tracked = LIVE.load(Ordering::Relaxed);
     views.clear_changes();
     println!("of which the changed keys (all of them here) {:.1} MB", mb(tracked - LIVE.load(Ordering::Relaxed)));

@@ -92,6 +92,12 @@ fn damaged_hint(source: &sled::Error) -> &'static str {
     }
 }
 
+/// The identity digests of one batch's value (16 bytes each, big-endian; callers check that the
+/// length is a multiple of 16).
+fn digests_of(value: sled::IVec) -> impl Iterator<Item = u128> {
+    (0..value.len() / 16).map(move |i| u128::from_be_bytes(value[i * 16..][..16].try_into().unwrap_or_default()))
+}
+
 /// One row of usage.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UsageCell {
@@ -177,10 +183,7 @@ impl ReadModel {
                 None
             }
         });
-        let set = DigestSet::from_digests(values.flat_map(|value| {
-            (0..value.len() / 16)
-                .map(move |i| u128::from_be_bytes(value[i * 16..][..16].try_into().unwrap_or_default()))
-        }));
+        let set = DigestSet::from_digests(values.flat_map(digests_of));
         match failed {
             Some(e) => Err(e),
             None => Ok(set),
@@ -268,7 +271,7 @@ impl ReadModel {
             if value.len() % 16 != 0 {
                 return Err(self.corrupt(&key));
             }
-            set.extend(value.chunks_exact(16).map(|c| u128::from_be_bytes(c.try_into().unwrap_or_default())));
+            set.extend(digests_of(value));
         }
         Ok(set)
     }

@@ -15,9 +15,9 @@ pub struct Table<V, K = Text> {
     rows: ShardedMap<K, V>,
     /// The keys of the records changed since the last drain, unless `all_changed`.
     dirty: ShardedSet<K>,
-    /// Every record counts as changed and no keys are tracked (while the projection catches up,
-    /// when the views are stored whole at the end: a copy of every key would cost ~25 MB at a
-    /// million events).
+    /// Every record counts as changed and no keys are tracked (during a catch-up longer than the
+    /// views are big, after which they are stored whole: a copy of every key would cost ~25 MB at
+    /// a million events).
     all_changed: bool,
 }
 
