@@ -66,7 +66,7 @@ impl DeviationView {
                 let v = self.deviations.entry(d.deviation_id.as_str());
                 match v.answers.iter_mut().find(|(by, _)| *by == d.answered_by) {
                     Some((_, first)) => *first = (*first).min(at),
-                    None => v.answers.push((d.answered_by.as_str().into(), at)),
+                    None => super::exact::push(&mut v.answers, (d.answered_by.as_str().into(), at)),
                 }
             }
             D::DeviationAnalysisCompleted(d) => {

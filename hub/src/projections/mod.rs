@@ -6,6 +6,7 @@
 
 pub mod decision;
 pub mod deviation;
+pub mod exact;
 pub mod followup;
 pub mod goals;
 pub mod heartbeats;
@@ -111,7 +112,7 @@ impl DomainViews {
             let at = event.envelope.time.timestamp_nanos_opt().unwrap_or_default();
             let refs = self.timelines.entry(&person);
             let index = refs.partition_point(|r| *r <= (at, sequence));
-            refs.insert(index, (at, sequence));
+            exact::insert(refs, index, (at, sequence));
         }
     }
 

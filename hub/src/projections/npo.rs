@@ -61,7 +61,7 @@ impl UnitRole {
 
     fn record(&mut self, change: RoleChange) {
         let at = self.changes.partition_point(|c| c.at <= change.at);
-        self.changes.insert(at, change);
+        super::exact::insert(&mut self.changes, at, change);
     }
 }
 
@@ -101,7 +101,7 @@ impl Consent {
 
     fn record(&mut self, change: ConsentChange) {
         let at = self.changes.partition_point(|c| c.at <= change.at);
-        self.changes.insert(at, change);
+        super::exact::insert(&mut self.changes, at, change);
     }
 }
 
@@ -194,12 +194,15 @@ impl NpoView {
         let index = match consents.iter().position(|c| c.consumer_unit == unit && c.scope == scope) {
             Some(index) => index,
             None => {
-                consents.push(Consent {
-                    consumer_unit: unit.into(),
-                    scope: scope.into(),
-                    principal: principal.into(),
-                    changes: Vec::new(),
-                });
+                super::exact::push(
+                    consents,
+                    Consent {
+                        consumer_unit: unit.into(),
+                        scope: scope.into(),
+                        principal: principal.into(),
+                        changes: Vec::new(),
+                    },
+                );
                 consents.len() - 1
             }
         };

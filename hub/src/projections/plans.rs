@@ -102,7 +102,7 @@ impl PlansView {
         let Some(plan_id) = plan_event_id(e.event) else { return };
         let plan = self.plans.entry(plan_id.as_str());
         let at_index = plan.event_times.partition_point(|t| *t <= at);
-        plan.event_times.insert(at_index, at);
+        super::exact::insert(&mut plan.event_times, at_index, at);
         let mut new_person = None;
         match e.event {
             D::PlansPlanCreated(d) => {
@@ -139,7 +139,7 @@ impl PlansView {
         if let Some(person) = new_person {
             let ids = self.by_person.entry(&person);
             if !ids.iter().any(|id| id == plan_id) {
-                ids.push(plan_id.as_str().into());
+                super::exact::push(ids, plan_id.as_str().into());
             }
         }
     }
