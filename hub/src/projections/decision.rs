@@ -1,10 +1,11 @@
 //! Decision support: raised early-warning scores and risk flags.
 
 use serde::{Deserialize, Serialize};
-use sgd_schemas::events::{decision::Band, Timestamp};
+use sgd_schemas::events::decision::Band;
 
 use super::{
-    ids::{PersonId, Text},
+    ids::{PersonId, PrincipalCode, Text},
+    moment::Moment,
     table::Table,
     ProjectedEvent,
 };
@@ -17,7 +18,7 @@ pub struct Warning {
     /// The person's pseudonym.
     pub person: PersonId,
     /// When.
-    pub raised_at: Option<Timestamp>,
+    pub raised_at: Option<Moment>,
     /// The band.
     pub band: Option<Band>,
     /// The score.
@@ -35,11 +36,11 @@ impl Warning {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RiskFlag {
     /// The principal that raised it.
-    pub principal: Option<Text>,
+    pub principal: Option<PrincipalCode>,
     /// When.
-    pub flagged_at: Option<Timestamp>,
+    pub flagged_at: Option<Moment>,
     /// When acknowledged.
-    pub acknowledged_at: Option<Timestamp>,
+    pub acknowledged_at: Option<Moment>,
 }
 
 /// The decision-support view.
@@ -61,7 +62,7 @@ impl DecisionView {
     /// Applies one event.
     pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
-        let at = e.envelope.time;
+        let at = e.at;
         match e.event {
             D::DecisionScoreRaised(d) => {
                 let Some(person) = PersonId::parse(&d.person) else {
@@ -83,7 +84,7 @@ impl DecisionView {
             }
             D::DecisionRiskFlagged(d) => {
                 let f = self.flags.entry(d.flag_id.as_str());
-                f.principal = Some(e.envelope.principal.as_str().into());
+                f.principal = PrincipalCode::of(&e.envelope.principal);
                 f.flagged_at = Some(f.flagged_at.map_or(at, |t| t.min(at)));
             }
             D::DecisionRiskAcknowledged(d) => {

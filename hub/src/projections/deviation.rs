@@ -1,32 +1,30 @@
 //! Deviations (avvikelser) across organisations: answers and event analyses.
 
+use super::{ids::PrincipalCode, moment::Moment, table::Table, ProjectedEvent};
 use serde::{Deserialize, Serialize};
-use sgd_schemas::events::Timestamp;
-
-use super::{ids::Text, table::Table, ProjectedEvent};
 
 /// One deviation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Deviation {
     /// The principal that logged it.
-    pub principal: Option<Text>,
+    pub principal: Option<PrincipalCode>,
     /// When.
-    pub logged_at: Option<Timestamp>,
+    pub logged_at: Option<Moment>,
     /// Principals concerned, who must answer.
-    pub concerned: Vec<Text>,
+    pub concerned: Vec<PrincipalCode>,
     /// Probability × consequence ≥ 8 or consequence ≥ 3.
     pub requires_analysis: bool,
     /// First answer by each principal (a few at most: a list, not a map).
-    pub answers: Vec<(Text, Timestamp)>,
+    pub answers: Vec<(PrincipalCode, Moment)>,
     /// First completed analysis.
-    pub analysis_at: Option<Timestamp>,
+    pub analysis_at: Option<Moment>,
     /// Closed.
-    pub closed_at: Option<Timestamp>,
+    pub closed_at: Option<Moment>,
 }
 
 impl Deviation {
     /// When a concerned principal first answered (any answer counts when none is named concerned).
-    pub fn first_concerned_answer(&self) -> Option<Timestamp> {
+    pub fn first_concerned_answer(&self) -> Option<Moment> {
         self.answers
             .iter()
             .filter(|(p, _)| self.concerned.is_empty() || self.concerned.contains(p))
@@ -52,21 +50,22 @@ impl DeviationView {
     /// Applies one event.
     pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
-        let at = e.envelope.time;
-        let earliest = |slot: &mut Option<Timestamp>| *slot = Some(slot.map_or(at, |t| t.min(at)));
+        let at = e.at;
+        let earliest = |slot: &mut Option<Moment>| *slot = Some(slot.map_or(at, |t| t.min(at)));
         match e.event {
             D::DeviationCaseLogged(d) => {
                 let v = self.deviations.entry(d.deviation_id.as_str());
-                v.principal = Some(e.envelope.principal.as_str().into());
+                v.principal = PrincipalCode::of(&e.envelope.principal);
                 earliest(&mut v.logged_at);
-                v.concerned = d.concerned_principals.iter().map(|p| p.as_str().into()).collect();
+                v.concerned = d.concerned_principals.iter().filter_map(|p| PrincipalCode::of(p)).collect();
                 v.requires_analysis = d.requires_analysis();
             }
             D::DeviationCaseAnswered(d) => {
+                let Some(by) = PrincipalCode::of(&d.answered_by) else { return };
                 let v = self.deviations.entry(d.deviation_id.as_str());
-                match v.answers.iter_mut().find(|(by, _)| *by == d.answered_by) {
+                match v.answers.iter_mut().find(|(answered_by, _)| *answered_by == by) {
                     Some((_, first)) => *first = (*first).min(at),
-                    None => super::exact::push(&mut v.answers, (d.answered_by.as_str().into(), at)),
+                    None => super::exact::push(&mut v.answers, (by, at)),
                 }
             }
             D::DeviationAnalysisCompleted(d) => {

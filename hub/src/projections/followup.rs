@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
-use chrono_tz::Europe::Stockholm;
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::{plans::PlanKind, Timestamp};
 
-use super::DomainViews;
+use super::{moment::Moment, DomainViews};
 
 /// The limits of the rules (local agreements set them), with the defaults of `EVENTS.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -74,17 +73,16 @@ pub struct OpenCase {
 }
 
 /// Days as ready for discharge of one episode (SKR: calendar days in Sweden, never negative).
-pub fn ready_days(ready_at: Timestamp, discharged_at: Timestamp) -> i64 {
-    let ready = ready_at.with_timezone(&Stockholm).date_naive();
-    let discharged = discharged_at.with_timezone(&Stockholm).date_naive();
-    (discharged - ready).num_days().max(0)
+pub fn ready_days(ready_at: Moment, discharged_at: Moment) -> i64 {
+    (discharged_at.swedish_day() - ready_at.swedish_day()).num_days().max(0)
 }
 
 /// Every open or flagged case as of `as_of`, sorted by rule, principal and case.
 pub fn open_cases(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -> Vec<OpenCase> {
     let mut cases = Vec::new();
-    let mut push = |rule: &'static str, principal: Option<&str>, case_id: &str, since: Timestamp| {
+    let mut push = |rule: &'static str, principal: Option<&str>, case_id: &str, since: Moment| {
         if let Some(principal) = principal {
+            let since = since.to_timestamp();
             cases.push(OpenCase { rule, principal: principal.into(), case_id: case_id.into(), since });
         }
     };
@@ -98,7 +96,7 @@ pub fn open_cases(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
         if let Some(ready) = plan.ready_at {
             if ready_days(ready, discharged) > limits.payment_threshold_days {
                 for principal in plan.accountable_principals() {
-                    push("ready_days_over_threshold", Some(&principal), id, discharged);
+                    push("ready_days_over_threshold", Some(principal.as_str()), id, discharged);
                 }
             }
         }
@@ -206,7 +204,7 @@ pub fn summary(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -
             continue;
         };
         for principal in plan.accountable_principals() {
-            episodes.entry(principal.into()).or_default().push(ready_days(ready, discharged));
+            episodes.entry(principal.as_str().into()).or_default().push(ready_days(ready, discharged));
         }
     }
     for (principal, days) in episodes {

@@ -1,15 +1,16 @@
 //! Compact forms of the names view records hold, so that a million events' views fit in less
 //! memory (see docs/performance.md, "Memory").
 //!
-//! - [`Text`]: principal codes, HSA-ids, case ids and the like, held inline up to 24 bytes (no
-//!   allocation for `1280`, `SE2120012800-AB12` or `svu-7-1234`), on the heap beyond.
+//! - [`Text`]: HSA-ids, case ids and the like, held inline up to 24 bytes (no allocation for
+//!   `SE2120012800-AB12` or `svu-7-1234`), on the heap beyond.
+//! - [`PrincipalCode`]: a principal's code (`12`, `1280`) in one byte.
 //! - [`PersonId`]: a person pseudonym (64 lowercase hex characters, as every schema requires) held
 //!   as its 32 bytes.
 //!
-//! Both are written as the same text as the `String`s they replace (in JSON and in the views'
-//! postcard records).
+//! Each is written in JSON as the same text as the `String` it replaces; in the views' postcard
+//! records, a principal code is its byte.
 
-use std::fmt;
+use std::{fmt, num::NonZeroU8, sync::LazyLock};
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
@@ -76,6 +77,104 @@ impl<'de> Deserialize<'de> for PersonId {
     }
 }
 
+/// A principal's code in one byte: `12` (Region Skåne) or `12` and two digits (a municipality),
+/// the only codes the schemas accept (`^12([0-9]{2})?$`). Written as that text in JSON, as the
+/// byte in the views' files; ordered as the text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PrincipalCode(NonZeroU8);
+
+/// Every code's text, by byte: 1 is `12`, 2 + n is `12` followed by n in two digits.
+static CODE_TEXTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| std::iter::once("12".to_string()).chain((0..100).map(|n| format!("12{n:02}"))).collect());
+
+impl PrincipalCode {
+    /// The code, when `text` is `12` or `12` and two digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        let byte = match text.as_bytes() {
+            [b'1', b'2'] => 1,
+            [b'1', b'2', tens @ b'0'..=b'9', ones @ b'0'..=b'9'] => 2 + (tens - b'0') * 10 + (ones - b'0'),
+            _ => return None,
+        };
+        NonZeroU8::new(byte).map(Self)
+    }
+
+    /// The code's text.
+    pub fn as_str(&self) -> &'static str {
+        CODE_TEXTS.get(usize::from(self.0.get()) - 1).map_or("", String::as_str)
+    }
+
+    /// The code of an event's `principal` (the envelope's, which validation requires to be one
+    /// of the 34); `None`, with an error logged, for anything else.
+    pub fn of(principal: &str) -> Option<Self> {
+        let code = Self::parse(principal);
+        if code.is_none() {
+            tracing::error!(principal, "not a principal code (validation should have refused it); not recorded");
+        }
+        code
+    }
+}
+
+impl std::ops::Deref for PrincipalCode {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for PrincipalCode {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for PrincipalCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for PrincipalCode {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl fmt::Display for PrincipalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for PrincipalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for PrincipalCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(self.as_str())
+        } else {
+            serializer.serialize_u8(self.0.get())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PrincipalCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            Self::parse(&text).ok_or_else(|| de::Error::invalid_value(de::Unexpected::Str(&text), &"a principal code"))
+        } else {
+            let byte = u8::deserialize(deserializer)?;
+            NonZeroU8::new(byte).filter(|b| usize::from(b.get()) <= CODE_TEXTS.len()).map(Self).ok_or_else(|| {
+                de::Error::invalid_value(de::Unexpected::Unsigned(byte.into()), &"a principal code's byte")
+            })
+        }
+    }
+}
+
 /// A table key: hashed and compared as itself, stored as its text.
 pub trait TableKey: std::hash::Hash + Eq + Clone + fmt::Display {
     /// The key a stored text names, if it is one.
@@ -112,5 +211,25 @@ mod tests {
             assert_eq!(PersonId::parse(bad), None, "{bad}");
         }
         assert!(serde_json::from_str::<PersonId>("\"19121212-1212\"").is_err());
+    }
+
+    #[test]
+    fn a_principal_code_is_one_byte_written_as_its_text_and_ordered_as_it() {
+        assert_eq!(std::mem::size_of::<Option<PrincipalCode>>(), 1);
+        let texts: Vec<String> =
+            std::iter::once("12".to_string()).chain((0..100).map(|n| format!("12{n:02}"))).collect();
+        let codes: Vec<PrincipalCode> = texts.iter().map(|t| PrincipalCode::parse(t).unwrap()).collect();
+        assert!(codes.windows(2).all(|pair| pair[0] < pair[1]));
+        for (code, text) in codes.iter().zip(&texts) {
+            assert_eq!(code.as_str(), text);
+            assert_eq!(serde_json::to_string(code).unwrap(), format!("\"{text}\""));
+            assert_eq!(postcard::from_bytes::<PrincipalCode>(&postcard::to_stdvec(code).unwrap()).unwrap(), *code);
+        }
+        for bad in ["", "1", "121", "13", "12345", "1a80", "0012", "1280 "] {
+            assert_eq!(PrincipalCode::parse(bad), None, "{bad}");
+        }
+        assert!(serde_json::from_str::<PrincipalCode>("\"1300\"").is_err());
+        assert!(postcard::from_bytes::<PrincipalCode>(&[0]).is_err());
+        assert!(postcard::from_bytes::<PrincipalCode>(&[102]).is_err());
     }
 }

@@ -11,6 +11,7 @@ pub mod followup;
 pub mod goals;
 pub mod heartbeats;
 pub mod ids;
+pub mod moment;
 pub mod npo;
 pub mod plans;
 pub mod sdk;
@@ -32,6 +33,8 @@ pub struct ProjectedEvent<'a> {
     pub envelope: &'a Envelope,
     /// The data in the newest shape, typed.
     pub event: &'a DomainEvent,
+    /// When it happened (the envelope's time), as the views keep it.
+    pub at: moment::Moment,
     /// The calendar day in Sweden (Europe/Stockholm) when it happened.
     pub day: NaiveDate,
 }
@@ -39,7 +42,7 @@ pub struct ProjectedEvent<'a> {
 impl<'a> ProjectedEvent<'a> {
     /// Wraps an event, computing its Swedish calendar day.
     pub fn new(envelope: &'a Envelope, event: &'a DomainEvent) -> Self {
-        Self { envelope, event, day: swedish_day(envelope) }
+        Self { envelope, event, at: envelope.time.into(), day: swedish_day(envelope) }
     }
 }
 
@@ -109,7 +112,7 @@ impl DomainViews {
     pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64) {
         self.apply(event);
         if let Some(person) = person_of(event, &self.plans) {
-            let at = event.envelope.time.timestamp_nanos_opt().unwrap_or_default();
+            let at = event.at.nanos();
             let refs = self.timelines.entry(&person);
             let index = refs.partition_point(|r| *r <= (at, sequence));
             exact::insert(refs, index, (at, sequence));

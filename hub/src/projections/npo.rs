@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use sgd_schemas::events::{npo, Timestamp, UnitKind};
 
 use super::{
-    ids::{PersonId, Text},
+    ids::{PersonId, PrincipalCode, Text},
+    moment::Moment,
     table::Table,
     ProjectedEvent,
 };
@@ -67,14 +68,14 @@ impl UnitRole {
 
 /// A person's consent to one consuming unit for one scope, over time (one of the person's
 /// consents, kept under the person).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Consent {
     /// The consuming unit.
     pub consumer_unit: Text,
     /// The scope.
     pub scope: Text,
     /// The principal that recorded it (the first to).
-    pub principal: Text,
+    pub principal: PrincipalCode,
     /// Given and revoked, sorted by time.
     pub changes: Vec<ConsentChange>,
 }
@@ -83,11 +84,11 @@ pub struct Consent {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ConsentChange {
     /// When.
-    pub at: Timestamp,
+    pub at: Moment,
     /// Given (true) or revoked.
     pub given: bool,
     /// Until when a given consent holds.
-    pub valid_until: Option<Timestamp>,
+    pub valid_until: Option<Moment>,
 }
 
 impl Consent {
@@ -156,13 +157,13 @@ impl NpoView {
                 });
             }
             D::NpoConsentGiven(d) => {
-                let change = ConsentChange { at, given: true, valid_until: d.valid_until };
+                let change = ConsentChange { at: e.at, given: true, valid_until: d.valid_until.map(Moment::from) };
                 if let Some(consent) = self.consent(principal, &d.person, &d.consumer_unit, d.scope) {
                     consent.record(change);
                 }
             }
             D::NpoConsentRevoked(d) => {
-                let change = ConsentChange { at, given: false, valid_until: None };
+                let change = ConsentChange { at: e.at, given: false, valid_until: None };
                 if let Some(consent) = self.consent(principal, &d.person, &d.consumer_unit, d.scope) {
                     consent.record(change);
                 }
@@ -190,18 +191,14 @@ impl NpoView {
             tracing::error!("a consent's person is not a pseudonym (validation should have refused it); not recorded");
             return None;
         };
+        let principal = PrincipalCode::of(principal)?;
         let consents = self.consents.entry(&person);
         let index = match consents.iter().position(|c| c.consumer_unit == unit && c.scope == scope) {
             Some(index) => index,
             None => {
                 super::exact::push(
                     consents,
-                    Consent {
-                        consumer_unit: unit.into(),
-                        scope: scope.into(),
-                        principal: principal.into(),
-                        changes: Vec::new(),
-                    },
+                    Consent { consumer_unit: unit.into(), scope: scope.into(), principal, changes: Vec::new() },
                 );
                 consents.len() - 1
             }

@@ -1,10 +1,11 @@
 //! Mina Planer: plans and their SVU/SIP milestones, and which persons had plan activity when.
 
 use serde::{Deserialize, Serialize};
-use sgd_schemas::events::{plans::PlanKind, Timestamp};
+use sgd_schemas::events::plans::PlanKind;
 
 use super::{
-    ids::{PersonId, Text},
+    ids::{PersonId, PrincipalCode, Text},
+    moment::Moment,
     table::Table,
     ProjectedEvent,
 };
@@ -13,42 +14,42 @@ use super::{
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
     /// The principal that created it.
-    pub principal: Option<Text>,
+    pub principal: Option<PrincipalCode>,
     /// Its process.
     pub kind: Option<PlanKind>,
     /// The person's pseudonym.
     pub person: Option<PersonId>,
     /// Principals taking part.
-    pub participants: Vec<Text>,
+    pub participants: Vec<PrincipalCode>,
     /// Created.
-    pub created_at: Option<Timestamp>,
+    pub created_at: Option<Moment>,
     /// Need for support assessed (admission notice).
-    pub need_assessed_at: Option<Timestamp>,
+    pub need_assessed_at: Option<Moment>,
     /// Admission notice sent (inskrivningsmeddelande).
-    pub notice_sent_at: Option<Timestamp>,
+    pub notice_sent_at: Option<Moment>,
     /// The principal that sent the notice.
-    pub notice_principal: Option<Text>,
+    pub notice_principal: Option<PrincipalCode>,
     /// Ready for discharge (utskrivningsklar).
-    pub ready_at: Option<Timestamp>,
+    pub ready_at: Option<Moment>,
     /// Ready-for-discharge withdrawn.
-    pub withdrawn_at: Option<Timestamp>,
+    pub withdrawn_at: Option<Moment>,
     /// Discharged.
-    pub discharged_at: Option<Timestamp>,
+    pub discharged_at: Option<Moment>,
     /// The principal that reported the discharge.
-    pub discharge_principal: Option<Text>,
+    pub discharge_principal: Option<PrincipalCode>,
     /// First SIP meeting held.
-    pub sip_held_at: Option<Timestamp>,
+    pub sip_held_at: Option<Moment>,
     /// Closed.
-    pub closed_at: Option<Timestamp>,
+    pub closed_at: Option<Moment>,
     /// Times of every event about the plan (for "followed by a plan event").
-    pub event_times: Vec<Timestamp>,
+    pub event_times: Vec<Moment>,
 }
 
 impl Plan {
     /// The principals a discharge episode is attributed to: the participants, or the creator.
-    pub fn accountable_principals(&self) -> Vec<Text> {
+    pub fn accountable_principals(&self) -> Vec<PrincipalCode> {
         if self.participants.is_empty() {
-            self.principal.iter().cloned().collect()
+            self.principal.iter().copied().collect()
         } else {
             let mut p = self.participants.clone();
             p.sort();
@@ -74,7 +75,7 @@ impl Default for PlansView {
     }
 }
 
-fn earliest(slot: &mut Option<Timestamp>, at: Timestamp) {
+fn earliest(slot: &mut Option<Moment>, at: Moment) {
     *slot = Some(slot.map_or(at, |t| t.min(at)));
 }
 
@@ -98,7 +99,7 @@ impl PlansView {
     pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
         let principal = &e.envelope.principal;
-        let at = e.envelope.time;
+        let at = e.at;
         let Some(plan_id) = plan_event_id(e.event) else { return };
         let plan = self.plans.entry(plan_id.as_str());
         let at_index = plan.event_times.partition_point(|t| *t <= at);
@@ -106,7 +107,7 @@ impl PlansView {
         let mut new_person = None;
         match e.event {
             D::PlansPlanCreated(d) => {
-                plan.principal = Some(principal.as_str().into());
+                plan.principal = PrincipalCode::of(principal);
                 plan.kind = Some(d.kind);
                 let person = PersonId::parse(&d.person);
                 if person.is_none() {
@@ -118,21 +119,21 @@ impl PlansView {
                     new_person = person;
                 }
                 plan.person = person;
-                plan.participants = d.participants.iter().map(|p| p.as_str().into()).collect();
+                plan.participants = d.participants.iter().filter_map(|p| PrincipalCode::of(p)).collect();
                 earliest(&mut plan.created_at, at);
             }
-            D::PlansAdmissionNotified(d) if plan.notice_sent_at.is_none_or(|t| d.sent_at < t) => {
-                plan.notice_sent_at = Some(d.sent_at);
-                plan.need_assessed_at = Some(d.need_assessed_at);
-                plan.notice_principal = Some(principal.as_str().into());
+            D::PlansAdmissionNotified(d) if plan.notice_sent_at.is_none_or(|t| t > d.sent_at) => {
+                plan.notice_sent_at = Some(d.sent_at.into());
+                plan.need_assessed_at = Some(d.need_assessed_at.into());
+                plan.notice_principal = PrincipalCode::of(principal);
             }
-            D::PlansDischargeReady(d) => earliest(&mut plan.ready_at, d.ready_at),
+            D::PlansDischargeReady(d) => earliest(&mut plan.ready_at, d.ready_at.into()),
             D::PlansDischargeWithdrawn(_) => earliest(&mut plan.withdrawn_at, at),
             D::PlansPatientDischarged(d) => {
-                earliest(&mut plan.discharged_at, d.discharged_at);
-                plan.discharge_principal = Some(principal.as_str().into());
+                earliest(&mut plan.discharged_at, d.discharged_at.into());
+                plan.discharge_principal = PrincipalCode::of(principal);
             }
-            D::PlansSipHeld(d) => earliest(&mut plan.sip_held_at, d.held_at),
+            D::PlansSipHeld(d) => earliest(&mut plan.sip_held_at, d.held_at.into()),
             D::PlansPlanClosed(_) => earliest(&mut plan.closed_at, at),
             _ => {}
         }
@@ -145,7 +146,7 @@ impl PlansView {
     }
 
     /// Whether `person` had any plan event in `(after, until]`.
-    pub fn person_active_between(&self, person: &PersonId, after: Timestamp, until: Timestamp) -> bool {
+    pub fn person_active_between(&self, person: &PersonId, after: Moment, until: Moment) -> bool {
         self.by_person.get(person).into_iter().flatten().filter_map(|id| self.plans.get(id.as_str())).any(|plan| {
             let from = plan.event_times.partition_point(|t| *t <= after);
             plan.event_times.get(from).is_some_and(|t| *t <= until)

@@ -3,7 +3,12 @@
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::{sdk, Timestamp, UnitKind};
 
-use super::{ids::Text, table::Table, ProjectedEvent};
+use super::{
+    ids::{PrincipalCode, Text},
+    moment::Moment,
+    table::Table,
+    ProjectedEvent,
+};
 
 /// A unit's published function address.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -24,13 +29,13 @@ pub struct Address {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Message {
     /// The sending principal.
-    pub principal: Option<Text>,
+    pub principal: Option<PrincipalCode>,
     /// The receiving principal.
-    pub recipient_principal: Option<Text>,
+    pub recipient_principal: Option<PrincipalCode>,
     /// When it was sent.
-    pub sent_at: Option<Timestamp>,
+    pub sent_at: Option<Moment>,
     /// When the (first) receipt was issued.
-    pub received_at: Option<Timestamp>,
+    pub received_at: Option<Moment>,
     /// Whether the receipt rejected it.
     pub rejected: bool,
 }
@@ -67,14 +72,14 @@ impl SdkView {
             }
             D::SdkMessageSent(d) => {
                 let m = self.messages.entry(d.message_id.as_str());
-                m.principal = Some(principal.into());
-                m.recipient_principal = Some(d.recipient_principal.as_str().into());
-                m.sent_at = Some(m.sent_at.map_or(at, |t| t.min(at)));
+                m.principal = PrincipalCode::of(principal);
+                m.recipient_principal = PrincipalCode::of(&d.recipient_principal);
+                m.sent_at = Some(m.sent_at.map_or(e.at, |t| t.min(e.at)));
             }
             D::SdkMessageDelivered(d) => {
                 let m = self.messages.entry(d.message_id.as_str());
-                if m.received_at.is_none_or(|t| d.received_at < t) {
-                    m.received_at = Some(d.received_at);
+                if m.received_at.is_none_or(|t| t > d.received_at) {
+                    m.received_at = Some(d.received_at.into());
                     m.rejected = d.status == sdk::DeliveryStatus::Rejected;
                 }
             }

@@ -1,23 +1,21 @@
 //! Secure video meetings and how their participants were identified.
 
+use super::{ids::PrincipalCode, moment::Moment, table::Table, ProjectedEvent};
 use serde::{Deserialize, Serialize};
-use sgd_schemas::events::Timestamp;
-
-use super::{ids::Text, table::Table, ProjectedEvent};
 
 /// One meeting.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Meeting {
     /// The principal that booked it.
-    pub principal: Option<Text>,
+    pub principal: Option<PrincipalCode>,
     /// Booked.
-    pub booked_at: Option<Timestamp>,
+    pub booked_at: Option<Moment>,
     /// Participants admitted.
     pub admitted: u32,
     /// Participants admitted without strong identification (`none`).
     pub admitted_weak: u32,
     /// Held.
-    pub held_at: Option<Timestamp>,
+    pub held_at: Option<Moment>,
 }
 
 /// The video view.
@@ -37,11 +35,11 @@ impl VideoView {
     /// Applies one event.
     pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
-        let at = e.envelope.time;
+        let at = e.at;
         match e.event {
             D::VideoMeetingBooked(d) => {
                 let m = self.meetings.entry(d.meeting_id.as_str());
-                m.principal = Some(e.envelope.principal.as_str().into());
+                m.principal = PrincipalCode::of(&e.envelope.principal);
                 m.booked_at = Some(m.booked_at.map_or(at, |t| t.min(at)));
             }
             D::VideoParticipantAdmitted(d) => {
@@ -55,7 +53,7 @@ impl VideoView {
                 let m = self.meetings.entry(d.meeting_id.as_str());
                 m.held_at = Some(m.held_at.map_or(at, |t| t.min(at)));
                 if m.principal.is_none() {
-                    m.principal = Some(e.envelope.principal.as_str().into());
+                    m.principal = PrincipalCode::of(&e.envelope.principal);
                 }
             }
             _ => {}
