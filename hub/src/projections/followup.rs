@@ -67,7 +67,8 @@ pub struct OpenCase {
     pub principal: String,
     /// The case id (plan, assessment, flag, message, deviation or meeting id).
     pub case_id: String,
-    /// Since when the case has been open or flagged.
+    /// Since when the case has been open or flagged, in Swedish time (Europe/Stockholm), whatever
+    /// offset the event was written with.
     #[schema(value_type = String, format = DateTime)]
     pub since: Timestamp,
 }
