@@ -83,7 +83,12 @@ impl PartialOrd<Timestamp> for Moment {
 impl Add<Duration> for Moment {
     type Output = Moment;
     fn add(self, duration: Duration) -> Moment {
-        Self::from_nanos(self.nanos().saturating_add(duration.num_nanoseconds().unwrap_or(i64::MAX)))
+        match duration.num_nanoseconds() {
+            Some(nanos) => Self::from_nanos(self.nanos().saturating_add(nanos)),
+            // Beyond ±292 years a duration has no nanosecond count: past either end of the range.
+            None if duration < Duration::zero() => Self::from_nanos(i64::MIN),
+            None => Self::from_nanos(i64::MAX),
+        }
     }
 }
 
@@ -169,5 +174,8 @@ mod tests {
         assert_eq!(Moment::from(at("1500-01-01T00:00:00Z")).nanos(), i64::MIN + 1);
         assert_eq!(Moment::from(at("9999-01-01T00:00:00Z")).nanos(), i64::MAX);
         assert_eq!(Moment::from(at("9999-01-01T00:00:00Z")) + Duration::days(3), Moment::from_nanos(i64::MAX));
+        assert_eq!(moments[3] + Duration::days(-400 * 365), Moment::from_nanos(i64::MIN));
+        assert_eq!(moments[3] + Duration::days(400 * 365), Moment::from_nanos(i64::MAX));
+        assert_eq!(moments[1] - moments[3], -(moments[3] - moments[1]));
     }
 }
