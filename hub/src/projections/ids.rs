@@ -121,21 +121,9 @@ impl std::ops::Deref for PrincipalCode {
     }
 }
 
-impl PartialEq<str> for PrincipalCode {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 impl PartialEq<&str> for PrincipalCode {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for PrincipalCode {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other
     }
 }
 
