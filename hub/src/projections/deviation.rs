@@ -1,7 +1,8 @@
 //! Deviations (avvikelser) across organisations: answers and event analyses.
 
-use super::{ids::PrincipalCode, moment::Moment, table::Table, ProjectedEvent};
 use serde::{Deserialize, Serialize};
+
+use super::{ids::PrincipalCode, moment::Moment, table::Table, ProjectedEvent};
 
 /// One deviation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -54,7 +54,7 @@ impl Moment {
 
     /// The calendar day in Sweden.
     pub fn swedish_day(self) -> chrono::NaiveDate {
-        DateTime::<Utc>::from_timestamp_nanos(self.nanos()).with_timezone(&Stockholm).date_naive()
+        self.to_timestamp().date_naive()
     }
 }
 

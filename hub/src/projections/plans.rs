@@ -62,7 +62,7 @@ impl Plan {
 /// The plans view.
 #[derive(Debug, Clone)]
 pub struct PlansView {
-    /// Plans by plan id (boxed: a plan is ~160 bytes, and a hash table keeps room for more
+    /// Plans by plan id (boxed: a plan is 152 bytes, and a hash table keeps room for more
     /// entries than it holds; boxed, the spare room is a pointer each).
     pub plans: Table<Box<Plan>>,
     /// Plan ids by person pseudonym.
