@@ -67,6 +67,13 @@ pub struct HubConfig {
     pub projector: bool,
     /// Serve the HTTP API. Default true.
     pub api: bool,
+    /// Run the router (log → `SGD_ROUTED`, a copy per principal an event concerns). Default true.
+    pub router: bool,
+    /// Deliver the webhook subscriptions from this hub. Turn it on in one hub of a deployment
+    /// only: two would share each subscription's consumer and lose its order. Default true.
+    pub webhooks: bool,
+    /// How long `SGD_ROUTED` keeps a routed copy, in days. Default 30.
+    pub routed_retention_days: u64,
     /// JetStream duplicate window of `SGD_EVENTS` and `SGD_DLQ`, in seconds. Default 900.
     pub dedup_window_secs: u64,
     /// Replicas of each stream (3 on a JetStream cluster). Default 1.
@@ -93,6 +100,8 @@ pub struct HubConfig {
     pub goals: crate::projections::goals::GoalSettings,
     /// The follow-up limits (defaults from EVENTS.md).
     pub followup: crate::projections::followup::FollowupLimits,
+    /// Webhook delivery: attempts, delays, timeout, which URLs are allowed.
+    pub webhook: crate::webhooks::WebhookSettings,
 }
 
 impl Default for HubConfig {
@@ -109,6 +118,9 @@ impl Default for HubConfig {
             validator: true,
             projector: true,
             api: true,
+            router: true,
+            webhooks: true,
+            routed_retention_days: 30,
             dedup_window_secs: 900,
             stream_replicas: 1,
             max_event_bytes: sgd_schemas::validate::DEFAULT_MAX_EVENT_BYTES,
@@ -121,6 +133,7 @@ impl Default for HubConfig {
             rate_limit_burst: 200,
             goals: Default::default(),
             followup: Default::default(),
+            webhook: Default::default(),
         }
     }
 }
@@ -145,6 +158,16 @@ impl HubConfig {
     /// The duplicate window.
     pub fn dedup_window(&self) -> Duration {
         Duration::from_secs(self.dedup_window_secs.max(1))
+    }
+
+    /// How long `SGD_ROUTED` keeps a copy.
+    pub fn routed_max_age(&self) -> Duration {
+        Duration::from_secs(self.routed_retention_days.max(1).saturating_mul(86_400))
+    }
+
+    /// The directory of the router's state and checkpoint.
+    pub fn routing_dir(&self) -> PathBuf {
+        self.data_dir.join("routing")
     }
 
     /// The projection batch wait.
@@ -190,6 +213,13 @@ http_addr = "127.0.0.1:8080"
 validator = true
 projector = true
 api = true
+# The router copies each logged event to SGD_ROUTED for the principals it concerns
+# (docs/routing.md); several hubs may route (JetStream drops the repeated copies).
+router = true
+# Webhook deliveries: on in ONE hub of a deployment (two would share a subscription's order).
+webhooks = true
+# How long SGD_ROUTED keeps a routed copy, days.
+routed_retention_days = 30
 
 # JetStream duplicate window (Nats-Msg-Id) of SGD_EVENTS and SGD_DLQ, seconds.
 # (SGD_INGRESS keeps none to speak of, 100 ms, so a refused event can be corrected and resent
@@ -222,6 +252,23 @@ npo_minimum_sets = ["GetCareDocumentation", "GetAlertInformation", "GetFunctiona
 # Targets by goal id; a goal not listed has target 1.0 (every principal, every case).
 [goals.targets]
 # "plans.admission_notice_24h" = 0.95
+
+[webhook]
+# Attempts per event before it is parked (listed and replayable: hub subscription parked/replay).
+attempts = 10
+# Delay before the second attempt; each further one doubles, up to max_delay_ms, and takes a
+# random 50-100 % of it.
+initial_delay_ms = 1000
+max_delay_ms = 300000
+# An attempt counts when the receiver answers 2xx within this long.
+timeout_ms = 10000
+# Events a deliverer takes at a time; after a crash at most this many are delivered again.
+window = 100
+# Plain http, and loopback/link-local/private addresses, are refused unless allowed here.
+allow_http = false
+allow_private_targets = false
+# An extra CA (PEM) trusted for receivers' certificates, besides the system's.
+# ca_file = "/etc/sgd-hub/receivers-ca.pem"
 
 [followup]
 # Limits of the follow-up rules; local agreements set them.

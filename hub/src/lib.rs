@@ -10,6 +10,9 @@
 //! - [`projector`]: the projection runner, `SGD_EVENTS` → the read model, exactly once.
 //! - [`read_model`]: the sled read model.
 //! - [`digest_set`]: the applied identities, 16 bytes each.
+//! - [`routing`]: who an event concerns, and the router that copies it to `SGD_ROUTED` for them.
+//! - [`webhooks`]: subscriptions and their signed, retried, ordered HTTP deliveries.
+//! - [`ingest_requests`]: NATS request/reply ingest (`sgd.ingest.<principal>.<area>`), answered at once.
 //! - [`rebuild`]: the read model rebuilt from the log beside the served one, then swapped or compared.
 //! - [`api`]: the HTTP API (axum).
 //! - [`bench`]: the pipeline benchmark against raw JetStream (`cargo bench -p sgd-hub --bench pipeline`).
@@ -32,6 +35,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod demo;
 pub mod digest_set;
+pub mod ingest_requests;
 pub mod metrics;
 pub mod nats_config;
 pub mod nats_server;
@@ -42,12 +46,14 @@ pub mod projections;
 pub mod projector;
 pub mod read_model;
 pub mod rebuild;
+pub mod routing;
 pub mod sharded;
 pub mod streams;
 pub mod tls;
 pub mod tokens;
 pub mod validator;
 pub mod views_store;
+pub mod webhooks;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -90,6 +96,21 @@ pub enum HubError {
     /// The projection runner stopped.
     #[error("projection: {0}")]
     Projector(#[from] projector::ProjectorError),
+    /// The router stopped.
+    #[error("router: {0}")]
+    Router(#[from] routing::router::RouterError),
+    /// The router's store could not be opened.
+    #[error(transparent)]
+    RouterStore(#[from] routing::store::RouterStoreError),
+    /// The subscriptions' bucket could not be opened.
+    #[error(transparent)]
+    Subscriptions(#[from] webhooks::store::StoreError),
+    /// The webhook client could not be built → fix `webhook.ca_file`.
+    #[error(transparent)]
+    WebhookClient(#[from] webhooks::ClientError),
+    /// The NATS ingest responder stopped.
+    #[error("ingest requests: {0}")]
+    IngestRequests(ingest_requests::IngestRequestError),
     /// The HTTP server stopped.
     #[error("http server: {0}")]
     Http(std::io::Error),
@@ -158,7 +179,11 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
     let js = jetstream::new(client);
     streams::ensure(
         &js,
-        streams::StreamSettings { dedup_window: config.dedup_window(), replicas: config.stream_replicas },
+        streams::StreamSettings {
+            dedup_window: config.dedup_window(),
+            replicas: config.stream_replicas,
+            routed_max_age: config.routed_max_age(),
+        },
     )
     .await?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -166,8 +191,53 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
 
     if config.validator {
         let settings = validator::ValidatorSettings { max_event_bytes: config.max_event_bytes, pull_batch: 1000 };
+        let (js_, metrics_, shutdown_) = (js.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move { Ok(validator::run(js_, settings, metrics_, shutdown_).await?) });
+        let (client, metrics, shutdown, js) = (js.client(), metrics.clone(), shutdown.clone(), js.clone());
+        let settings = ingest_requests::IngestSettings { max_event_bytes: config.max_event_bytes };
+        tasks.spawn(async move {
+            ingest_requests::run(client, js, settings, metrics, shutdown).await.map_err(HubError::IngestRequests)
+        });
+    }
+
+    if config.router {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+            HubError::RouterStore(routing::store::RouterStoreError::Storage {
+                path: config.data_dir.clone(),
+                source: sled::Error::Io(source),
+            })
+        })?;
+        let dir = config.routing_dir();
+        let store = tokio::task::spawn_blocking(move || routing::store::RouterStore::open(&dir))
+            .await
+            .map_err(|e| HubError::Http(std::io::Error::other(e.to_string())))??;
         let (js, metrics, shutdown) = (js.clone(), metrics.clone(), shutdown.clone());
-        tasks.spawn(async move { Ok(validator::run(js, settings, metrics, shutdown).await?) });
+        tasks.spawn(async move {
+            Ok(routing::router::run(js, store, routing::router::RouterSettings::default(), metrics, shutdown).await?)
+        });
+    }
+
+    let webhook_statuses: webhooks::delivery::Statuses = Arc::default();
+    let subscriptions = webhooks::store::SubscriptionStore::open(&js, config.stream_replicas)
+        .await?;
+    let attempt = webhooks::delivery::Attempt::new(
+        webhooks::client(&config.webhook)?,
+        config.webhook.policy(),
+    );
+    if config.webhooks {
+        let ctx = webhooks::delivery::DeliveryContext {
+            js: js.clone(),
+            store: subscriptions.clone(),
+            attempt: attempt.clone(),
+            settings: config.webhook.clone(),
+            metrics: metrics.clone(),
+            statuses: webhook_statuses.clone(),
+        };
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            webhooks::supervisor::run(ctx, shutdown).await;
+            Ok(())
+        });
     }
 
     let model = if config.projector || config.api {
@@ -254,6 +324,9 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             shutdown: shutdown.clone(),
             answers: Arc::default(),
             log_last_sequence: Arc::default(),
+            subscriptions: subscriptions.clone(),
+            webhook_attempt: attempt.clone(),
+            webhook_statuses: webhook_statuses.clone(),
             rate_limit: Arc::new(api::rate_limit::TokenRateLimit::new(
                 config.rate_limit_per_second,
                 config.rate_limit_burst,

@@ -58,6 +58,22 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// Labels of routing counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// The routing rule (`docs/routing.md`), or `undecodable`.
+    pub rule: String,
+}
+
+/// Labels of a webhook subscription's figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    /// The subscription's id.
+    pub subscription: String,
+    /// Its principal.
+    pub principal: String,
+}
+
 /// Totals since the process started, readable without the registry (`GET /api/v1/status`).
 #[derive(Debug, Default)]
 pub struct Totals {
@@ -102,8 +118,41 @@ pub struct Metrics {
     pub adapter_heartbeat_age: Family<AdapterLabels, Gauge<f64, AtomicU64>>,
     /// HTTP request durations.
     pub http_seconds: Family<HttpLabels, Histogram>,
+    /// Copies published to `SGD_ROUTED`, by rule.
+    pub routed: Family<RuleLabels, Counter>,
+    /// Events a rule applied to but whose recipients are unknown (or that could not be read).
+    pub routing_unresolved: Family<RuleLabels, Counter>,
+    /// The router's checkpoint (last routed log sequence).
+    pub routing_checkpoint: Gauge<i64, AtomicI64>,
+    /// Log events not yet routed.
+    pub routing_lag_events: Gauge<i64, AtomicI64>,
+    /// Entries the routing rules remember (open cases and units).
+    pub routing_state_entries: Gauge<i64, AtomicI64>,
+    /// Webhook deliveries answered 2xx.
+    pub webhook_deliveries: Family<SubscriptionLabels, Counter>,
+    /// Webhook attempts that failed (refused, timed out, non-2xx).
+    pub webhook_failures: Family<SubscriptionLabels, Counter>,
+    /// Deliveries parked after the last attempt failed.
+    pub webhook_parked: Family<SubscriptionLabels, Counter>,
+    /// Routed events not yet delivered to the subscription.
+    pub webhook_lag_events: Family<SubscriptionLabels, Gauge<i64, AtomicI64>>,
+    /// Age of the oldest undelivered event of the subscription.
+    pub webhook_lag_seconds: Family<SubscriptionLabels, Gauge<f64, AtomicU64>>,
+    /// When the subscription's last attempt failed (Unix seconds; 0: never).
+    pub webhook_last_error_time: Family<SubscriptionLabels, Gauge<f64, AtomicU64>>,
+    /// Seconds from an event's publication to the log to its delivery (2xx) to a webhook.
+    pub webhook_delivery_seconds: Histogram,
+    /// NATS ingest requests answered, by outcome (`accepted`, `refused`, `unavailable`).
+    pub ingest_requests: Family<OutcomeLabels, Counter>,
     /// Totals since start.
     pub totals: Totals,
+}
+
+/// Labels of an outcome count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// The outcome.
+    pub outcome: String,
 }
 
 impl Default for Metrics {
@@ -149,6 +198,55 @@ impl Default for Metrics {
             adapter_heartbeat_age.clone(),
         );
         registry.register("http_request_duration_seconds", "HTTP request durations", http_seconds.clone());
+        let routed = Family::<RuleLabels, Counter>::default();
+        let routing_unresolved = Family::<RuleLabels, Counter>::default();
+        let routing_checkpoint = Gauge::<i64, AtomicI64>::default();
+        let routing_lag_events = Gauge::<i64, AtomicI64>::default();
+        let routing_state_entries = Gauge::<i64, AtomicI64>::default();
+        let webhook_deliveries = Family::<SubscriptionLabels, Counter>::default();
+        let webhook_failures = Family::<SubscriptionLabels, Counter>::default();
+        let webhook_parked = Family::<SubscriptionLabels, Counter>::default();
+        let webhook_lag_events = Family::<SubscriptionLabels, Gauge<i64, AtomicI64>>::default();
+        let webhook_lag_seconds = Family::<SubscriptionLabels, Gauge<f64, AtomicU64>>::default();
+        let webhook_last_error_time = Family::<SubscriptionLabels, Gauge<f64, AtomicU64>>::default();
+        let webhook_delivery_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let ingest_requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register("routed", "Copies of logged events published to SGD_ROUTED, by rule", routed.clone());
+        registry.register(
+            "routing_unresolved",
+            "Events a routing rule applied to whose recipients are unknown, by rule",
+            routing_unresolved.clone(),
+        );
+        registry.register("routing_checkpoint", "Last routed log sequence", routing_checkpoint.clone());
+        registry.register("routing_lag_events", "Log events not yet routed", routing_lag_events.clone());
+        registry.register(
+            "routing_state_entries",
+            "Entries the routing rules remember (open cases, units)",
+            routing_state_entries.clone(),
+        );
+        registry.register("webhook_deliveries", "Webhook deliveries answered 2xx", webhook_deliveries.clone());
+        registry.register("webhook_failures", "Webhook attempts that failed", webhook_failures.clone());
+        registry.register("webhook_parked", "Webhook deliveries parked after their last attempt", webhook_parked.clone());
+        registry.register("webhook_lag_events", "Routed events not yet delivered", webhook_lag_events.clone());
+        registry.register(
+            "webhook_lag_seconds",
+            "Age of the oldest routed event not yet delivered",
+            webhook_lag_seconds.clone(),
+        );
+        registry.register(
+            "webhook_last_error_timestamp_seconds",
+            "When the last attempt failed (Unix seconds)",
+            webhook_last_error_time.clone(),
+        );
+        registry.register(
+            "webhook_delivery_seconds",
+            "From an event's publication to the log to its 2xx from a webhook",
+            webhook_delivery_seconds.clone(),
+        );
+        registry.register("ingest_requests", "NATS ingest requests answered, by outcome", ingest_requests.clone());
+        for outcome in ["accepted", "refused", "unavailable"] {
+            let _ = ingest_requests.get_or_create(&OutcomeLabels { outcome: outcome.into() });
+        }
         // Every series exists from the start (at zero), so dashboards and alerts see all of them.
         for event_type in sgd_schemas::catalogue::Catalogue::get().types() {
             let area = sgd_schemas::catalogue::TypeName::parse(event_type).map(|t| t.area).unwrap_or_default();
@@ -179,6 +277,19 @@ impl Default for Metrics {
             dlq_messages,
             adapter_heartbeat_age,
             http_seconds,
+            routed,
+            routing_unresolved,
+            routing_checkpoint,
+            routing_lag_events,
+            routing_state_entries,
+            webhook_deliveries,
+            webhook_failures,
+            webhook_parked,
+            webhook_lag_events,
+            webhook_lag_seconds,
+            webhook_last_error_time,
+            webhook_delivery_seconds,
+            ingest_requests,
             totals: Totals::default(),
         }
     }

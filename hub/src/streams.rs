@@ -6,6 +6,8 @@
 //! | `SGD_EVENTS` | `sgd.events.>` | limits, file storage, no expiry: the log, the source of truth |
 //! | `SGD_DLQ` | `sgd.dlq.>` | limits, file storage: refused events with their reasons |
 //! | `SGD_AUDIT` | `sgd.audit.>` | limits, file storage, deny delete and purge: person-level reads |
+//! | `SGD_ROUTED` | `sgd.to.>` | limits, file storage, `routed_retention_days`: copies for the principals an event concerns |
+//! | `SGD_PARKED` | `sgd.parked.>` | limits, file storage: webhook deliveries that failed every attempt |
 
 use std::time::Duration;
 
@@ -23,6 +25,12 @@ pub const EVENTS: &str = "SGD_EVENTS";
 pub const DLQ: &str = "SGD_DLQ";
 /// The audit stream of person-level reads (no deletes, no purges).
 pub const AUDIT: &str = "SGD_AUDIT";
+/// The routed events: a copy per recipient principal (`sgd.to.<recipient>.<area>.<entity>.<action>`).
+pub const ROUTED: &str = "SGD_ROUTED";
+/// Parked webhook deliveries (`sgd.parked.<principal>.<subscription>`).
+pub const PARKED: &str = "SGD_PARKED";
+/// Subjects of the parked deliveries.
+pub const PARKED_SUBJECTS: &str = "sgd.parked.>";
 /// Subjects of the audit stream: `sgd.audit.<principal>`.
 pub const AUDIT_SUBJECTS: &str = "sgd.audit.>";
 
@@ -47,6 +55,8 @@ pub struct StreamSettings {
     pub dedup_window: Duration,
     /// Replicas (1, or 3 on a cluster).
     pub replicas: usize,
+    /// How long `SGD_ROUTED` keeps a copy (a principal's consumer or webhook away longer misses it).
+    pub routed_max_age: Duration,
 }
 
 /// The three stream configurations.
@@ -100,6 +110,27 @@ pub fn configs(settings: StreamSettings) -> Vec<Config> {
             description: Some("sgd-hub audit: every person-level read, allowed or refused".into()),
             ..Default::default()
         },
+        Config {
+            name: ROUTED.into(),
+            subjects: vec![subjects::ROUTED_ALL.into()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            duplicate_window: settings.dedup_window,
+            num_replicas: settings.replicas,
+            max_age: settings.routed_max_age,
+            description: Some("sgd-hub routed events: a copy for each principal an event concerns".into()),
+            ..Default::default()
+        },
+        Config {
+            name: PARKED.into(),
+            subjects: vec![PARKED_SUBJECTS.into()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            num_replicas: settings.replicas,
+            allow_direct: true,
+            description: Some("sgd-hub parked webhook deliveries: every attempt failed; replayable".into()),
+            ..Default::default()
+        },
     ]
 }
 
@@ -110,6 +141,8 @@ pub async fn ensure(js: &jetstream::Context, settings: StreamSettings) -> Result
             INGRESS => INGRESS,
             EVENTS => EVENTS,
             DLQ => DLQ,
+            ROUTED => ROUTED,
+            PARKED => PARKED,
             _ => AUDIT,
         };
         let error = |e: &dyn std::fmt::Display| StreamSetupError { stream, message: e.to_string() };

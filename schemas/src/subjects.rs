@@ -4,6 +4,10 @@
 //! - the log: `sgd.events.<principal>.<area>.<entity>.<action>`
 //! - dead letters: `sgd.dlq.<principal>.<reason>` (`unknown` for an untrustworthy principal), so
 //!   JetStream counts them per principal and reason without reading them
+//! - routed events: `sgd.to.<recipient>.<area>.<entity>.<action>` (what the hub delivers to the
+//!   principals an event concerns)
+//! - ingest requests: `sgd.ingest.<principal>.<area>` (request/reply: the answer says accepted or
+//!   refused at once)
 
 /// Subjects of the ingress stream `SGD_INGRESS`.
 pub const INGRESS_ALL: &str = "sgd.in.>";
@@ -11,6 +15,31 @@ pub const INGRESS_ALL: &str = "sgd.in.>";
 pub const EVENTS_ALL: &str = "sgd.events.>";
 /// Subjects of the dead-letter stream `SGD_DLQ`.
 pub const DLQ_ALL: &str = "sgd.dlq.>";
+
+/// Subjects of the routed-events stream `SGD_ROUTED`.
+pub const ROUTED_ALL: &str = "sgd.to.>";
+/// Subjects of the NATS request/reply ingest.
+pub const INGEST_REQUESTS_ALL: &str = "sgd.ingest.>";
+
+/// The subject an event of `event_type` is delivered on to `recipient`.
+pub fn routed(recipient: &str, event_type: &str) -> String {
+    let tail = event_type.strip_prefix("se.sgd.").unwrap_or(event_type);
+    format!("sgd.to.{recipient}.{tail}")
+}
+
+/// (recipient, event type) of a routed subject.
+pub fn parse_routed(subject: &str) -> Option<(&str, String)> {
+    let (recipient, tail) = subject.strip_prefix("sgd.to.")?.split_once('.')?;
+    (!recipient.is_empty() && tail.split('.').count() == 3 && tail.split('.').all(|t| !t.is_empty()))
+        .then(|| (recipient, format!("se.sgd.{tail}")))
+}
+
+/// Principal and area of an ingest request subject `sgd.ingest.<principal>.<area>`.
+pub fn parse_ingest_request(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix("sgd.ingest.")?;
+    let (principal, area) = rest.split_once('.')?;
+    (!principal.is_empty() && !area.is_empty() && !area.contains('.')).then_some((principal, area))
+}
 
 /// The ingress subject an adapter of `principal` publishes `area` events to.
 pub fn ingress(principal: &str, area: &str) -> String {
@@ -58,5 +87,13 @@ mod tests {
         assert_eq!(dlq(None, "schema"), "sgd.dlq.unknown.schema");
         assert_eq!(parse_dlq(&dlq(Some("1280"), "pii")), Some(("1280", "pii")));
         assert_eq!(parse_dlq("sgd.dlq.1280"), None);
+        assert_eq!(routed("1283", "se.sgd.decision.risk.flagged"), "sgd.to.1283.decision.risk.flagged");
+        assert_eq!(
+            parse_routed("sgd.to.1283.decision.risk.flagged"),
+            Some(("1283", "se.sgd.decision.risk.flagged".to_string()))
+        );
+        assert_eq!(parse_routed("sgd.to.1283.decision.risk"), None);
+        assert_eq!(parse_ingest_request("sgd.ingest.1280.plans"), Some(("1280", "plans")));
+        assert_eq!(parse_ingest_request("sgd.ingest.1280.plans.x"), None);
     }
 }

@@ -1,5 +1,7 @@
 //! The dead letters, for operators: `GET /api/v1/dlq` (the newest, by reason or principal),
 //! `GET /api/v1/dlq/{seq}` (one), `POST /api/v1/dlq/replay` (through validation again).
+//! An integrator token lists its own principal's dead letters (what its systems sent and the hub
+//! refused, and why), never another's.
 
 use axum::{
     extract::{Path, Query, State},
@@ -55,22 +57,44 @@ pub struct DlqAnswer {
     pub items: Vec<DlqItem>,
 }
 
-#[utoipa::path(get, path = "/api/v1/dlq", tag = "operations", params(DlqQuery), responses((status = 200, description = "The newest dead letters, newest first", body = DlqAnswer), (status = 400, description = "Bad limit", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
-/// The handler.
+#[utoipa::path(get, path = "/api/v1/dlq", tag = "operations", params(DlqQuery), responses((status = 200, description = "The newest dead letters, newest first", body = DlqAnswer), (status = 400, description = "Bad limit", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this, or an integrator asked for another principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+/// The newest dead letters; an integrator's are its own principal's only.
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     query: Result<Query<DlqQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DlqAnswer>, ApiError> {
-    caller.require(&[Role::Operator])?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    caller.require(&[Role::Operator, Role::Integrator])?;
+    let Query(mut query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if caller.0.role == Role::Integrator {
+        let own = caller.0.principal.clone().ok_or_else(|| ApiError {
+            status: axum::http::StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: "this integrator token is bound to no principal".into(),
+            details: None,
+        })?;
+        if query.principal.as_deref().is_some_and(|asked| asked != own) {
+            return Err(ApiError {
+                status: axum::http::StatusCode::FORBIDDEN,
+                code: "forbidden",
+                message: "an integrator token sees its own principal's dead letters only".into(),
+                details: None,
+            });
+        }
+        query.principal = Some(own);
+    }
     let limit = super::stream_tail::limit(query.limit)?;
     let admit = |subject: &str| {
         let parsed = sgd_schemas::subjects::parse_dlq(subject);
         query.reason.as_deref().is_none_or(|r| parsed.is_some_and(|(_, reason)| reason == r))
             && query.principal.as_deref().is_none_or(|p| parsed.is_some_and(|(principal, _)| principal == p))
     };
-    let (total, messages) = super::stream_tail::newest_matching(&state.js, streams::DLQ, limit, admit).await?;
+    let (mut total, messages) = super::stream_tail::newest_matching(&state.js, streams::DLQ, limit, admit).await?;
+    if caller.0.role == Role::Integrator {
+        // The stream's total would tell of other principals' refusals: count the caller's own.
+        let own = format!("sgd.dlq.{}.>", query.principal.as_deref().unwrap_or_default());
+        total = own_total(&state, &own).await?;
+    }
     let mut items = Vec::new();
     for (seq, payload) in messages {
         match serde_json::from_slice::<DeadLetter>(&payload) {
@@ -79,6 +103,15 @@ pub async fn list(
         }
     }
     Ok(Json(DlqAnswer { total, items }))
+}
+
+/// Dead letters on the subjects matching `filter`.
+async fn own_total(state: &ApiState, filter: &str) -> Result<u64, ApiError> {
+    use futures::TryStreamExt;
+    let stream = state.js.get_stream(streams::DLQ).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let counts = stream.info_with_subjects(filter).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let counts: Vec<(String, usize)> = counts.try_collect().await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(counts.iter().map(|(_, n)| *n as u64).sum())
 }
 
 #[utoipa::path(get, path = "/api/v1/dlq/{seq}", tag = "operations", params(("seq" = u64, Path, description = "Sequence in SGD_DLQ")), responses((status = 200, description = "The dead letter", body = DlqItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 404, description = "No dead letter has this sequence (replayed, or never)", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]

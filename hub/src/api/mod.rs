@@ -10,12 +10,13 @@
 //! | `GET /api/v1/adoption` | analyst, operator | per principal × area: events, units, first/last activity |
 //! | `GET /api/v1/followup/summary` | analyst, operator, coordinator | follow-up figures per principal |
 //! | `GET /api/v1/followup/open` | analyst, operator, coordinator | the open cases themselves |
-//! | `GET /api/v1/dlq` | operator | the newest dead letters (by reason, principal) |
+//! | `GET /api/v1/dlq` | operator; integrator (its own principal's) | the newest dead letters (by reason, principal) |
 //! | `GET /api/v1/dlq/{seq}` | operator | one dead letter |
 //! | `POST /api/v1/dlq/replay` | operator | dead letters through validation again; passed ones land once |
 //! | `GET /api/v1/persons/{pseudonym}/timeline` | coordinator, with a consent | a person's events; audited |
 //! | `GET /api/v1/audit` | operator | the newest audit records |
 //! | `POST /api/v1/events` | integrator | CloudEvents HTTP binding into the log, synchronously |
+//! | `POST/GET /api/v1/subscriptions`, `GET/DELETE …/{id}`, `POST …/{id}/pause`, `…/resume`, `GET …/{id}/parked`, `POST …/{id}/parked/replay` | integrator (own principal), operator | webhook subscriptions |
 //! | `GET /api/v1/status` | operator | streams, lags, totals, dead letters by reason, heartbeats |
 //! | `POST/GET /api/v1/admin/rebuild` | operator | rebuild the read model beside the served one; swap or compare |
 //! | `GET /api/v1/stream` | analyst, operator | live events (SSE); dead letters for operators |
@@ -40,6 +41,7 @@ pub mod rate_limit;
 pub mod status;
 pub mod stream;
 pub mod stream_tail;
+pub mod subscriptions;
 pub mod usage;
 
 use std::sync::Arc;
@@ -108,6 +110,12 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(stream::live))
         .routes(routes!(status::status))
         .routes(routes!(admin::start, admin::progress))
+        .routes(routes!(subscriptions::create, subscriptions::list))
+        .routes(routes!(subscriptions::show, subscriptions::remove))
+        .routes(routes!(subscriptions::pause))
+        .routes(routes!(subscriptions::resume))
+        .routes(routes!(subscriptions::parked_list))
+        .routes(routes!(subscriptions::parked_replay))
 }
 
 /// The OpenAPI document of the whole API, generated from the handlers.
@@ -172,6 +180,12 @@ pub struct ApiParts {
     pub answers: Arc<answer_cache::AnswerCache>,
     /// The log's last sequence for `/readyz`, asked of JetStream at most every 100 ms.
     pub log_last_sequence: Arc<health::LogLastSequence>,
+    /// Webhook subscriptions.
+    pub subscriptions: crate::webhooks::store::SubscriptionStore,
+    /// Webhook attempts (parked replays).
+    pub webhook_attempt: crate::webhooks::delivery::Attempt,
+    /// Delivery figures of the subscriptions this hub delivers.
+    pub webhook_statuses: crate::webhooks::delivery::Statuses,
     /// Turns true at shutdown: long-lived answers (the live stream) end then, so the server can.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -1,0 +1,239 @@
+//! The router: reads the log from its checkpoint, applies the [rules](super::rules), and
+//! publishes each routed event to `SGD_ROUTED` once per recipient, on
+//! `sgd.to.<recipient>.<area>.<entity>.<action>`, with the log's bytes and headers and a
+//! `Nats-Msg-Id` of its own per copy ([`super::routed_msg_id`]). A batch's state and checkpoint
+//! are committed to sled only after every copy of the batch is acknowledged by JetStream; when a
+//! publish fails the router drops what it had in memory, reloads the store and routes the
+//! events again from its checkpoint (JetStream drops the copies it already has).
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::{
+    jetstream::{self, consumer::DeliverPolicy},
+    HeaderMap,
+};
+use futures::StreamExt;
+use sgd_schemas::{subjects, upcast};
+use tokio::sync::watch;
+
+use super::{
+    routed_msg_id,
+    store::{RouterStore, RouterStoreError},
+    RoutingState, LOG_SEQUENCE_HEADER,
+};
+use crate::{metrics::Metrics, streams, MSG_ID_HEADER};
+
+/// Why the router stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// Its store failed → the hub stops; check the data directory's disk.
+    #[error(transparent)]
+    Store(#[from] RouterStoreError),
+}
+
+/// Why one pass of the router ended early; it starts again from its checkpoint.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error("log consumer: {0}")]
+    Consumer(String),
+    #[error("publish to SGD_ROUTED: {0}")]
+    Publish(String),
+    #[error(transparent)]
+    Store(#[from] RouterStoreError),
+}
+
+/// Router settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterSettings {
+    /// Largest batch.
+    pub batch_max: usize,
+    /// How long a batch waits to fill after its first event.
+    pub batch_wait: Duration,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        Self { batch_max: 1000, batch_wait: Duration::from_millis(2) }
+    }
+}
+
+/// Pause before a new pass after a failure.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// How long the copies of a batch may wait for their acknowledgements.
+const PUBLISH_ACK_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs the router until `shutdown` turns true.
+pub async fn run(
+    js: jetstream::Context,
+    store: RouterStore,
+    settings: RouterSettings,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RouterError> {
+    loop {
+        let (mut state, checkpoint) = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.load())
+                .await
+                .map_err(|e| RouterStoreError::Storage {
+                    path: "routing".into(),
+                    source: sled::Error::Io(std::io::Error::other(e.to_string())),
+                })??
+        };
+        metrics.routing_checkpoint.set(checkpoint as i64);
+        tracing::info!(checkpoint, entries = state.entries(), "router consuming {}", streams::EVENTS);
+        match pass(&js, &store, &mut state, checkpoint, settings, &metrics, &mut shutdown).await {
+            Ok(()) => {
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+                return Ok(());
+            }
+            Err(PassError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "router: starting again from its checkpoint");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Routes from `checkpoint` until shutdown (Ok) or a failure.
+async fn pass(
+    js: &jetstream::Context,
+    store: &RouterStore,
+    state: &mut RoutingState,
+    mut checkpoint: u64,
+    settings: RouterSettings,
+    metrics: &Metrics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), PassError> {
+    let stream = js.get_stream(streams::EVENTS).await.map_err(|e| PassError::Consumer(e.to_string()))?;
+    let deliver_policy = if checkpoint == 0 {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence { start_sequence: checkpoint + 1 }
+    };
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy,
+            description: Some("sgd-hub router".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| PassError::Consumer(e.to_string()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| PassError::Consumer(e.to_string()))?;
+    let mut batch = Vec::with_capacity(settings.batch_max);
+    loop {
+        let first = tokio::select! {
+            next = messages.next() => next,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        match first {
+            Some(Ok(message)) => batch.push(message),
+            Some(Err(e)) => return Err(PassError::Consumer(e.to_string())),
+            None => return Err(PassError::Consumer("the log's message stream ended".into())),
+        }
+        let deadline = tokio::time::Instant::now() + settings.batch_wait;
+        while batch.len() < settings.batch_max {
+            match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(Some(Ok(message))) => batch.push(message),
+                Ok(Some(Err(e))) => return Err(PassError::Consumer(e.to_string())),
+                Ok(None) => return Err(PassError::Consumer("the log's message stream ended".into())),
+                Err(_) => break,
+            }
+        }
+        checkpoint = route_batch(js, store, state, checkpoint, &batch, metrics).await?;
+        batch.clear();
+    }
+}
+
+/// Routes one batch; returns the new checkpoint once it is committed.
+async fn route_batch(
+    js: &jetstream::Context,
+    store: &RouterStore,
+    state: &mut RoutingState,
+    checkpoint: u64,
+    batch: &[jetstream::Message],
+    metrics: &Metrics,
+) -> Result<u64, PassError> {
+    let mut acks = Vec::new();
+    let mut last = checkpoint;
+    let mut pending = 0;
+    for message in batch {
+        let Ok(info) = message.info() else { continue };
+        if info.stream_sequence <= checkpoint {
+            continue;
+        }
+        last = info.stream_sequence;
+        pending = info.pending;
+        let (envelope, event) = match upcast::decode_logged(&message.payload) {
+            Ok((envelope, Ok(event))) => (envelope, event),
+            Ok((envelope, Err(e))) => {
+                // The projection runner counts these as decode errors too; the log keeps it.
+                tracing::error!(seq = last, id = %envelope.id, error = %e, "router: a logged event has no typed form; not routed");
+                metrics.routing_unresolved.get_or_create(&crate::metrics::RuleLabels { rule: "undecodable".into() }).inc();
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(seq = last, error = %e, "router: a logged event is not a CloudEvent; not routed");
+                metrics.routing_unresolved.get_or_create(&crate::metrics::RuleLabels { rule: "undecodable".into() }).inc();
+                continue;
+            }
+        };
+        let Some(routing) = super::route(state, &envelope.principal, &event) else { continue };
+        if routing.recipients.is_empty() {
+            tracing::info!(seq = last, rule = routing.rule, id = %envelope.id, "routed to no one: the rule's recipients are unknown");
+            metrics.routing_unresolved.get_or_create(&crate::metrics::RuleLabels { rule: routing.rule.into() }).inc();
+            continue;
+        }
+        let log_msg_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(MSG_ID_HEADER))
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_else(|| envelope.identity());
+        for recipient in &routing.recipients {
+            let mut headers = HeaderMap::new();
+            headers.insert(MSG_ID_HEADER, routed_msg_id(&log_msg_id, recipient).as_str());
+            headers.insert(LOG_SEQUENCE_HEADER, last.to_string().as_str());
+            if let Some(traceparent) = envelope.traceparent.as_deref() {
+                headers.insert("traceparent", traceparent);
+            }
+            let ack = js
+                .publish_with_headers(subjects::routed(recipient, &envelope.event_type), headers, message.payload.clone())
+                .await
+                .map_err(|e| PassError::Publish(e.to_string()))?;
+            acks.push(ack);
+            metrics.routed.get_or_create(&crate::metrics::RuleLabels { rule: routing.rule.into() }).inc();
+        }
+    }
+    for ack in acks {
+        match tokio::time::timeout(PUBLISH_ACK_WAIT, std::future::IntoFuture::into_future(ack)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(PassError::Publish(e.to_string())),
+            Err(_) => return Err(PassError::Publish(format!("no acknowledgement within {PUBLISH_ACK_WAIT:?}"))),
+        }
+    }
+    if last > checkpoint {
+        let mut changed = std::mem::take(state);
+        let store = store.clone();
+        let (returned, result) = tokio::task::spawn_blocking(move || {
+            let result = store.commit(&mut changed, last);
+            (changed, result)
+        })
+        .await
+        .map_err(|e| PassError::Consumer(format!("commit task: {e}")))?;
+        *state = returned;
+        result?;
+        metrics.routing_checkpoint.set(last as i64);
+        metrics.routing_lag_events.set(pending as i64);
+        metrics.routing_state_entries.set(state.entries() as i64);
+    }
+    Ok(last)
+}

@@ -1,0 +1,28 @@
+//! SDK: a message goes to its recipient principal, its receipt back to the sender.
+//! `sdk.address.published` introduces a unit (for the risk-flag rule) and goes to no one.
+
+use sgd_schemas::events::sdk::{AddressPublished, MessageDelivered, MessageSent};
+
+use super::Routing;
+use crate::routing::RoutingState;
+
+pub(super) fn address_published(
+    state: &mut RoutingState,
+    principal: &str,
+    data: &AddressPublished,
+) -> Option<Routing> {
+    if state.units.get(&data.unit).map(String::as_str) != Some(principal) {
+        state.units.insert(&data.unit, principal.to_string());
+    }
+    None
+}
+
+pub(super) fn message_sent(state: &mut RoutingState, principal: &str, data: &MessageSent) -> Option<Routing> {
+    state.messages.insert(&data.message_id, principal.to_string());
+    Some(Routing::new("message_to_recipient", [data.recipient_principal.clone()]))
+}
+
+pub(super) fn message_delivered(state: &mut RoutingState, data: &MessageDelivered) -> Option<Routing> {
+    let sender = state.messages.remove(&data.message_id);
+    Some(Routing::new("receipt_to_sender", sender))
+}

@@ -1,0 +1,153 @@
+//! The router's state and checkpoint in sled (`<data_dir>/routing`), written together in one
+//! batch per routed batch, so that after a crash the router resumes from a checkpoint whose
+//! state it has: it routes the events after it again, and `SGD_ROUTED` drops the copies it
+//! already holds (`Nats-Msg-Id`, within the duplicate window).
+
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::state::{RoutingState, Tracked};
+
+const CHECKPOINT: &[u8] = b"checkpoint";
+
+/// Why the router's store failed → the router stops (and the hub with it): check the disk.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterStoreError {
+    /// sled failed.
+    #[error("routing store {path}: {source}")]
+    Storage {
+        /// Its directory.
+        path: PathBuf,
+        /// What sled said.
+        source: sled::Error,
+    },
+    /// A stored entry could not be read (written by an incompatible version) → remove the
+    /// directory: the router then starts again from the beginning of the log.
+    #[error("routing store {path}: entry {key:?} is unreadable: {source}")]
+    Corrupt {
+        /// Its directory.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// What the decoder said.
+        source: postcard::Error,
+    },
+}
+
+/// The router's sled store.
+#[derive(Clone)]
+pub struct RouterStore {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+/// The prefixes of each kind of entry.
+const UNITS: &str = "u/";
+const PLANS: &str = "p/";
+const PERSON_PLANS: &str = "h/";
+const DEVIATIONS: &str = "d/";
+const MESSAGES: &str = "m/";
+const MEETINGS: &str = "v/";
+
+impl RouterStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, RouterStoreError> {
+        let storage = |source| RouterStoreError::Storage { path: dir.into(), source };
+        let db = sgd_adapters::outbox::open_sled(&sled::Config::new().path(dir).cache_capacity(8 << 20))
+            .map_err(storage)?;
+        Ok(Self { db, path: dir.into() })
+    }
+
+    /// The stored state and checkpoint (0: nothing routed yet).
+    pub fn load(&self) -> Result<(RoutingState, u64), RouterStoreError> {
+        let mut state = RoutingState::default();
+        self.load_kind(UNITS, &mut state.units)?;
+        self.load_kind(PLANS, &mut state.plans)?;
+        self.load_kind(PERSON_PLANS, &mut state.person_plans)?;
+        self.load_kind(DEVIATIONS, &mut state.deviations)?;
+        self.load_kind(MESSAGES, &mut state.messages)?;
+        self.load_kind(MEETINGS, &mut state.meetings)?;
+        let checkpoint = self
+            .db
+            .get(CHECKPOINT)
+            .map_err(|source| RouterStoreError::Storage { path: self.path.clone(), source })?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        Ok((state, checkpoint))
+    }
+
+    fn load_kind<V: Clone + Serialize + DeserializeOwned>(
+        &self,
+        prefix: &str,
+        tracked: &mut Tracked<V>,
+    ) -> Result<(), RouterStoreError> {
+        for entry in self.db.scan_prefix(prefix) {
+            let (key, value) = entry.map_err(|source| RouterStoreError::Storage { path: self.path.clone(), source })?;
+            let key = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let value = postcard::from_bytes(&value).map_err(|source| RouterStoreError::Corrupt {
+                path: self.path.clone(),
+                key: format!("{prefix}{key}"),
+                source,
+            })?;
+            tracked.load(key, value);
+        }
+        Ok(())
+    }
+
+    /// Writes what changed in `state` and the new checkpoint, in one batch.
+    pub fn commit(&self, state: &mut RoutingState, checkpoint: u64) -> Result<(), RouterStoreError> {
+        let mut batch = sled::Batch::default();
+        stage(&mut batch, UNITS, &mut state.units);
+        stage(&mut batch, PLANS, &mut state.plans);
+        stage(&mut batch, PERSON_PLANS, &mut state.person_plans);
+        stage(&mut batch, DEVIATIONS, &mut state.deviations);
+        stage(&mut batch, MESSAGES, &mut state.messages);
+        stage(&mut batch, MEETINGS, &mut state.meetings);
+        batch.insert(CHECKPOINT, &checkpoint.to_be_bytes());
+        self.db.apply_batch(batch).map_err(|source| RouterStoreError::Storage { path: self.path.clone(), source })
+    }
+
+    /// Writes everything to disk now (at shutdown).
+    pub fn flush(&self) -> Result<(), RouterStoreError> {
+        self.db.flush().map(drop).map_err(|source| RouterStoreError::Storage { path: self.path.clone(), source })
+    }
+}
+
+fn stage<V: Clone + Serialize + DeserializeOwned>(batch: &mut sled::Batch, prefix: &str, tracked: &mut Tracked<V>) {
+    for (key, value) in tracked.drain_changed() {
+        let key = format!("{prefix}{key}");
+        match value.and_then(|v| postcard::to_stdvec(&v).ok()) {
+            Some(bytes) => batch.insert(key.as_bytes(), bytes),
+            None => batch.remove(key.as_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::state::OpenPlan;
+
+    #[test]
+    fn state_and_checkpoint_survive_a_reopen_and_removals_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = RouterStore::open(dir.path()).unwrap();
+            let mut state = RoutingState::default();
+            state.units.insert("SE1-A", "1283".into());
+            state.plans.insert("pl1", OpenPlan { person: "p1".into(), participants: vec!["12".into()] });
+            state.messages.insert("m1", "1280".into());
+            store.commit(&mut state, 7).unwrap();
+            state.messages.remove("m1");
+            store.commit(&mut state, 9).unwrap();
+            store.flush().unwrap();
+        }
+        let store = RouterStore::open(dir.path()).unwrap();
+        let (state, checkpoint) = store.load().unwrap();
+        assert_eq!(checkpoint, 9);
+        assert_eq!(state.units.get("SE1-A").map(String::as_str), Some("1283"));
+        assert_eq!(state.plans.get("pl1").map(|p| p.participants.clone()), Some(vec!["12".to_string()]));
+        assert!(state.messages.is_empty());
+    }
+}
