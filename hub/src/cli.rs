@@ -82,6 +82,95 @@ pub enum Command {
         /// Server key (PEM) for TLS.
         #[arg(long)]
         tls_key: Option<PathBuf>,
+        /// Durable consumers each principal may name on SGD_ROUTED (to_<principal>_<n>) and
+        /// on SGD_DLQ (dlq_<principal>_<n>).
+        #[arg(long, default_value_t = 4)]
+        consumers: usize,
+    },
+    /// Webhook subscriptions: add, list, pause, resume, remove; parked deliveries. Talks to the
+    /// hub's API (an integrator token manages its own principal's; an operator's, all).
+    #[command(subcommand)]
+    Subscription(SubscriptionCommand),
+}
+
+/// `hub subscription …`
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCommand {
+    /// Subscribe a URL to the events routed to a principal; prints the id and the secret.
+    Add {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The receiver (https).
+        #[arg(long)]
+        url: String,
+        /// Only these areas (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        area: Vec<String>,
+        /// Only these event types (repeat or comma-separate).
+        #[arg(long = "type", value_delimiter = ',')]
+        event_type: Vec<String>,
+        /// The signing secret (whsec_…); made by the hub when absent.
+        #[arg(long, env = "HUB_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// The principal (operator tokens only).
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// The subscriptions with their delivery figures.
+    List {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop delivering; routed events wait at the subscription's position.
+    Pause {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The subscription's id.
+        id: String,
+    },
+    /// Deliver again from where it paused.
+    Resume {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The subscription's id.
+        id: String,
+    },
+    /// Remove a subscription (its position and parked deliveries go with it).
+    Remove {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The subscription's id.
+        id: String,
+    },
+    /// Deliveries parked after their last attempt.
+    Parked {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The subscription's id.
+        id: String,
+        /// JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver the parked ones again, oldest first; stops at the first failure.
+    Replay {
+        /// How to reach the hub's API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The subscription's id.
+        id: String,
+        /// At most this many (1–1000).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
     },
 }
 
@@ -105,13 +194,13 @@ pub struct ApiArgs {
     /// The hub's API.
     #[arg(long = "api", env = "HUB_API_URL", default_value = "http://127.0.0.1:8080")]
     pub api_url: String,
-    /// An operator token.
+    /// An operator token (or an integrator's, for `hub subscription` and `hub dlq list`).
     #[arg(long, env = "HUB_TOKEN", hide_env_values = true)]
     pub token: String,
 }
 
 impl ApiArgs {
-    fn client(&self) -> crate::ops::client::ApiClient {
+    pub(crate) fn client(&self) -> crate::ops::client::ApiClient {
         crate::ops::client::ApiClient::new(&self.api_url, &self.token)
     }
 }
@@ -133,6 +222,9 @@ pub struct TailArgs {
     /// The dead letters instead of the log.
     #[arg(long)]
     dlq: bool,
+    /// The copies routed to this principal (SGD_ROUTED) instead of the log.
+    #[arg(long, value_name = "PRINCIPAL", conflicts_with_all = ["dlq", "principal"])]
+    routed_to: Option<String>,
     /// Start at this stream sequence (default: only new messages).
     #[arg(long, conflicts_with = "since")]
     from_seq: Option<u64>,
@@ -266,6 +358,12 @@ pub struct ServeArgs {
     /// Do not serve the API from this process.
     #[arg(long)]
     pub no_api: bool,
+    /// Do not run the router in this process.
+    #[arg(long)]
+    pub no_router: bool,
+    /// Do not deliver webhooks from this process (another hub of the deployment does).
+    #[arg(long)]
+    pub no_webhooks: bool,
 }
 
 impl ServeArgs {
@@ -302,6 +400,8 @@ impl ServeArgs {
         config.validator &= !self.no_validator;
         config.projector &= !self.no_projector;
         config.api &= !self.no_api;
+        config.router &= !self.no_router;
+        config.webhooks &= !self.no_webhooks;
         Ok(config)
     }
 }
@@ -410,8 +510,12 @@ pub fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::NatsConfig { out, listen, store_dir, tls_cert, tls_key } => {
-            let options = crate::nats_config::NatsConfigOptions { out_dir: out, listen, store_dir, tls_cert, tls_key };
+        Command::Subscription(command) => run_async(|_| async move {
+            crate::ops::subscriptions::run(command).await.map_err(|e| e.to_string())
+        }),
+        Command::NatsConfig { out, listen, store_dir, tls_cert, tls_key, consumers } => {
+            let options =
+                crate::nats_config::NatsConfigOptions { out_dir: out, listen, store_dir, tls_cert, tls_key, consumers };
             match crate::nats_config::generate(&options) {
                 Ok(generated) => {
                     println!("wrote {}", generated.config_file.display());
@@ -443,6 +547,7 @@ pub fn main() -> ExitCode {
                 principal: args.principal,
                 event_type: args.event_type,
                 dlq: args.dlq,
+                routed_to: args.routed_to,
             };
             let start = match crate::ops::tail::StartAt::from_parameters(args.from_seq, args.since.as_deref()) {
                 Ok(start) => start,
@@ -507,6 +612,8 @@ pub fn main() -> ExitCode {
                 no_validator: true,
                 no_projector: false,
                 no_api: true,
+                no_router: true,
+                no_webhooks: true,
             };
             let config = match serve.to_config() {
                 Ok(config) => config,

@@ -1,7 +1,15 @@
 //! `hub nats-config`: a `nats-server` configuration where each principal's adapter has its own
-//! nkey user, allowed to publish only to `sgd.in.<principal>.>` and to receive only the replies
-//! (acknowledgements) on its own inbox prefix `_INBOX_<principal>.>`; the hub has a user of its
-//! own; anonymous clients cannot connect. TLS is configured when a certificate is given.
+//! nkey user, allowed to publish only to `sgd.in.<principal>.>` and `sgd.ingest.<principal>.>`
+//! and to receive only the replies (acknowledgements, answers) on its own inbox prefix
+//! `_INBOX_<principal>.>`; the hub has a user of its own; anonymous clients cannot connect. TLS
+//! is configured when a certificate is given.
+//!
+//! Each principal's user may also read what is its own in JetStream: durable consumers named
+//! `to_<principal>_<n>` on `SGD_ROUTED` whose filter lies under `sgd.to.<principal>.>`, and
+//! `dlq_<principal>_<n>` on `SGD_DLQ` under `sgd.dlq.<principal>.>` (n = 1 … `consumers`). The
+//! server checks the filter against the create request's subject
+//! (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`), and the names are the user's alone, so
+//! no principal can create a consumer on another's subjects or pull from another's consumer.
 //!
 //! Seeds are written once, one file per user (mode 0600), and reused when the command runs again,
 //! so adapters keep working when the configuration is regenerated (e.g. for a new principal).
@@ -48,6 +56,41 @@ pub struct NatsConfigOptions {
     pub tls_cert: Option<PathBuf>,
     /// Server key (PEM) for TLS.
     pub tls_key: Option<PathBuf>,
+    /// Durable consumers each principal may name on `SGD_ROUTED` and on `SGD_DLQ`.
+    pub consumers: usize,
+}
+
+/// The name of a principal's `n`th consumer (1-based) on `SGD_ROUTED`.
+pub fn routed_consumer(principal: &str, n: usize) -> String {
+    format!("to_{principal}_{n}")
+}
+
+/// The name of a principal's `n`th consumer (1-based) on `SGD_DLQ`.
+pub fn dlq_consumer(principal: &str, n: usize) -> String {
+    format!("dlq_{principal}_{n}")
+}
+
+/// The JetStream API subjects a principal's user may publish to, for its own consumers.
+fn jetstream_permissions(principal: &str, consumers: usize) -> Vec<String> {
+    let mut allow = vec![
+        format!("$JS.API.STREAM.INFO.{}", crate::streams::ROUTED),
+        format!("$JS.API.STREAM.INFO.{}", crate::streams::DLQ),
+    ];
+    for n in 1..=consumers {
+        for (stream, name, filter) in [
+            (crate::streams::ROUTED, routed_consumer(principal, n), format!("sgd.to.{principal}.>")),
+            (crate::streams::DLQ, dlq_consumer(principal, n), format!("sgd.dlq.{principal}.>")),
+        ] {
+            // The filter in the subject is the consumer's, checked by the server: `>` here
+            // admits the principal's whole subtree and any narrower filter inside it.
+            allow.push(format!("$JS.API.CONSUMER.CREATE.{stream}.{name}.{filter}"));
+            for action in ["INFO", "DELETE", "MSG.NEXT"] {
+                allow.push(format!("$JS.API.CONSUMER.{action}.{stream}.{name}"));
+            }
+            allow.push(format!("$JS.ACK.{stream}.{name}.>"));
+        }
+    }
+    allow
 }
 
 /// What was generated.
@@ -88,9 +131,12 @@ pub fn generate(options: &NatsConfigOptions) -> Result<GeneratedNatsConfig, Nats
     for principal in sgd_schemas::principals::all() {
         let path = seeds_dir.join(format!("adapter-{}.nk", principal.code));
         let key = seed_file(&path)?;
+        let mut publish = vec![format!("sgd.in.{}.>", principal.code), format!("sgd.ingest.{}.>", principal.code)];
+        publish.extend(jetstream_permissions(principal.code, options.consumers));
+        let publish = publish.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
         let _ = writeln!(
             users,
-            "    # adapters of {name} ({code})\n    {{ nkey: \"{key}\", permissions: {{ publish: {{ allow: [\"sgd.in.{code}.>\"] }}, subscribe: {{ allow: [\"{inbox}.>\"] }} }} }}",
+            "    # adapters and consumers of {name} ({code})\n    {{ nkey: \"{key}\", permissions: {{ publish: {{ allow: [{publish}] }}, subscribe: {{ allow: [\"{inbox}.>\"] }} }} }}",
             name = principal.name,
             code = principal.code,
             inbox = adapter_inbox_prefix(principal.code),
@@ -156,12 +202,16 @@ mod tests {
             store_dir: dir.path().join("js"),
             tls_cert: None,
             tls_key: None,
+            consumers: 2,
         };
         let first = generate(&options).unwrap();
         let second = generate(&options).unwrap();
         assert_eq!(first.authorization, second.authorization);
         assert_eq!(first.adapter_seeds.len(), 34);
         assert!(first.authorization.contains("sgd.in.1280.>"));
+        assert!(first.authorization.contains("\"$JS.API.CONSUMER.CREATE.SGD_ROUTED.to_1280_2.sgd.to.1280.>\""));
+        assert!(first.authorization.contains("\"$JS.ACK.SGD_DLQ.dlq_1280_1.>\""));
+        assert!(!first.authorization.contains("to_1280_3"), "only the configured number of names");
         let text = std::fs::read_to_string(&first.config_file).unwrap();
         for (_, seed_file) in &first.adapter_seeds {
             let seed = std::fs::read_to_string(seed_file).unwrap();

@@ -513,3 +513,6 @@ mod browser;
 
 #[path = "e2e/hostile.rs"]
 mod hostile;
+
+#[path = "e2e/routing.rs"]
+mod routing;

@@ -65,6 +65,16 @@ impl ApiClient {
         self.answer(url, response).await
     }
 
+    /// `DELETE path`; Ok on any 2xx.
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response = self.http.delete(&url).bearer_auth(&self.token).send().await;
+        if response.as_ref().is_ok_and(|r| r.status() == reqwest::StatusCode::NO_CONTENT) {
+            return Ok(());
+        }
+        self.answer::<serde_json::Value>(url, response).await.map(drop)
+    }
+
     async fn answer<T: DeserializeOwned>(
         &self,
         url: String,

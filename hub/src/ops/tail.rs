@@ -42,6 +42,8 @@ pub struct TailFilter {
     pub event_type: Option<String>,
     /// The dead-letter stream instead of the log.
     pub dlq: bool,
+    /// The copies routed to this principal (`SGD_ROUTED`) instead of the log.
+    pub routed_to: Option<String>,
 }
 
 /// Where to start.
@@ -118,6 +120,8 @@ impl TailFilter {
     pub fn stream(&self) -> &'static str {
         if self.dlq {
             streams::DLQ
+        } else if self.routed_to.is_some() {
+            streams::ROUTED
         } else {
             streams::EVENTS
         }
@@ -129,6 +133,13 @@ impl TailFilter {
         let principal = self.principal.as_deref().unwrap_or("*");
         if self.dlq {
             return format!("sgd.dlq.{principal}.>");
+        }
+        if let Some(recipient) = &self.routed_to {
+            return match (&self.event_type, &self.area) {
+                (Some(event_type), _) => sgd_schemas::subjects::routed(recipient, event_type),
+                (None, Some(area)) => format!("sgd.to.{recipient}.{area}.>"),
+                (None, None) => format!("sgd.to.{recipient}.>"),
+            };
         }
         match (&self.event_type, &self.area) {
             (Some(event_type), _) => sgd_schemas::subjects::events(principal, event_type),
@@ -349,6 +360,7 @@ mod tests {
             principal: principal.map(Into::into),
             event_type: event_type.map(Into::into),
             dlq,
+            routed_to: None,
         }
     }
 
@@ -362,6 +374,8 @@ mod tests {
         );
         assert_eq!(filter(Some("npo"), None, None, true).subject(), "sgd.dlq.*.>");
         assert_eq!(filter(None, Some("1280"), None, true).subject(), "sgd.dlq.1280.>");
+        let routed = TailFilter { routed_to: Some("1283".into()), ..filter(Some("decision"), None, None, false) };
+        assert_eq!((routed.stream(), routed.subject().as_str()), (streams::ROUTED, "sgd.to.1283.decision.>"));
     }
 
     #[test]

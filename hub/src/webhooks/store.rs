@@ -42,6 +42,7 @@ fn nats(e: impl std::fmt::Display) -> StoreError {
 pub struct SubscriptionStore {
     kv: kv::Store,
     js: jetstream::Context,
+    window: usize,
 }
 
 /// How long a deliverer may hold an event without acknowledging it before JetStream gives it
@@ -49,8 +50,9 @@ pub struct SubscriptionStore {
 pub const ACK_WAIT: Duration = Duration::from_secs(30);
 
 impl SubscriptionStore {
-    /// Opens the bucket, creating it (with `replicas`) when missing.
-    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, StoreError> {
+    /// Opens the bucket, creating it (with `replicas`) when missing; consumers it creates let
+    /// `window` events be unacknowledged at once.
+    pub async fn open(js: &jetstream::Context, replicas: usize, window: usize) -> Result<Self, StoreError> {
         let kv = match js.get_key_value(BUCKET).await {
             Ok(kv) => kv,
             Err(_) => js
@@ -65,7 +67,7 @@ impl SubscriptionStore {
                 .await
                 .map_err(nats)?,
         };
-        Ok(Self { kv, js: js.clone() })
+        Ok(Self { kv, js: js.clone(), window: window.clamp(1, WINDOW_LIMIT) })
     }
 
     /// The bucket, for watching.
@@ -129,7 +131,8 @@ impl SubscriptionStore {
     }
 
     /// The subscription's durable consumer, created when missing: from the newest routed event
-    /// on, explicit acks, at most `window` unacknowledged.
+    /// on, explicit acks, at most `window` unacknowledged. That limit keeps the order after a
+    /// crash: the events the dead hub held come back (after [`ACK_WAIT`]) before any later one.
     pub async fn consumer(&self, subscription: &Subscription) -> Result<jetstream::consumer::PullConsumer, StoreError> {
         let stream = self.js.get_stream(streams::ROUTED).await.map_err(nats)?;
         let name = subscription.consumer_name();
@@ -142,7 +145,7 @@ impl SubscriptionStore {
                     deliver_policy: DeliverPolicy::New,
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
-                    max_ack_pending: WINDOW_LIMIT as i64,
+                    max_ack_pending: self.window as i64,
                     description: Some(format!("sgd-hub webhook {} of {}", subscription.id, subscription.principal)),
                     ..Default::default()
                 },

@@ -14,7 +14,7 @@ use sgd_hub::{
 };
 use sgd_tests::{wait_until, InProcessHub};
 
-async fn adapter(url: &str, seed_file: &std::path::Path, principal: &str) -> Result<async_nats::jetstream::Context> {
+pub(crate) async fn adapter(url: &str, seed_file: &std::path::Path, principal: &str) -> Result<async_nats::jetstream::Context> {
     let seed = std::fs::read_to_string(seed_file)?;
     let client = async_nats::ConnectOptions::new()
         .nkey(seed.trim().to_string())
@@ -36,6 +36,7 @@ async fn an_adapter_publishes_only_for_its_principal_and_anonymous_clients_are_r
         store_dir: dir.path().join("unused"),
         tls_cert: None,
         tls_key: None,
+        consumers: 4,
     })?;
     let server = NatsServer::start(NatsServerOptions {
         store_dir: dir.path().join("nats"),
@@ -114,15 +115,15 @@ async fn a_token_over_its_rate_is_refused_and_other_tokens_are_not() -> Result<(
 }
 
 /// A test CA and a certificate it signed for `localhost` and 127.0.0.1, as PEM files.
-struct TestCertificates {
-    ca_pem: String,
-    ca_file: std::path::PathBuf,
-    cert_file: std::path::PathBuf,
-    key_file: std::path::PathBuf,
+pub(crate) struct TestCertificates {
+    pub(crate) ca_pem: String,
+    pub(crate) ca_file: std::path::PathBuf,
+    pub(crate) cert_file: std::path::PathBuf,
+    pub(crate) key_file: std::path::PathBuf,
 }
 
 impl TestCertificates {
-    fn new(dir: &std::path::Path) -> Result<Self> {
+    pub(crate) fn new(dir: &std::path::Path) -> Result<Self> {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
