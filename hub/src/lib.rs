@@ -218,7 +218,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
     }
 
     let webhook_statuses: webhooks::delivery::Statuses = Arc::default();
-    let subscriptions = webhooks::store::SubscriptionStore::open(&js, config.stream_replicas, config.webhook.window)
+    let subscriptions = webhooks::store::SubscriptionStore::open(&js, config.webhook.window)
         .await?;
     let attempt = webhooks::delivery::Attempt::new(
         webhooks::client(&config.webhook)?,

@@ -8,6 +8,7 @@
 //! | `SGD_AUDIT` | `sgd.audit.>` | limits, file storage, deny delete and purge: person-level reads |
 //! | `SGD_ROUTED` | `sgd.to.>` | limits, file storage, `routed_retention_days`: copies for the principals an event concerns |
 //! | `SGD_PARKED` | `sgd.parked.>` | limits, file storage: webhook deliveries that failed every attempt |
+//! | `KV_SGD_SUBSCRIPTIONS` | `$KV.SGD_SUBSCRIPTIONS.>` | the key-value bucket of webhook subscriptions (one value per key) |
 
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub const ROUTED: &str = "SGD_ROUTED";
 pub const PARKED: &str = "SGD_PARKED";
 /// Subjects of the parked deliveries.
 pub const PARKED_SUBJECTS: &str = "sgd.parked.>";
+/// The stream behind the key-value bucket of webhook subscriptions. Made here, as a stream in
+/// the key-value layout (ADR-8), rather than by the client's bucket creation, whose request
+/// carries settings that servers before 2.11 do not answer in a form the client reads.
+pub const SUBSCRIPTIONS_KV: &str = "KV_SGD_SUBSCRIPTIONS";
 /// Subjects of the audit stream: `sgd.audit.<principal>`.
 pub const AUDIT_SUBJECTS: &str = "sgd.audit.>";
 
@@ -131,6 +136,21 @@ pub fn configs(settings: StreamSettings) -> Vec<Config> {
             description: Some("sgd-hub parked webhook deliveries: every attempt failed; replayable".into()),
             ..Default::default()
         },
+        Config {
+            name: SUBSCRIPTIONS_KV.into(),
+            subjects: vec!["$KV.SGD_SUBSCRIPTIONS.>".into()],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            num_replicas: settings.replicas,
+            max_messages_per_subject: 1,
+            discard: DiscardPolicy::New,
+            deny_delete: true,
+            allow_rollup: true,
+            allow_direct: true,
+            duplicate_window: Duration::from_secs(120),
+            description: Some("sgd-hub webhook subscriptions (key-value)".into()),
+            ..Default::default()
+        },
     ]
 }
 
@@ -143,6 +163,7 @@ pub async fn ensure(js: &jetstream::Context, settings: StreamSettings) -> Result
             DLQ => DLQ,
             ROUTED => ROUTED,
             PARKED => PARKED,
+            SUBSCRIPTIONS_KV => SUBSCRIPTIONS_KV,
             _ => AUDIT,
         };
         let error = |e: &dyn std::fmt::Display| StreamSetupError { stream, message: e.to_string() };

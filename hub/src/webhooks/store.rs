@@ -9,6 +9,7 @@ use async_nats::jetstream::{
     consumer::{pull, AckPolicy, DeliverPolicy},
     kv,
 };
+
 use futures::TryStreamExt;
 
 use super::subscription::Subscription;
@@ -50,23 +51,10 @@ pub struct SubscriptionStore {
 pub const ACK_WAIT: Duration = Duration::from_secs(30);
 
 impl SubscriptionStore {
-    /// Opens the bucket, creating it (with `replicas`) when missing; consumers it creates let
-    /// `window` events be unacknowledged at once.
-    pub async fn open(js: &jetstream::Context, replicas: usize, window: usize) -> Result<Self, StoreError> {
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: BUCKET.into(),
-                    description: "sgd-hub webhook subscriptions".into(),
-                    history: 1,
-                    storage: jetstream::stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(nats)?,
-        };
+    /// Opens the bucket (its stream is made with the others, [`streams::SUBSCRIPTIONS_KV`]);
+    /// consumers it creates let `window` events be unacknowledged at once.
+    pub async fn open(js: &jetstream::Context, window: usize) -> Result<Self, StoreError> {
+        let kv = js.get_key_value(BUCKET).await.map_err(nats)?;
         Ok(Self { kv, js: js.clone(), window: window.clamp(1, WINDOW_LIMIT) })
     }
 

@@ -163,7 +163,7 @@ async fn publish_all(js: &jetstream::Context, events: impl IntoIterator<Item = V
     for event in events {
         let area = event["type"].as_str().unwrap_or_default().split('.').nth(2).unwrap_or_default().to_string();
         let subject = format!("sgd.in.{}.{area}", event["principal"].as_str().unwrap_or_default());
-        pending.push_back(js.publish(subject, serde_json::to_vec(&event)?.into()).await?.into_future());
+        pending.push_back(std::future::IntoFuture::into_future(js.publish(subject, serde_json::to_vec(&event)?.into()).await?));
         if pending.len() >= 2000 {
             pending.next().await.context("an ack")??;
         }
