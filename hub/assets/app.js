@@ -34,7 +34,8 @@
     { id: 'usage', label: 'Usage', who: 'analysts and operators' },
     { id: 'followup', label: 'Follow-up', who: 'analysts, operators and coordinators' },
     { id: 'live', label: 'Live events', who: 'analysts and operators' },
-    { id: 'dlq', label: 'Dead letters', who: 'operators only' },
+    { id: 'dlq', label: 'Dead letters', who: 'operators and integrators (their own)' },
+    { id: 'deliveries', label: 'Deliveries', who: 'operators and integrators (their own)' },
   ];
   // The follow-up rules in the words of the processes; limits come from the API's answer.
   const RULE_LABELS = {
@@ -326,7 +327,14 @@
     state.loaded[id] = true;
     setViewState(id, 'loading');
     showError('');
-    const loaders = { goals: loadGoals, adoption: loadAdoption, usage: loadUsage, followup: loadFollowup, dlq: loadDlq };
+    const loaders = {
+      goals: loadGoals,
+      adoption: loadAdoption,
+      usage: loadUsage,
+      followup: loadFollowup,
+      dlq: loadDlq,
+      deliveries: loadDeliveries,
+    };
     const loader = loaders[id];
     if (loader) loader().catch((error) => failed(id, error));
   }
@@ -960,6 +968,41 @@
     }
     table.append(body);
     setViewState('dlq', 'ready');
+  }
+
+  // ---------------------------------------------------------------- webhook deliveries
+
+  async function loadDeliveries() {
+    const answer = await getJson('/api/v1/subscriptions');
+    const items = answer.items || [];
+    $('deliveries-total').textContent = `${fmt(items.length)} subscriptions`;
+    const table = clear($('deliveries-table'));
+    const heads = ['Id', 'Huvudman', 'URL', 'Filter', 'State', 'Lag', 'Delivered', 'Failures', 'Parked', 'Last error'];
+    table.append(el('thead', {}, el('tr', {}, ...heads.map((h) => el('th', {}, h)))));
+    const body = el('tbody');
+    for (const item of items) {
+      const d = item.delivery || {};
+      const filter = [(item.areas || []).join(', ') || 'all areas', (item.types || []).join(', ')].filter(Boolean);
+      const stateText = item.paused ? 'paused' : d.running ? 'delivering' : 'delivered by another hub';
+      body.append(
+        el(
+          'tr',
+          { 'data-subscription': item.id },
+          el('td', { class: 'mono' }, item.id),
+          el('td', {}, item.principal),
+          el('td', { class: 'mono' }, item.url),
+          el('td', {}, filter.join('; ')),
+          el('td', {}, stateText),
+          el('td', { 'data-lag': d.lag_events || 0 }, `${fmt(d.lag_events || 0)} events, ${(d.lag_seconds || 0).toFixed(1)} s`),
+          el('td', {}, fmt(d.delivered || 0)),
+          el('td', {}, fmt(d.failures || 0)),
+          el('td', { 'data-parked': d.parked || 0 }, fmt(d.parked || 0)),
+          el('td', {}, d.last_error ? `${d.last_error} (${when(d.last_error_at)})` : '–'),
+        ),
+      );
+    }
+    table.append(body);
+    setViewState('deliveries', 'ready');
   }
 
   document.addEventListener('DOMContentLoaded', start);

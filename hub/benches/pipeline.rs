@@ -1,5 +1,7 @@
 //! `cargo bench -p sgd-hub --bench pipeline [-- --events N] [-- --scaling 100000,1000000,5000000]`
-//! (`--latency-seconds N` and `--query-seconds N` shorten those phases; 0 skips them):
+//! (`--latency-seconds N` and `--query-seconds N` shorten those phases, 0 skips them;
+//! `--webhook-events N` sizes the webhook phase's burst, 0 skips it, `--webhook-seconds N` its
+//! steady 1,000/s):
 //! the hub (its own `hub serve` process) against raw JetStream. Prints a table and writes it as
 //! JSON to `target/bench/pipeline.json` (`pipeline-scaling.json` for the series).
 
@@ -23,14 +25,22 @@ fn main() -> ExitCode {
             Err(_) => return usage("--events needs a number"),
         }
     }
-    for (flag, field) in
-        [("--latency-seconds", &mut settings.latency_seconds), ("--query-seconds", &mut settings.query_seconds)]
-    {
+    for (flag, field) in [
+        ("--latency-seconds", &mut settings.latency_seconds),
+        ("--query-seconds", &mut settings.query_seconds),
+        ("--webhook-seconds", &mut settings.webhook_seconds),
+    ] {
         if let Some(n) = value(flag) {
             match n.parse() {
                 Ok(n) => *field = n,
-                Err(_) => return usage("--latency-seconds and --query-seconds need a number (0 skips the phase)"),
+                Err(_) => return usage("--latency-seconds, --query-seconds and --webhook-seconds need a number"),
             }
+        }
+    }
+    if let Some(n) = value("--webhook-events") {
+        match n.parse() {
+            Ok(n) => settings.webhook_events = n,
+            Err(_) => return usage("--webhook-events needs a number (0 skips the webhook phase)"),
         }
     }
     let scaling =
@@ -58,7 +68,8 @@ fn main() -> ExitCode {
             // Ingest and rebuild only: the per-event cost at each size.
             let mut reports = Vec::new();
             for events in sizes {
-                let settings = BenchSettings { events, latency_seconds: 0, query_seconds: 0, ..settings.clone() };
+                let settings =
+                    BenchSettings { events, latency_seconds: 0, query_seconds: 0, webhook_events: 0, ..settings.clone() };
                 match runtime.block_on(run_in_tempdir(&settings)) {
                     Ok(report) => {
                         print!("{}", report.table());

@@ -7,7 +7,8 @@
 //! Phases: raw publish (async, `Nats-Msg-Id`, pipelined acks) and raw pull-consume (batches,
 //! `AckPolicy::All`) of the same bodies; ingest (publish to `sgd.in.…` until the hub's checkpoint
 //! reaches the last event); latency (steady rates, publish → the checkpoint `/readyz` reports);
-//! queries (concurrent clients on goals, usage and the follow-up summary, then the same clients on
+//! webhook delivery (a burst to one subscription for throughput, then 1,000/s for publish →
+//! delivered); queries (concurrent clients on goals, usage and the follow-up summary, then the same clients on
 //! a floor server that only sends the hub's answers back from memory); rebuild (a second hub
 //! with an empty read model replaying the log). The hub's peak RSS is taken per phase (the peak is
 //! reset between phases through `/proc/<pid>/clear_refs`).
@@ -16,6 +17,7 @@ mod floor;
 mod hub_process;
 mod latency;
 pub mod queries;
+mod webhook;
 
 use std::{
     collections::VecDeque,
@@ -60,6 +62,10 @@ pub struct BenchSettings {
     pub query_seconds: u64,
     /// Concurrent clients of the query phase.
     pub query_clients: usize,
+    /// Events of the webhook phase's burst (0 skips the phase).
+    pub webhook_events: usize,
+    /// Seconds of the webhook phase's steady 1,000/s.
+    pub webhook_seconds: u64,
 }
 
 impl BenchSettings {
@@ -74,6 +80,8 @@ impl BenchSettings {
             latency_rates: vec![1000, 5000],
             query_seconds: 10,
             query_clients: 50,
+            webhook_events: 20_000,
+            webhook_seconds: 10,
         }
     }
 }
@@ -267,6 +275,22 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
         figures.at_most(&format!("hub peak RSS, latency at {rate}/s"), hub.peak_rss_mb()?, "MB", 128.0);
     }
 
+    // Webhook delivery to one subscription.
+    let mut webhook_logged = 0;
+    if settings.webhook_events > 0 {
+        hub.reset_peak_rss();
+        let measured = webhook::measure(&js, &hub, settings.webhook_events, settings.webhook_seconds.max(1)).await?;
+        figures.plain("webhook: published → delivered, burst", measured.throughput, "events/s");
+        if let Some(figure) = figures.0.last_mut() {
+            figure.ratio = Some(measured.throughput / raw_publish);
+        }
+        figures.plain("webhook at 1000/s: publish → delivered p50", measured.p50_ms, "ms");
+        figures.plain("webhook at 1000/s: publish → delivered p99", measured.p99_ms, "ms");
+        figures.plain("webhook at 1000/s: rate reached", measured.rate, "events/s");
+        figures.at_most("hub peak RSS, webhook", hub.peak_rss_mb()?, "MB", 128.0);
+        webhook_logged = settings.webhook_events + (1000 * settings.webhook_seconds.max(1)) as usize;
+    }
+
     // Queries under concurrent clients.
     if settings.query_seconds > 0 {
         hub.reset_peak_rss();
@@ -312,7 +336,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     // being written beside the one it replaces and the journal since (views_store.rs).
     let data_dir = hub.data_dir();
     hub.stop().await?;
-    let log_length = events.len() as u64 + offset as u64;
+    let log_length = (events.len() + offset + webhook_logged) as u64;
     figures.at_most(DISK_AT_REST, dir_size(&data_dir) as f64 / log_length as f64, "bytes", 150.0);
 
     // Rebuild: a second hub with an empty read model replays the log.

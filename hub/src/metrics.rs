@@ -140,7 +140,7 @@ pub struct Metrics {
     pub webhook_lag_seconds: Family<SubscriptionLabels, Gauge<f64, AtomicU64>>,
     /// When the subscription's last attempt failed (Unix seconds; 0: never).
     pub webhook_last_error_time: Family<SubscriptionLabels, Gauge<f64, AtomicU64>>,
-    /// Seconds from an event's publication to the log to its delivery (2xx) to a webhook.
+    /// Seconds from an event's copy being stored in `SGD_ROUTED` to its delivery (2xx) to a webhook.
     pub webhook_delivery_seconds: Histogram,
     /// NATS ingest requests answered, by outcome (`accepted`, `refused`, `unavailable`).
     pub ingest_requests: Family<OutcomeLabels, Counter>,
@@ -240,7 +240,7 @@ impl Default for Metrics {
         );
         registry.register(
             "webhook_delivery_seconds",
-            "From an event's publication to the log to its 2xx from a webhook",
+            "From a routed copy's storage in SGD_ROUTED to its 2xx from a webhook",
             webhook_delivery_seconds.clone(),
         );
         registry.register("ingest_requests", "NATS ingest requests answered, by outcome", ingest_requests.clone());

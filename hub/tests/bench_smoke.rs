@@ -14,6 +14,8 @@ async fn the_benchmark_runs_every_phase_on_a_small_load() {
         latency_rates: vec![200],
         query_seconds: 1,
         query_clients: 4,
+        webhook_events: 200,
+        webhook_seconds: 1,
         ..BenchSettings::new(env!("CARGO_BIN_EXE_hub").into())
     };
     let report = run(&settings, dir.path()).await.expect("the benchmark runs");
@@ -26,6 +28,8 @@ async fn the_benchmark_runs_every_phase_on_a_small_load() {
         "query /api/v1/goals: p99",
         "floor /api/v1/usage (a year by month): p99",
         "hub peak RSS, rebuild",
+        "webhook: published → delivered, burst",
+        "webhook at 1000/s: publish → delivered p99",
         sgd_hub::bench::DISK_AT_REST,
         sgd_hub::bench::DISK_LARGEST,
     ] {

@@ -102,7 +102,7 @@ pub struct Me {
     /// That principal's name.
     pub principal_name: Option<String>,
     /// The dashboard views the role may see: `goals`, `adoption`, `usage`, `followup`, `live`,
-    /// `dlq` (in that order).
+    /// `dlq`, `deliveries` (in that order).
     #[schema(value_type = Vec<String>)]
     pub views: Vec<&'static str>,
     /// Counts about persons above zero and below this are hidden in statistics.
@@ -113,9 +113,9 @@ pub struct Me {
 pub fn views_of(role: Role) -> Vec<&'static str> {
     match role {
         Role::Analyst => vec!["goals", "adoption", "usage", "followup", "live"],
-        Role::Operator => vec!["goals", "adoption", "usage", "followup", "live", "dlq"],
+        Role::Operator => vec!["goals", "adoption", "usage", "followup", "live", "dlq", "deliveries"],
         Role::Coordinator => vec!["followup"],
-        Role::Integrator => vec![],
+        Role::Integrator => vec!["dlq", "deliveries"],
     }
 }
 
@@ -208,9 +208,9 @@ mod tests {
 
     #[test]
     fn each_role_sees_only_views_backed_by_what_it_may_call() {
-        assert_eq!(views_of(Role::Operator).last(), Some(&"dlq"));
-        assert!(!views_of(Role::Analyst).contains(&"dlq"));
+        assert_eq!(views_of(Role::Operator).last(), Some(&"deliveries"));
+        assert!(!views_of(Role::Analyst).contains(&"dlq") && !views_of(Role::Analyst).contains(&"deliveries"));
         assert_eq!(views_of(Role::Coordinator), vec!["followup"]);
-        assert!(views_of(Role::Integrator).is_empty());
+        assert_eq!(views_of(Role::Integrator), vec!["dlq", "deliveries"]);
     }
 }

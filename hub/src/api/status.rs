@@ -81,6 +81,32 @@ pub struct AdapterStatus {
     pub age_seconds: Option<f64>,
 }
 
+/// The router of this hub.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RoutingStatus {
+    /// Last routed log sequence.
+    pub checkpoint: u64,
+    /// Log events not yet routed.
+    pub lag_events: u64,
+    /// Entries the rules remember (open cases, units).
+    pub state_entries: u64,
+}
+
+/// One webhook subscription's delivery.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SubscriptionStatus {
+    /// Its id.
+    pub id: String,
+    /// Its principal.
+    pub principal: String,
+    /// Its URL.
+    pub url: String,
+    /// Whether it is paused.
+    pub paused: bool,
+    /// Its figures on this hub (all zero where another hub delivers).
+    pub delivery: crate::webhooks::delivery::DeliveryStatus,
+}
+
 /// The answer.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HubStatus {
@@ -100,10 +126,16 @@ pub struct HubStatus {
     pub dlq_by_reason: BTreeMap<String, u64>,
     /// Adapters' heartbeats, the longest silent first.
     pub adapters: Vec<AdapterStatus>,
+    /// This hub's router (absent when it does not route).
+    #[serde(default)]
+    pub routing: Option<RoutingStatus>,
+    /// Every webhook subscription with its delivery.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionStatus>,
 }
 
 #[utoipa::path(get, path = "/api/v1/status", tag = "operations", responses((status = 200, description = "Streams, lags, totals, dead letters by reason, adapters' heartbeats", body = HubStatus), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
-/// The handler.
+/// What an operator looks at first.
 pub async fn status(State(state): State<ApiState>, caller: Caller) -> Result<Json<HubStatus>, ApiError> {
     caller.require(&[Role::Operator])?;
     let unavailable = |e: &dyn std::fmt::Display| ApiError::unavailable(e.to_string());
@@ -111,7 +143,7 @@ pub async fn status(State(state): State<ApiState>, caller: Caller) -> Result<Jso
     let mut stream_statuses = Vec::new();
     let mut events_last = 0;
     let mut ingress_first = None;
-    for name in [streams::INGRESS, streams::EVENTS, streams::DLQ, streams::AUDIT] {
+    for name in [streams::INGRESS, streams::EVENTS, streams::DLQ, streams::AUDIT, streams::ROUTED, streams::PARKED] {
         let mut stream = state.js.get_stream(name).await.map_err(|e| unavailable(&e))?;
         let info = stream.info().await.map_err(|e| unavailable(&e))?;
         if name == streams::EVENTS {
@@ -155,7 +187,28 @@ pub async fn status(State(state): State<ApiState>, caller: Caller) -> Result<Jso
         },
         dlq_by_reason,
         adapters: adapters(&state, now).await,
+        routing: state.settings.router.then(|| RoutingStatus {
+            checkpoint: state.metrics.routing_checkpoint.get().max(0) as u64,
+            lag_events: events_last.saturating_sub(state.metrics.routing_checkpoint.get().max(0) as u64),
+            state_entries: state.metrics.routing_state_entries.get().max(0) as u64,
+        }),
+        subscriptions: subscriptions(&state).await?,
     }))
+}
+
+async fn subscriptions(state: &ApiState) -> Result<Vec<SubscriptionStatus>, ApiError> {
+    let all = state.subscriptions.list(None).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let statuses = state.webhook_statuses.lock().map(|s| s.clone()).unwrap_or_default();
+    Ok(all
+        .into_iter()
+        .map(|s| SubscriptionStatus {
+            delivery: statuses.get(&s.id).cloned().unwrap_or_default(),
+            id: s.id,
+            principal: s.principal,
+            url: s.url,
+            paused: s.paused,
+        })
+        .collect())
 }
 
 async fn validator_status(state: &ApiState, ingress_first: Option<u64>, now: DateTime<Utc>) -> Option<ValidatorStatus> {

@@ -25,9 +25,15 @@ pub struct BenchHub {
     pub analyst: String,
     /// A client for the hub's API.
     pub http: reqwest::Client,
+    tokens_file: PathBuf,
 }
 
 impl BenchHub {
+    /// A new token of `role` (bound to `principal`).
+    pub fn token(&self, role: Role, principal: Option<&str>) -> Result<String, BenchError> {
+        crate::tokens::add(&self.tokens_file, role, principal).map(|(_, secret)| secret).map_err(err)
+    }
+
     /// Starts `hub serve` (with the validator when `validator`) in `dir` and waits for `/healthz`.
     pub async fn start(binary: &Path, nats_url: &str, dir: &Path, validator: bool) -> Result<Self, BenchError> {
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -41,7 +47,9 @@ impl BenchHub {
         let extra = std::env::var("SGD_BENCH_HUB_CONFIG").unwrap_or_default();
         let toml = format!(
             "nats_url = {nats_url:?}\ndata_dir = {:?}\nhttp_addr = \"127.0.0.1:{port}\"\ntokens_file = {:?}\n\
-             validator = {validator}\nrate_limit_per_second = 0\n{extra}\n",
+             validator = {validator}\nrate_limit_per_second = 0\n{extra}\n\n\
+             # The webhook phase's receiver is plain HTTP on loopback.\n\
+             [webhook]\nallow_http = true\nallow_private_targets = true\n",
             data_dir.display().to_string(),
             tokens_file.display().to_string(),
         );
@@ -82,6 +90,7 @@ impl BenchHub {
             operator,
             analyst,
             http: reqwest::Client::new(),
+            tokens_file,
         };
         let started = Instant::now();
         loop {

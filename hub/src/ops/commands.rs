@@ -128,10 +128,34 @@ pub fn render_status(first: &HubStatus, now: &HubStatus) -> String {
         b.refused,
         b.projected
     );
+    if let Some(r) = &now.routing {
+        let _ = writeln!(
+            s,
+            "routing            checkpoint {}, lag {} events, {} open cases and units remembered",
+            r.checkpoint, r.lag_events, r.state_entries
+        );
+    }
     let dead: u64 = now.dlq_by_reason.values().sum();
     let _ = writeln!(s, "\ndead letters       {dead}");
     for (reason, count) in now.dlq_by_reason.iter().filter(|(_, c)| **c > 0) {
         let _ = writeln!(s, "  {reason:<20} {count:>8}");
+    }
+    let _ = writeln!(s, "\nsubscriptions      {}", now.subscriptions.len());
+    for sub in &now.subscriptions {
+        let d = &sub.delivery;
+        let _ = writeln!(
+            s,
+            "  {} {:<4} {:<7} lag {} events / {:.1} s, delivered {}, failures {}, parked {}{}",
+            sub.id,
+            sub.principal,
+            if sub.paused { "paused" } else if d.running { "active" } else { "elsewhere" },
+            d.lag_events,
+            d.lag_seconds,
+            d.delivered,
+            d.failures,
+            d.parked,
+            d.last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default()
+        );
     }
     let _ = writeln!(s, "\nadapters           {} (longest silent first)", now.adapters.len());
     for adapter in &now.adapters {

@@ -1,10 +1,16 @@
 //! The router: reads the log from its checkpoint, applies the [rules](super::rules), and
 //! publishes each routed event to `SGD_ROUTED` once per recipient, on
-//! `sgd.to.<recipient>.<area>.<entity>.<action>`, with the log's bytes and headers and a
-//! `Nats-Msg-Id` of its own per copy ([`super::routed_msg_id`]). A batch's state and checkpoint
-//! are committed to sled only after every copy of the batch is acknowledged by JetStream; when a
-//! publish fails the router drops what it had in memory, reloads the store and routes the
-//! events again from its checkpoint (JetStream drops the copies it already has).
+//! `sgd.to.<recipient>.<area>.<entity>.<action>`, with the log's bytes, a `Nats-Msg-Id` of its
+//! own per copy ([`super::routed_msg_id`]), the log sequence it copies
+//! ([`super::LOG_SEQUENCE_HEADER`]) and the event's `traceparent`. A batch's state and
+//! checkpoint are committed to sled only after every copy of the batch is acknowledged by
+//! JetStream; when a publish fails the router drops what it had in memory, reloads the store and
+//! routes the events again from its checkpoint (JetStream drops the copies it already has).
+//!
+//! A router behind what `SGD_ROUTED` already holds (a new hub, a store removed, a hub away
+//! longer than the duplicate window) replays the log into its rules' state without publishing
+//! the events some router already copied: it reads the log sequence of the newest copy in
+//! `SGD_ROUTED` when it starts, and publishes only after it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -128,6 +134,10 @@ async fn pass(
         .messages()
         .await
         .map_err(|e| PassError::Consumer(e.to_string()))?;
+    let routed_up_to = newest_routed(js).await?;
+    if routed_up_to > checkpoint {
+        tracing::info!(checkpoint, routed_up_to, "router: replaying into its state what is routed already");
+    }
     let mut batch = Vec::with_capacity(settings.batch_max);
     loop {
         let first = tokio::select! {
@@ -148,17 +158,30 @@ async fn pass(
                 Err(_) => break,
             }
         }
-        checkpoint = route_batch(js, store, state, checkpoint, &batch, metrics).await?;
+        checkpoint = route_batch(js, store, state, (checkpoint, routed_up_to), &batch, metrics).await?;
         batch.clear();
     }
 }
 
-/// Routes one batch; returns the new checkpoint once it is committed.
+/// The log sequence of the newest copy in `SGD_ROUTED` (0 when it holds none).
+async fn newest_routed(js: &jetstream::Context) -> Result<u64, PassError> {
+    let mut stream = js.get_stream(streams::ROUTED).await.map_err(|e| PassError::Consumer(e.to_string()))?;
+    let info = stream.info().await.map_err(|e| PassError::Consumer(e.to_string()))?;
+    if info.state.messages == 0 {
+        return Ok(0);
+    }
+    let last = info.state.last_sequence;
+    let message = stream.get_raw_message(last).await.map_err(|e| PassError::Consumer(e.to_string()))?;
+    Ok(message.headers.get(LOG_SEQUENCE_HEADER).and_then(|v| v.as_str().parse().ok()).unwrap_or(0))
+}
+
+/// Routes one batch (publishing the copies of events after `routed_up_to` only); returns the
+/// new checkpoint once it is committed.
 async fn route_batch(
     js: &jetstream::Context,
     store: &RouterStore,
     state: &mut RoutingState,
-    checkpoint: u64,
+    (checkpoint, routed_up_to): (u64, u64),
     batch: &[jetstream::Message],
     metrics: &Metrics,
 ) -> Result<u64, PassError> {
@@ -187,6 +210,9 @@ async fn route_batch(
             }
         };
         let Some(routing) = super::route(state, &envelope.principal, &event) else { continue };
+        if last <= routed_up_to {
+            continue;
+        }
         if routing.recipients.is_empty() {
             tracing::info!(seq = last, rule = routing.rule, id = %envelope.id, "routed to no one: the rule's recipients are unknown");
             metrics.routing_unresolved.get_or_create(&crate::metrics::RuleLabels { rule: routing.rule.into() }).inc();

@@ -76,7 +76,8 @@ fn describe(error: reqwest::Error) -> String {
 }
 
 /// A subscription's delivery figures since this hub started, for the API and `hub status`.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default)]
 pub struct DeliveryStatus {
     /// Events delivered (2xx).
     pub delivered: u64,
@@ -142,6 +143,7 @@ pub async fn run(ctx: DeliveryContext, mut subscription: watch::Receiver<Subscri
     };
     ctx.update(&id, |s| s.running = true);
     let window = ctx.settings.window.clamp(1, super::store::WINDOW_LIMIT);
+    let mut starting = true;
     'outer: loop {
         if *stop.borrow() {
             break;
@@ -163,6 +165,12 @@ pub async fn run(ctx: DeliveryContext, mut subscription: watch::Receiver<Subscri
                 continue;
             }
         };
+        if starting {
+            starting = false;
+            if !held_elsewhere_released(&consumer, &mut stop).await {
+                break;
+            }
+        }
         loop {
             let batch = consumer.fetch().max_messages(window).expires(Duration::from_secs(1)).messages().await;
             let mut batch = match batch {
@@ -206,6 +214,27 @@ pub async fn run(ctx: DeliveryContext, mut subscription: watch::Receiver<Subscri
         }
     }
     ctx.update(&id, |s| s.running = false);
+}
+
+/// Waits, when a deliverer that stopped or died left events unacknowledged, until JetStream
+/// gives them out again ([`super::store::ACK_WAIT`]), so they are delivered before any later
+/// event (order is kept across a crash). False when asked to stop meanwhile.
+async fn held_elsewhere_released(
+    consumer: &jetstream::consumer::PullConsumer,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut consumer = consumer.clone();
+    match consumer.info().await {
+        Ok(info) if info.num_ack_pending > 0 => {
+            tracing::info!(
+                consumer = %info.name,
+                held = info.num_ack_pending,
+                "waiting for the events an earlier deliverer held to come back, to keep their order"
+            );
+            !sleep_or_stop(super::store::ACK_WAIT + Duration::from_secs(1), stop).await
+        }
+        _ => !*stop.borrow(),
+    }
 }
 
 async fn sleep_or_stop(pause: Duration, stop: &mut watch::Receiver<bool>) -> bool {

@@ -94,13 +94,17 @@ pub enum ClientError {
 }
 
 /// The HTTP client deliveries use: TLS verified (the system's roots and `ca_file`), no
-/// redirects (a redirect could lead anywhere), every connection through the [`target`] guard.
+/// redirects (a redirect could lead anywhere), no proxy, every connection through the
+/// [`target`] guard.
 pub fn client(settings: &WebhookSettings) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
         .connect_timeout(Duration::from_millis(settings.timeout_ms.clamp(1, 5000)))
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy from the environment would resolve and reach the receiver itself, past the
+        // guard: deliveries connect directly.
+        .no_proxy()
         .dns_resolver(target::GuardedResolver::new(settings.policy()))
         .https_only(!settings.allow_http)
         .user_agent(concat!("sgd-hub/", env!("CARGO_PKG_VERSION")));

@@ -119,8 +119,9 @@ impl SubscriptionStore {
     }
 
     /// The subscription's durable consumer, created when missing: from the newest routed event
-    /// on, explicit acks, at most `window` unacknowledged. That limit keeps the order after a
-    /// crash: the events the dead hub held come back (after [`ACK_WAIT`]) before any later one.
+    /// on, explicit acks, at most `window` unacknowledged. A deliverer that starts while events
+    /// are still held by a dead one waits for JetStream to give those out again (after
+    /// [`ACK_WAIT`]), so they come before any later one.
     pub async fn consumer(&self, subscription: &Subscription) -> Result<jetstream::consumer::PullConsumer, StoreError> {
         let stream = self.js.get_stream(streams::ROUTED).await.map_err(nats)?;
         let name = subscription.consumer_name();

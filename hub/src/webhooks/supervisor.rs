@@ -21,7 +21,8 @@ pub async fn run(ctx: delivery::DeliveryContext, mut shutdown: watch::Receiver<b
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut tasks = JoinSet::new();
     'watching: loop {
-        let mut watch = match ctx.store.bucket().watch_all().await {
+        // With history: every stored subscription first (its newest value), then each change.
+        let mut watch = match ctx.store.bucket().watch_with_history(">").await {
             Ok(watch) => watch,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch subscriptions; retrying");
@@ -54,6 +55,7 @@ pub async fn run(ctx: delivery::DeliveryContext, mut shutdown: watch::Receiver<b
                         None => {
                             let (subscription_tx, subscription_rx) = watch::channel(subscription);
                             let (stop_tx, stop_rx) = watch::channel(false);
+                            tracing::info!(subscription = %entry.key, "delivering webhook subscription");
                             tasks.spawn(delivery::run(ctx.clone(), subscription_rx, stop_rx));
                             running.insert(entry.key.clone(), Running { subscription: subscription_tx, stop: stop_tx });
                         }

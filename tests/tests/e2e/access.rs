@@ -24,6 +24,7 @@ const ANALYST_OPERATOR: &[Role] = &[Role::Analyst, Role::Operator];
 const FOLLOW_UP: &[Role] = &[Role::Analyst, Role::Operator, Role::Coordinator];
 const OPERATOR: &[Role] = &[Role::Operator];
 const INTEGRATOR: &[Role] = &[Role::Integrator];
+const OPERATOR_INTEGRATOR: &[Role] = &[Role::Operator, Role::Integrator];
 const COORDINATOR: &[Role] = &[Role::Coordinator];
 
 /// One request of the matrix.
@@ -131,6 +132,17 @@ async fn every_route_answers_each_role_as_the_matrix_says() -> Result<()> {
         json!({"plan_id": "svu-access-1", "kind": "svu", "person": PERSON, "participants": ["1280"]}),
     );
     let json_body = |v: Value| serde_json::to_vec(&v).expect("JSON");
+    // A webhook subscription of the integrator's principal (its URL is never reached here).
+    let made = integrator
+        .client
+        .post(format!("{}/api/v1/subscriptions", integrator.base))
+        .bearer_auth(&integrator.token)
+        .json(&json!({"url": "https://receiver.example.se/hook", "areas": ["plans"]}))
+        .send()
+        .await?;
+    assert_eq!(made.status(), 201);
+    let subscription = made.json::<Value>().await?["id"].as_str().context("an id")?.to_string();
+    let subscriptions = |tail: &str| format!("/api/v1/subscriptions/{subscription}{tail}");
     let cases = vec![
         Case::get("/healthz", "/healthz", Access::Public),
         Case::get("/readyz", "/readyz", Access::AnyToken),
@@ -142,7 +154,7 @@ async fn every_route_answers_each_role_as_the_matrix_says() -> Result<()> {
         Case::get("/api/v1/adoption", "/api/v1/adoption", Access::Roles(ANALYST_OPERATOR)),
         Case::get("/api/v1/followup/summary", "/api/v1/followup/summary", Access::Roles(FOLLOW_UP)),
         Case::get("/api/v1/followup/open", "/api/v1/followup/open", Access::Roles(FOLLOW_UP)),
-        Case::get("/api/v1/dlq", "/api/v1/dlq?limit=5", Access::Roles(OPERATOR)),
+        Case::get("/api/v1/dlq", "/api/v1/dlq?limit=5", Access::Roles(OPERATOR_INTEGRATOR)),
         Case::get("/api/v1/dlq/{seq}", format!("/api/v1/dlq/{dead_letter}"), Access::Roles(OPERATOR)),
         Case::post(
             "/api/v1/dlq/replay",
@@ -172,6 +184,49 @@ async fn every_route_answers_each_role_as_the_matrix_says() -> Result<()> {
             202,
         ),
         Case::get("/api/v1/admin/rebuild", "/api/v1/admin/rebuild", Access::Roles(OPERATOR)),
+        Case::post(
+            "/api/v1/subscriptions",
+            "application/json",
+            json_body(json!({"url": "https://receiver.example.se/other", "principal": "1280"})),
+            Access::Roles(OPERATOR_INTEGRATOR),
+            201,
+        ),
+        Case::get("/api/v1/subscriptions", "/api/v1/subscriptions", Access::Roles(OPERATOR_INTEGRATOR)),
+        Case::get("/api/v1/subscriptions/{id}", subscriptions(""), Access::Roles(OPERATOR_INTEGRATOR)),
+        // A well-formed id of no subscription: both allowed roles get 404, the others 401/403.
+        Case {
+            method: "DELETE",
+            route: "/api/v1/subscriptions/{id}",
+            path: "/api/v1/subscriptions/wh-0000000000000000".into(),
+            body: None,
+            access: Access::Roles(OPERATOR_INTEGRATOR),
+            allowed: 404,
+        },
+        Case {
+            method: "POST",
+            route: "/api/v1/subscriptions/{id}/pause",
+            path: subscriptions("/pause"),
+            body: None,
+            access: Access::Roles(OPERATOR_INTEGRATOR),
+            allowed: 200,
+        },
+        Case {
+            method: "POST",
+            route: "/api/v1/subscriptions/{id}/resume",
+            path: subscriptions("/resume"),
+            body: None,
+            access: Access::Roles(OPERATOR_INTEGRATOR),
+            allowed: 200,
+        },
+        Case::get("/api/v1/subscriptions/{id}/parked", subscriptions("/parked"), Access::Roles(OPERATOR_INTEGRATOR)),
+        Case {
+            method: "POST",
+            route: "/api/v1/subscriptions/{id}/parked/replay",
+            path: subscriptions("/parked/replay"),
+            body: None,
+            access: Access::Roles(OPERATOR_INTEGRATOR),
+            allowed: 200,
+        },
         Case::get("/", "/", Access::Public),
         Case::get("/assets/{name}", "/assets/app.js", Access::Public),
     ];
@@ -202,6 +257,7 @@ async fn every_route_answers_each_role_as_the_matrix_says() -> Result<()> {
             let mut request = match case.method {
                 "GET" => analyst.client.get(&url),
                 "POST" => analyst.client.post(&url),
+                "DELETE" => analyst.client.delete(&url),
                 other => bail!("no such method in the matrix: {other}"),
             };
             if let Some(api) = api {

@@ -515,3 +515,48 @@ async fn a_failing_receiver_gets_its_events_parked_and_replayed_once_fixed() -> 
     assert_eq!(status, 400, "{body}");
     Ok(())
 }
+
+/// A hub that starts with no routing state (a new replica, a removed store) replays the log into
+/// its rules' state without copying again what `SGD_ROUTED` holds, even past the duplicate
+/// window, and then routes new events with that state (a plan's participants from the log).
+#[tokio::test]
+async fn a_new_hub_rebuilds_its_routing_state_without_routing_the_log_again() -> Result<()> {
+    let nats = TestNats::start().await?;
+    let js = nats.jetstream().await?;
+    let plan = |id: &str| {
+        cloud_event(
+            "12",
+            "se.sgd.plans.plan.created",
+            &format!("plan-{id}"),
+            id,
+            json!({"plan_id": id, "kind": "svu", "person": format!("{:064x}", 7), "participants": ["12", "1283"]}),
+        )
+    };
+    let first = InProcessHub::start(&nats.url(), |c| c.dedup_window_secs = 1).await?;
+    publish_all(&js, [plan("p1"), plan("p2")]).await?;
+    let mut routed = js.get_stream("SGD_ROUTED").await?;
+    wait_until(Duration::from_secs(20), || {
+        let mut routed = routed.clone();
+        async move { Ok(routed.info().await?.state.messages == 4) }
+    })
+    .await?;
+    first.stop().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await; // past the duplicate window
+
+    let second = InProcessHub::start(&nats.url(), |c| c.dedup_window_secs = 1).await?;
+    let closed = cloud_event("12", "se.sgd.plans.plan.closed", "closed-p1", "p1", json!({"plan_id": "p1"}));
+    publish_all(&js, [closed]).await?;
+    wait_until(Duration::from_secs(20), || {
+        let mut routed = routed.clone();
+        async move { Ok(routed.info().await?.state.messages >= 6) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let info = routed.info().await?;
+    assert_eq!(info.state.messages, 6, "the log was copied again, or the closing went to the wrong principals");
+    for (seq, recipient) in [(5, "12"), (6, "1283")] {
+        let message = routed.get_raw_message(seq).await?;
+        assert_eq!(message.subject.as_str(), format!("sgd.to.{recipient}.plans.plan.closed"));
+    }
+    second.stop().await
+}
