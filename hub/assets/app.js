@@ -34,8 +34,8 @@
     { id: 'usage', label: 'Usage', who: 'analysts and operators' },
     { id: 'followup', label: 'Follow-up', who: 'analysts, operators and coordinators' },
     { id: 'live', label: 'Live events', who: 'analysts and operators' },
-    { id: 'dlq', label: 'Dead letters', who: 'operators and integrators (their own)' },
-    { id: 'deliveries', label: 'Deliveries', who: 'operators and integrators (their own)' },
+    { id: 'dlq', label: 'Dead letters', who: 'operators; integrators see their own' },
+    { id: 'deliveries', label: 'Deliveries', who: 'operators; integrators see their own' },
   ];
   // The follow-up rules in the words of the processes; limits come from the API's answer.
   const RULE_LABELS = {

@@ -68,8 +68,13 @@ fn main() -> ExitCode {
             // Ingest and rebuild only: the per-event cost at each size.
             let mut reports = Vec::new();
             for events in sizes {
-                let settings =
-                    BenchSettings { events, latency_seconds: 0, query_seconds: 0, webhook_events: 0, ..settings.clone() };
+                let settings = BenchSettings {
+                    events,
+                    latency_seconds: 0,
+                    query_seconds: 0,
+                    webhook_events: 0,
+                    ..settings.clone()
+                };
                 match runtime.block_on(run_in_tempdir(&settings)) {
                     Ok(report) => {
                         print!("{}", report.table());

@@ -510,9 +510,9 @@ pub fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Subscription(command) => run_async(|_| async move {
-            crate::ops::subscriptions::run(command).await.map_err(|e| e.to_string())
-        }),
+        Command::Subscription(command) => {
+            run_async(|_| async move { crate::ops::subscriptions::run(command).await.map_err(|e| e.to_string()) })
+        }
         Command::NatsConfig { out, listen, store_dir, tls_cert, tls_key, consumers } => {
             let options =
                 crate::nats_config::NatsConfigOptions { out_dir: out, listen, store_dir, tls_cert, tls_key, consumers };

@@ -134,11 +134,15 @@ async fn answer(
         message: None,
     };
     let Some((principal, area)) = subjects::parse_ingest_request(&request.subject) else {
-        return refused(None, "subject", vec![crate::dead_letter::ProblemRecord {
-            reason: "subject".into(),
-            path: String::new(),
-            message: "send requests to sgd.ingest.<principal>.<area>".into(),
-        }]);
+        return refused(
+            None,
+            "subject",
+            vec![crate::dead_letter::ProblemRecord {
+                reason: "subject".into(),
+                path: String::new(),
+                message: "send requests to sgd.ingest.<principal>.<area>".into(),
+            }],
+        );
     };
     let ctx = ValidationContext {
         transport_principal: Some(principal),
@@ -185,7 +189,11 @@ async fn answer(
                 let mut headers = HeaderMap::new();
                 headers.insert(crate::dead_letter::REASON_HEADER, dead_letter.reason.as_str());
                 if let Err(e) = js
-                    .publish_with_headers(subjects::dlq(principal, &dead_letter.reason), headers, dead_letter.to_json().into())
+                    .publish_with_headers(
+                        subjects::dlq(principal, &dead_letter.reason),
+                        headers,
+                        dead_letter.to_json().into(),
+                    )
                     .await
                 {
                     tracing::error!(error = %e, "could not dead-letter an unanswerable ingest request");

@@ -218,12 +218,8 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
     }
 
     let webhook_statuses: webhooks::delivery::Statuses = Arc::default();
-    let subscriptions = webhooks::store::SubscriptionStore::open(&js, config.webhook.window)
-        .await?;
-    let attempt = webhooks::delivery::Attempt::new(
-        webhooks::client(&config.webhook)?,
-        config.webhook.policy(),
-    );
+    let subscriptions = webhooks::store::SubscriptionStore::open(&js, config.webhook.window).await?;
+    let attempt = webhooks::delivery::Attempt::new(webhooks::client(&config.webhook)?, config.webhook.policy());
     if config.webhooks {
         let ctx = webhooks::delivery::DeliveryContext {
             js: js.clone(),

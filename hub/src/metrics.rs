@@ -226,7 +226,11 @@ impl Default for Metrics {
         );
         registry.register("webhook_deliveries", "Webhook deliveries answered 2xx", webhook_deliveries.clone());
         registry.register("webhook_failures", "Webhook attempts that failed", webhook_failures.clone());
-        registry.register("webhook_parked", "Webhook deliveries parked after their last attempt", webhook_parked.clone());
+        registry.register(
+            "webhook_parked",
+            "Webhook deliveries parked after their last attempt",
+            webhook_parked.clone(),
+        );
         registry.register("webhook_lag_events", "Routed events not yet delivered", webhook_lag_events.clone());
         registry.register(
             "webhook_lag_seconds",

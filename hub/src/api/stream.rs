@@ -56,7 +56,8 @@ pub async fn live(
     if dlq {
         caller.require(&[Role::Operator])?;
     }
-    let filter = TailFilter { area: query.area, principal: query.principal, event_type: query.event_type, dlq, routed_to: None };
+    let filter =
+        TailFilter { area: query.area, principal: query.principal, event_type: query.event_type, dlq, routed_to: None };
     let start = StartAt::from_parameters(query.from_seq, query.since.as_deref()).map_err(tail_error)?;
     let permit = STREAMS
         .try_acquire()

@@ -177,14 +177,23 @@ pub async fn show(
 
 #[utoipa::path(delete, path = "/api/v1/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id")), responses((status = 204, description = "Removed, with its consumer and parked deliveries"), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// Removes a subscription.
-pub async fn remove(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn remove(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let subscription = visible(&state, &caller, &id).await?;
     state.subscriptions.remove(&subscription).await.map_err(unavailable)?;
     tracing::info!(subscription = %id, by = %caller.0.id, "subscription removed");
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn set_paused(state: &ApiState, caller: &Caller, id: &str, paused: bool) -> Result<Json<SubscriptionItem>, ApiError> {
+async fn set_paused(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+    paused: bool,
+) -> Result<Json<SubscriptionItem>, ApiError> {
     let mut subscription = visible(state, caller, id).await?;
     subscription.paused = paused;
     state.subscriptions.put(&subscription).await.map_err(unavailable)?;
@@ -194,13 +203,21 @@ async fn set_paused(state: &ApiState, caller: &Caller, id: &str, paused: bool) -
 
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/pause", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id")), responses((status = 200, description = "Paused: nothing is delivered; routed events wait at its position", body = SubscriptionItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// Pauses a subscription.
-pub async fn pause(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Json<SubscriptionItem>, ApiError> {
+pub async fn pause(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriptionItem>, ApiError> {
     set_paused(&state, &caller, &id, true).await
 }
 
 #[utoipa::path(post, path = "/api/v1/subscriptions/{id}/resume", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id")), responses((status = 200, description = "Delivering again, from where it paused", body = SubscriptionItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// Resumes a paused subscription.
-pub async fn resume(State(state): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Result<Json<SubscriptionItem>, ApiError> {
+pub async fn resume(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriptionItem>, ApiError> {
     set_paused(&state, &caller, &id, false).await
 }
 
@@ -238,9 +255,8 @@ pub async fn parked_replay(
 ) -> Result<Json<ReplayAnswer>, ApiError> {
     let subscription = visible(&state, &caller, &id).await?;
     let limit = limit(query)?;
-    let results = parked::replay(&state.js, &state.webhook_attempt, &subscription, limit)
-        .await
-        .map_err(ApiError::unavailable)?;
+    let results =
+        parked::replay(&state.js, &state.webhook_attempt, &subscription, limit).await.map_err(ApiError::unavailable)?;
     let delivered = results.iter().filter(|r| r.delivered).count();
     Ok(Json(ReplayAnswer { delivered, failed: results.len() - delivered, results }))
 }

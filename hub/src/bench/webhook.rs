@@ -50,7 +50,12 @@ fn bodies(prefix: &str, n: usize) -> Vec<(String, String, Bytes)> {
 }
 
 /// Runs the phase against `hub` (which must allow plain-HTTP loopback webhooks).
-pub async fn measure(js: &jetstream::Context, hub: &BenchHub, burst: usize, steady_seconds: u64) -> Result<Delivery, BenchError> {
+pub async fn measure(
+    js: &jetstream::Context,
+    hub: &BenchHub,
+    burst: usize,
+    steady_seconds: u64,
+) -> Result<Delivery, BenchError> {
     let arrivals: Arrivals = Arc::default();
     let receiver = {
         let arrivals = arrivals.clone();
@@ -62,7 +67,9 @@ pub async fn measure(js: &jetstream::Context, hub: &BenchHub, burst: usize, stea
                     let now = Instant::now();
                     if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) {
                         if let Some(id) = event["id"].as_str() {
-                            arrivals.lock().map(|mut a| a.entry(id.to_string()).or_insert(now)).ok();
+                            if let Ok(mut arrivals) = arrivals.lock() {
+                                arrivals.entry(id.to_string()).or_insert(now);
+                            }
                         }
                     }
                     axum::http::StatusCode::NO_CONTENT

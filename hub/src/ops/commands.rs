@@ -148,7 +148,13 @@ pub fn render_status(first: &HubStatus, now: &HubStatus) -> String {
             "  {} {:<4} {:<7} lag {} events / {:.1} s, delivered {}, failures {}, parked {}{}",
             sub.id,
             sub.principal,
-            if sub.paused { "paused" } else if d.running { "active" } else { "elsewhere" },
+            if sub.paused {
+                "paused"
+            } else if d.running {
+                "active"
+            } else {
+                "elsewhere"
+            },
             d.lag_events,
             d.lag_seconds,
             d.delivered,

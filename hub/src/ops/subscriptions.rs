@@ -55,7 +55,10 @@ pub async fn run(command: SubscriptionCommand) -> Result<(), SubscriptionCommand
         SubscriptionCommand::Add { api, url, area, event_type, secret, principal } => {
             let request = NewSubscription { url, areas: area, types: event_type, secret, principal };
             let made: CreatedSubscription = api.client().post("/api/v1/subscriptions", &request).await?;
-            println!("subscription {} for {} → {}", made.subscription.id, made.subscription.principal, made.subscription.url);
+            println!(
+                "subscription {} for {} → {}",
+                made.subscription.id, made.subscription.principal, made.subscription.url
+            );
             println!("secret (shown once; the receiver verifies webhook-signature with it): {}", made.secret);
         }
         SubscriptionCommand::List { api, json } => {
@@ -90,7 +93,10 @@ pub async fn run(command: SubscriptionCommand) -> Result<(), SubscriptionCommand
             } else {
                 println!("{} parked", list.total);
                 for p in &list.items {
-                    println!("{:>8}  {}  {:<36}  {}  attempts={}  {}", p.seq, p.parked_at, p.event_type, p.event_id, p.attempts, p.reason);
+                    println!(
+                        "{:>8}  {}  {:<36}  {}  attempts={}  {}",
+                        p.seq, p.parked_at, p.event_type, p.event_id, p.attempts, p.reason
+                    );
                 }
             }
         }

@@ -79,12 +79,10 @@ pub async fn run(
     loop {
         let (mut state, checkpoint) = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || store.load())
-                .await
-                .map_err(|e| RouterStoreError::Storage {
-                    path: "routing".into(),
-                    source: sled::Error::Io(std::io::Error::other(e.to_string())),
-                })??
+            tokio::task::spawn_blocking(move || store.load()).await.map_err(|e| RouterStoreError::Storage {
+                path: "routing".into(),
+                source: sled::Error::Io(std::io::Error::other(e.to_string())),
+            })??
         };
         metrics.routing_checkpoint.set(checkpoint as i64);
         tracing::info!(checkpoint, entries = state.entries(), "router consuming {}", streams::EVENTS);
@@ -130,10 +128,7 @@ async fn pass(
         })
         .await
         .map_err(|e| PassError::Consumer(e.to_string()))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| PassError::Consumer(e.to_string()))?;
+    let mut messages = consumer.messages().await.map_err(|e| PassError::Consumer(e.to_string()))?;
     let routed_up_to = newest_routed(js).await?;
     if routed_up_to > checkpoint {
         tracing::info!(checkpoint, routed_up_to, "router: replaying into its state what is routed already");
@@ -200,12 +195,18 @@ async fn route_batch(
             Ok((envelope, Err(e))) => {
                 // The projection runner counts these as decode errors too; the log keeps it.
                 tracing::error!(seq = last, id = %envelope.id, error = %e, "router: a logged event has no typed form; not routed");
-                metrics.routing_unresolved.get_or_create(&crate::metrics::RuleLabels { rule: "undecodable".into() }).inc();
+                metrics
+                    .routing_unresolved
+                    .get_or_create(&crate::metrics::RuleLabels { rule: "undecodable".into() })
+                    .inc();
                 continue;
             }
             Err(e) => {
                 tracing::error!(seq = last, error = %e, "router: a logged event is not a CloudEvent; not routed");
-                metrics.routing_unresolved.get_or_create(&crate::metrics::RuleLabels { rule: "undecodable".into() }).inc();
+                metrics
+                    .routing_unresolved
+                    .get_or_create(&crate::metrics::RuleLabels { rule: "undecodable".into() })
+                    .inc();
                 continue;
             }
         };
@@ -232,7 +233,11 @@ async fn route_batch(
                 headers.insert("traceparent", traceparent);
             }
             let ack = js
-                .publish_with_headers(subjects::routed(recipient, &envelope.event_type), headers, message.payload.clone())
+                .publish_with_headers(
+                    subjects::routed(recipient, &envelope.event_type),
+                    headers,
+                    message.payload.clone(),
+                )
                 .await
                 .map_err(|e| PassError::Publish(e.to_string()))?;
             acks.push(ack);

@@ -135,7 +135,11 @@ enum Interrupted {
 
 /// Runs a subscription's deliverer until `stop` turns true. `subscription` carries its
 /// changes (pause, resume).
-pub async fn run(ctx: DeliveryContext, mut subscription: watch::Receiver<Subscription>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    ctx: DeliveryContext,
+    mut subscription: watch::Receiver<Subscription>,
+    mut stop: watch::Receiver<bool>,
+) {
     let id = subscription.borrow().id.clone();
     let labels = {
         let s = subscription.borrow();
@@ -304,7 +308,10 @@ async fn deliver_batch(
                 }
                 Err(reason) => {
                     ctx.metrics.webhook_failures.get_or_create(labels).inc();
-                    ctx.metrics.webhook_last_error_time.get_or_create(labels).set(chrono::Utc::now().timestamp() as f64);
+                    ctx.metrics
+                        .webhook_last_error_time
+                        .get_or_create(labels)
+                        .set(chrono::Utc::now().timestamp() as f64);
                     ctx.update(&current.id, |s| {
                         s.failures += 1;
                         s.last_error = Some(reason.clone());

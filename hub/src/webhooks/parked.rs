@@ -164,7 +164,12 @@ pub async fn replay(
         match attempt.send(subscription, &delivery.webhook_id, &payload).await {
             Ok(()) => {
                 stream.delete_message(delivery.seq).await.map_err(|e| e.to_string())?;
-                results.push(ReplayResult { seq: delivery.seq, event_id: delivery.event_id, delivered: true, error: None });
+                results.push(ReplayResult {
+                    seq: delivery.seq,
+                    event_id: delivery.event_id,
+                    delivered: true,
+                    error: None,
+                });
             }
             Err(e) => {
                 results.push(ReplayResult {

@@ -101,7 +101,8 @@ impl SubscriptionStore {
 
     /// Stores a changed subscription (paused, resumed).
     pub async fn put(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(subscription).map_err(|source| StoreError::Corrupt { key: subscription.id.clone(), source })?;
+        let json = serde_json::to_vec(subscription)
+            .map_err(|source| StoreError::Corrupt { key: subscription.id.clone(), source })?;
         self.kv.put(&subscription.id, json.into()).await.map_err(nats)?;
         Ok(())
     }

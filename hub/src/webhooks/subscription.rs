@@ -213,9 +213,10 @@ mod tests {
         assert_eq!(one_area.filter_subject(), "sgd.to.1283.decision.>");
         assert!(one_area.wants("se.sgd.decision.risk.flagged"));
         assert!(!one_area.wants("se.sgd.plans.plan.created"));
-        let one_type = NewSubscription { types: vec!["se.sgd.plans.plan.closed".into()], ..request("https://r.example.se/") }
-            .into_subscription("1283", "t", &policy)
-            .unwrap();
+        let one_type =
+            NewSubscription { types: vec!["se.sgd.plans.plan.closed".into()], ..request("https://r.example.se/") }
+                .into_subscription("1283", "t", &policy)
+                .unwrap();
         assert!(one_type.wants("se.sgd.plans.plan.closed") && !one_type.wants("se.sgd.plans.plan.created"));
     }
 }

@@ -60,7 +60,9 @@ pub async fn run(ctx: delivery::DeliveryContext, mut shutdown: watch::Receiver<b
                             running.insert(entry.key.clone(), Running { subscription: subscription_tx, stop: stop_tx });
                         }
                     },
-                    Err(e) => tracing::error!(key = %entry.key, error = %e, "an unreadable subscription; not delivered"),
+                    Err(e) => {
+                        tracing::error!(key = %entry.key, error = %e, "an unreadable subscription; not delivered")
+                    }
                 },
                 Operation::Delete | Operation::Purge => {
                     if let Some(worker) = running.remove(&entry.key) {
@@ -78,4 +80,3 @@ pub async fn run(ctx: delivery::DeliveryContext, mut shutdown: watch::Receiver<b
     }
     while tasks.join_next().await.is_some() {}
 }
-

@@ -18,7 +18,9 @@ pub enum TargetError {
     #[error("not a URL: {0}")]
     Unparsable(String),
     /// Not https (and plain http is not allowed).
-    #[error("the URL must be https (plain http is allowed only where the hub's configuration says webhook.allow_http)")]
+    #[error(
+        "the URL must be https (plain http is allowed only where the hub's configuration says webhook.allow_http)"
+    )]
     NotHttps,
     /// Credentials in the URL.
     #[error("the URL must not hold a user name or password (the signature authenticates the hub)")]

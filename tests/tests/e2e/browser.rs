@@ -492,7 +492,10 @@ async fn drive(
     let nav = chromium.eval("[...document.querySelectorAll('#nav a')].map(a => a.dataset.view)").await?;
     assert_eq!(nav, json!(["goals", "adoption", "usage", "followup", "live"]));
     let note = chromium.eval("document.getElementById('role-note').textContent").await?;
-    assert!(note.as_str().unwrap_or_default().contains("Dead letters (operators only)"), "{note}");
+    assert!(
+        note.as_str().unwrap_or_default().contains("Dead letters (operators; integrators see their own)"),
+        "{note}"
+    );
 
     // An operator sees them, with their reasons; hostile type and id stay text.
     chromium.click("#sign-out").await?;
@@ -523,6 +526,30 @@ async fn drive(
     assert_eq!(chromium.eval("document.querySelectorAll('script').length").await?, json!(1), "a script was injected");
     assert_eq!(chromium.eval("document.querySelectorAll('img').length").await?, json!(1), "an image was injected");
     chromium.screenshot("dlq", LAPTOP, false).await?;
+
+    // Deliveries: each webhook subscription as the API lists it, with its figures.
+    let made = operator
+        .client
+        .post(format!("{base}/api/v1/subscriptions"))
+        .bearer_auth(&operator.token)
+        .json(&json!({"url": "https://receiver.example.se/hook", "principal": "1280", "areas": ["plans"]}))
+        .send()
+        .await?;
+    assert_eq!(made.status(), 201);
+    chromium.open_view("deliveries").await?;
+    let listed = operator.get_json("/api/v1/subscriptions").await?;
+    let page_rows = chromium
+        .eval(
+            "[...document.querySelectorAll('#deliveries-table tbody tr')].map(tr => ({ id: tr.dataset.subscription, \
+             principal: tr.children[1].textContent, url: tr.children[2].textContent }))",
+        )
+        .await?;
+    let items = listed["items"].as_array().context("items")?;
+    let rows = page_rows.as_array().context("rows")?;
+    assert_eq!(rows.len(), items.len(), "{page_rows}");
+    for (row, item) in rows.iter().zip(items) {
+        assert_eq!((&row["id"], &row["principal"], &row["url"]), (&item["id"], &item["principal"], &item["url"]));
+    }
 
     // On a phone: the same page, readable at 390 px.
     chromium.set_viewport(PHONE, true).await?;

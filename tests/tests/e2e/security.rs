@@ -14,7 +14,11 @@ use sgd_hub::{
 };
 use sgd_tests::{wait_until, InProcessHub};
 
-pub(crate) async fn adapter(url: &str, seed_file: &std::path::Path, principal: &str) -> Result<async_nats::jetstream::Context> {
+pub(crate) async fn adapter(
+    url: &str,
+    seed_file: &std::path::Path,
+    principal: &str,
+) -> Result<async_nats::jetstream::Context> {
     let seed = std::fs::read_to_string(seed_file)?;
     let client = async_nats::ConnectOptions::new()
         .nkey(seed.trim().to_string())

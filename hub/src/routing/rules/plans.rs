@@ -6,7 +6,9 @@ use super::Routing;
 use crate::routing::{state::OpenPlan, RoutingState};
 
 pub(super) fn plan_created(state: &mut RoutingState, data: &PlanCreated) -> Option<Routing> {
-    state.plans.insert(&data.plan_id, OpenPlan { person: data.person.clone(), participants: data.participants.clone() });
+    state
+        .plans
+        .insert(&data.plan_id, OpenPlan { person: data.person.clone(), participants: data.participants.clone() });
     state.person_plans.update(&data.person, |plans| {
         if !plans.contains(&data.plan_id) {
             plans.push(data.plan_id.clone());
@@ -23,9 +25,10 @@ pub(super) fn to_participants(state: &RoutingState, plan_id: &str) -> Option<Rou
 pub(super) fn plan_closed(state: &mut RoutingState, plan_id: &str) -> Option<Routing> {
     let routing = to_participants(state, plan_id);
     if let Some(plan) = state.plans.remove(plan_id) {
-        let remaining = state.person_plans.get(&plan.person).map(|plans| {
-            plans.iter().filter(|id| id.as_str() != plan_id).cloned().collect::<Vec<_>>()
-        });
+        let remaining = state
+            .person_plans
+            .get(&plan.person)
+            .map(|plans| plans.iter().filter(|id| id.as_str() != plan_id).cloned().collect::<Vec<_>>());
         match remaining {
             Some(plans) if !plans.is_empty() => state.person_plans.insert(&plan.person, plans),
             _ => {

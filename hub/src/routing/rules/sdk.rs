@@ -6,11 +6,7 @@ use sgd_schemas::events::sdk::{AddressPublished, MessageDelivered, MessageSent};
 use super::Routing;
 use crate::routing::RoutingState;
 
-pub(super) fn address_published(
-    state: &mut RoutingState,
-    principal: &str,
-    data: &AddressPublished,
-) -> Option<Routing> {
+pub(super) fn address_published(state: &mut RoutingState, principal: &str, data: &AddressPublished) -> Option<Routing> {
     if state.units.get(&data.unit).map(String::as_str) != Some(principal) {
         state.units.insert(&data.unit, principal.to_string());
     }

@@ -58,10 +58,8 @@ fn a_risk_flag_goes_to_the_principal_of_the_primary_care_unit_not_the_sender() {
 
 #[test]
 fn a_unit_introduced_by_an_sdk_address_counts_too() {
-    let address = event(
-        "se.sgd.sdk.address.published",
-        json!({"unit": "SE2120001283-VC2", "function_address": "vc2@1283"}),
-    );
+    let address =
+        event("se.sgd.sdk.address.published", json!({"unit": "SE2120001283-VC2", "function_address": "vc2@1283"}));
     let (routed, _) = routing(&[("1283", address)], ("12", risk_flag("SE2120001283-VC2")));
     assert_eq!(recipients(routed), ["1283"]);
 }
@@ -92,10 +90,7 @@ fn deviation_events_go_to_every_concerned_principal_until_closed() {
 
 #[test]
 fn a_message_goes_to_its_recipient_and_its_receipt_to_the_sender() {
-    let sent = event(
-        "se.sgd.sdk.message.sent",
-        json!({"message_id": "m1", "recipient_principal": "1281"}),
-    );
+    let sent = event("se.sgd.sdk.message.sent", json!({"message_id": "m1", "recipient_principal": "1281"}));
     let (routed, mut state) = routing(&[], ("1280", sent));
     assert_eq!(recipients(routed), ["1281"]);
     let delivered = event(
@@ -110,7 +105,8 @@ fn a_message_goes_to_its_recipient_and_its_receipt_to_the_sender() {
 fn plan_events_go_to_the_participants_and_a_closed_plan_is_forgotten() {
     let (routed, mut state) = routing(&[], ("12", plan("pl1", "p1", &["12", "1280"])));
     assert_eq!(recipients(routed), ["12", "1280"]);
-    let ready = event("se.sgd.plans.discharge.ready", json!({"plan_id": "pl1", "ready_at": "2026-03-01T10:00:00+01:00"}));
+    let ready =
+        event("se.sgd.plans.discharge.ready", json!({"plan_id": "pl1", "ready_at": "2026-03-01T10:00:00+01:00"}));
     assert_eq!(recipients(route(&mut state, "12", &ready)), ["12", "1280"]);
     let closed = event("se.sgd.plans.plan.closed", json!({"plan_id": "pl1"}));
     assert_eq!(recipients(route(&mut state, "12", &closed)), ["12", "1280"]);
