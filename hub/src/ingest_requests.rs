@@ -188,7 +188,7 @@ async fn answer(
                 let principal = sgd_schemas::principals::is_known(principal).then_some(principal);
                 let mut headers = HeaderMap::new();
                 headers.insert(crate::dead_letter::REASON_HEADER, dead_letter.reason.as_str());
-                if let Err(e) = js
+                let stored = match js
                     .publish_with_headers(
                         subjects::dlq(principal, &dead_letter.reason),
                         headers,
@@ -196,7 +196,11 @@ async fn answer(
                     )
                     .await
                 {
-                    tracing::error!(error = %e, "could not dead-letter an unanswerable ingest request");
+                    Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = stored {
+                    tracing::error!(error = %e, reason = %dead_letter.reason, "could not dead-letter an unanswerable ingest request");
                 }
             }
             refused(rejection.event_id.clone(), &dead_letter.reason, dead_letter.problems)

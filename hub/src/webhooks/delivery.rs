@@ -159,6 +159,14 @@ pub async fn run(
             }
         }
         let current = subscription.borrow().clone();
+        // Asking again for the consumer would make it anew if the subscription was just removed
+        // (its consumer deleted before this deliverer is told): only while it is still stored.
+        if !starting && !matches!(ctx.store.get(&id).await, Ok(Some(_))) {
+            if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                break;
+            }
+            continue;
+        }
         let consumer = match ctx.store.consumer(&current).await {
             Ok(consumer) => consumer,
             Err(e) => {
