@@ -104,17 +104,23 @@ pub async fn measure(
     let rate = 1000u64;
     let steady = bodies("bench-webhook-steady", (rate * steady_seconds) as usize);
     let mut published = Vec::with_capacity(steady.len());
-    let mut acks = Vec::with_capacity(steady.len());
+    // Acknowledgements are awaited aside: the client holds back publishes while too many wait.
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<jetstream::context::PublishAckFuture>();
+    let acks = tokio::spawn(async move {
+        while let Some(ack) = ack_rx.recv().await {
+            ack.await.map_err(err)?;
+        }
+        Ok::<(), BenchError>(())
+    });
     let start = Instant::now();
     for (k, (subject, msg_id, body)) in steady.iter().enumerate() {
         tokio::time::sleep_until((start + Duration::from_secs_f64(k as f64 / rate as f64)).into()).await;
         published.push(Instant::now());
-        acks.push(publish(js, subject.clone(), msg_id, body).await?);
+        let _ = ack_tx.send(publish(js, subject.clone(), msg_id, body).await?);
     }
     let reached = steady.len() as f64 / start.elapsed().as_secs_f64();
-    for ack in acks {
-        ack.await.map_err(err)?;
-    }
+    drop(ack_tx);
+    acks.await.map_err(err)??;
     wait_for(&arrivals, burst + steady.len(), Duration::from_secs(120)).await?;
     let mut latencies: Vec<f64> = {
         let arrivals = arrivals.lock().map_err(|_| BenchError("the receiver's lock is poisoned".into()))?;
