@@ -7,11 +7,16 @@
 //! - `ids/<sequence>` → the 128-bit digests of the `source`/`id` identities applied in the batch
 //!   that ended at that sequence, concatenated (one key per batch, not per event: measured 3.5×
 //!   faster rebuilds and an 11× smaller store, see `../shared/ARCHITECTURE.md`).
-//! - `usage/<YYYY-MM-DD>/<principal>/<type>` → count (u64, big-endian).
+//! - `usage/<YYYY-MM-DD>/<principal>` → the day's counts per event type (postcard).
+//! - `timeline/<person: 32 bytes><time: 8 bytes><sequence: 8 bytes>` → nothing: one event on a
+//!   person's cross-area timeline (time as nanoseconds since 1970 UTC with the sign bit flipped,
+//!   both big-endian, so a person's keys sort by time and then by log position). Written in the
+//!   batch of the checkpoint that covers the event, so a person's timeline is exact at every
+//!   checkpoint and takes no memory; writing one again (a replay) changes nothing.
 //!
-//! The views' records ([`crate::projections::DomainViews`]) are not in the tree: they live in
-//! files in `views/` beside it, a snapshot and a journal ([`crate::views_store`]), written every
-//! `views_flush_ms`, and reflect a log sequence at or below the checkpoint.
+//! The other views' records ([`crate::projections::DomainViews`]) are not in the tree: they live
+//! in files in `views/` beside it, a snapshot and a journal ([`crate::views_store`]), written
+//! every `views_flush_ms`, and reflect a log sequence at or below the checkpoint.
 
 use std::{collections::HashSet, path::Path};
 
@@ -20,21 +25,50 @@ use chrono::NaiveDate;
 use crate::{
     digest_set::DigestSet,
     projections::{
+        ids::PersonId,
         table::EncodedRecords,
         usage::{TypeCounts, UsageDay},
-        DomainViews,
+        DomainViews, TimelineRef,
     },
     views_store::{ViewsStore, ViewsStoreError},
 };
 
 /// The layout version this build reads and writes (4: views in their own files; 5: consents
-/// kept per person; 6: usage as one row per principal and day).
-pub const FORMAT_VERSION: u32 = 6;
+/// kept per person; 6: usage as one row per principal and day; 7: person timelines in the tree).
+pub const FORMAT_VERSION: u32 = 7;
+
+/// The previous layout, which [`ReadModel::open`] upgrades in place: its tree is kept, its views'
+/// files (which held the timelines) are removed, and the projection runner replays the log into
+/// the views and the timeline keys once.
+const UPGRADED_FROM: u32 = 6;
 
 const CHECKPOINT: &[u8] = b"meta/checkpoint";
 const FORMAT: &[u8] = b"meta/format";
 const IDS: &[u8] = b"ids/";
 const USAGE: &str = "usage/";
+const TIMELINE: &[u8] = b"timeline/";
+
+/// The key of one timeline reference.
+fn timeline_key(r: &TimelineRef) -> [u8; 57] {
+    let mut key = [0u8; 57];
+    key[..9].copy_from_slice(TIMELINE);
+    key[9..41].copy_from_slice(r.person.as_bytes());
+    key[41..49].copy_from_slice(&((r.at as u64) ^ (1 << 63)).to_be_bytes());
+    key[49..].copy_from_slice(&r.sequence.to_be_bytes());
+    key
+}
+
+/// The reference a timeline key holds (`None` when the key is not one).
+fn timeline_ref(key: &[u8]) -> Option<TimelineRef> {
+    let rest = key.strip_prefix(TIMELINE)?;
+    if rest.len() != 48 {
+        return None;
+    }
+    let person = PersonId::from_bytes(rest[..32].try_into().ok()?);
+    let at = (u64::from_be_bytes(rest[32..40].try_into().ok()?) ^ (1 << 63)) as i64;
+    let sequence = u64::from_be_bytes(rest[40..].try_into().ok()?);
+    Some(TimelineRef { person, at, sequence })
+}
 
 /// Why the read model failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +177,18 @@ impl ReadModel {
                         .try_into()
                         .map_err(|_| ReadModelError::Corrupt { path: path.clone(), key: "meta/format".into() })?,
                 );
-                if found != FORMAT_VERSION {
+                if found == UPGRADED_FROM {
+                    tracing::info!(
+                        path,
+                        from = found,
+                        to = FORMAT_VERSION,
+                        "read model upgraded: person timelines move from the views' files into the sled tree; \
+                         the views are replayed from the log once"
+                    );
+                    ViewsStore::open(&dir.join("views"))?.reset()?;
+                    db.insert(FORMAT, &FORMAT_VERSION.to_be_bytes()).map_err(storage)?;
+                    db.flush().map_err(storage)?;
+                } else if found != FORMAT_VERSION {
                     return Err(ReadModelError::Format { path, found, expected: FORMAT_VERSION });
                 }
             }
@@ -276,15 +321,55 @@ impl ReadModel {
         Ok(set)
     }
 
-    /// Commits one projected batch atomically: new usage totals, the batch's identity digests and
-    /// the checkpoint.
+    /// A person's timeline: references into the log, oldest first.
+    pub fn timeline(&self, person: &PersonId) -> Result<Vec<TimelineRef>, ReadModelError> {
+        let mut prefix = TIMELINE.to_vec();
+        prefix.extend_from_slice(person.as_bytes());
+        self.db
+            .scan_prefix(prefix)
+            .keys()
+            .map(|key| {
+                let key = key.map_err(|e| self.storage(e))?;
+                timeline_ref(&key).ok_or_else(|| self.corrupt(&key))
+            })
+            .collect()
+    }
+
+    /// Every person's timeline as `v/timeline/<person>` → `[[time, sequence], …]` (the form the
+    /// views kept them in), for comparing two models.
+    pub fn timeline_records(&self) -> Result<std::collections::BTreeMap<String, serde_json::Value>, ReadModelError> {
+        let mut by_person: std::collections::BTreeMap<String, Vec<(i64, u64)>> = Default::default();
+        for key in self.db.scan_prefix(TIMELINE).keys() {
+            let key = key.map_err(|e| self.storage(e))?;
+            let r = timeline_ref(&key).ok_or_else(|| self.corrupt(&key))?;
+            by_person.entry(format!("v/timeline/{}", r.person)).or_default().push((r.at, r.sequence));
+        }
+        Ok(by_person.into_iter().map(|(key, refs)| (key, serde_json::json!(refs))).collect())
+    }
+
+    /// Stores timeline references outside a checkpoint's batch (a replay of events whose batches
+    /// stored them already, or an upgrade that stores them for the first time).
+    pub fn add_timeline_refs(&self, refs: &[TimelineRef]) -> Result<(), ReadModelError> {
+        let mut batch = sled::Batch::default();
+        for r in refs {
+            batch.insert(&timeline_key(r)[..], Vec::new());
+        }
+        self.db.apply_batch(batch).map_err(|e| self.storage(e))
+    }
+
+    /// Commits one projected batch atomically: new usage totals, the batch's identity digests,
+    /// its timeline references and the checkpoint.
     pub fn commit(
         &self,
         usage_totals: &[(UsageDay, TypeCounts)],
         digests: &[u128],
+        timeline: &[TimelineRef],
         last_sequence: u64,
     ) -> Result<(), ReadModelError> {
         let mut batch = sled::Batch::default();
+        for r in timeline {
+            batch.insert(&timeline_key(r)[..], Vec::new());
+        }
         for (key, totals) in usage_totals {
             let k = format!("{USAGE}{}/{}", key.day, key.principal);
             // Strings and integers: encoding into a Vec cannot fail.
@@ -460,7 +545,7 @@ mod tests {
     fn a_digest_value_of_the_wrong_length_is_reported_not_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let model = ReadModel::open(dir.path()).unwrap();
-        model.commit(&[], &[1, 2], 5).unwrap();
+        model.commit(&[], &[1, 2], &[], 5).unwrap();
         let mut key = IDS.to_vec();
         key.extend_from_slice(&9u64.to_be_bytes());
         model.db.insert(key, &[0u8; 17][..]).unwrap();
@@ -477,9 +562,9 @@ mod tests {
         {
             let model = ReadModel::open(dir.path()).unwrap();
             assert_eq!(model.checkpoint().unwrap(), 0);
-            model.commit(&[(key.clone(), closed(3))], &[1, 2], 10).unwrap();
+            model.commit(&[(key.clone(), closed(3))], &[1, 2], &[], 10).unwrap();
             model.write_all_views(10, &DomainViews::default()).unwrap();
-            model.commit(&[(key.clone(), closed(5))], &[3], 12).unwrap();
+            model.commit(&[(key.clone(), closed(5))], &[3], &[], 12).unwrap();
         }
         let model = ReadModel::open(dir.path()).unwrap();
         assert_eq!(model.checkpoint().unwrap(), 12);
@@ -523,5 +608,45 @@ mod tests {
         }
         let err = ReadModel::open(dir.path()).err().unwrap();
         assert!(err.to_string().contains("rebuild"), "{err}");
+    }
+
+    fn person(byte: u8) -> PersonId {
+        PersonId::from_bytes([byte; 32])
+    }
+
+    #[test]
+    fn a_timeline_is_read_in_time_order_and_written_once_whatever_the_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = ReadModel::open(dir.path()).unwrap();
+        let (a, b) = (person(0xaa), person(0xbb));
+        let r = |person, at, sequence| TimelineRef { person, at, sequence };
+        // Before 1970 (negative nanoseconds) sorts first; equal times by log position.
+        let refs = [r(a, 5, 7), r(b, 1, 8), r(a, -3, 9), r(a, 5, 4)];
+        model.commit(&[], &[1], &refs, 9).unwrap();
+        model.add_timeline_refs(&refs[..2]).unwrap();
+        assert_eq!(model.timeline(&a).unwrap(), [r(a, -3, 9), r(a, 5, 4), r(a, 5, 7)]);
+        assert_eq!(model.timeline(&b).unwrap(), [r(b, 1, 8)]);
+        assert!(model.timeline(&person(0xcc)).unwrap().is_empty());
+        let records = model.timeline_records().unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[&format!("v/timeline/{a}")], serde_json::json!([[-3, 9], [5, 4], [5, 7]]));
+    }
+
+    #[test]
+    fn the_previous_format_is_upgraded_and_its_views_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let model = ReadModel::open(dir.path()).unwrap();
+            model.commit(&[], &[1, 2], &[], 10).unwrap();
+            model.write_all_views(10, &DomainViews::default()).unwrap();
+            model.db.insert(FORMAT, &UPGRADED_FROM.to_be_bytes()).unwrap();
+            model.flush().unwrap();
+        }
+        let model = ReadModel::open(dir.path()).unwrap();
+        assert_eq!(model.checkpoint().unwrap(), 10, "the tree is kept");
+        assert_eq!(model.views_sequence().unwrap(), 0, "the views are replayed from the log");
+        drop(model);
+        let model = ReadModel::open(dir.path()).unwrap();
+        assert_eq!(model.db.get(FORMAT).unwrap().unwrap().as_ref(), FORMAT_VERSION.to_be_bytes());
     }
 }

@@ -367,17 +367,19 @@ pub async fn compare(
                 .map(|c| (format!("usage/{}/{}/{}", c.day, c.principal, c.event_type), c.count))
                 .collect())
         };
-        Ok((a_model.checkpoint()?, cells(&a_model)?, b_model.checkpoint()?, cells(&b_model)?))
+        let a = (a_model.checkpoint()?, cells(&a_model)?, a_model.timeline_records()?);
+        Ok((a, (b_model.checkpoint()?, cells(&b_model)?, b_model.timeline_records()?)))
     })
     .await
     .map_err(|e| RebuildError::Nats(format!("compare task failed: {e}")))??;
-    let (a_checkpoint, a_usage, b_checkpoint, b_usage) = usage;
+    let ((a_checkpoint, a_usage, a_timelines), (b_checkpoint, b_usage, b_timelines)) = usage;
     let mut differences = Vec::new();
     if a_checkpoint != b_checkpoint {
         differences.push(format!("checkpoint: served {a_checkpoint}, rebuilt {b_checkpoint}"));
     }
     differ(&a_usage, &b_usage, &mut differences);
     differ(&a_views, &b_views, &mut differences);
+    differ(&a_timelines, &b_timelines, &mut differences);
     Ok(differences)
 }
 

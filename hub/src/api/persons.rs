@@ -111,14 +111,14 @@ pub async fn audit(state: &ApiState, record: &AuditRecord) -> Result<(), ApiErro
 
 /// The person's events, read from the log by the sequences the read model keeps.
 async fn read_timeline(state: &ApiState, person: &PersonId) -> Result<Vec<TimelineEntry>, ApiError> {
-    let sequences: Vec<u64> = state
-        .views
-        .read()
+    let (model, person) = (state.model.get(), *person);
+    let sequences: Vec<u64> = tokio::task::spawn_blocking(move || model.timeline(&person))
         .await
-        .timelines
-        .get(person)
-        .map(|refs| refs.iter().map(|(_, seq)| *seq).collect())
-        .unwrap_or_default();
+        .map_err(|e| ApiError::unavailable(format!("the timeline could not be read: {e}")))?
+        .map_err(|e| ApiError::unavailable(format!("the timeline could not be read: {e}")))?
+        .into_iter()
+        .map(|r| r.sequence)
+        .collect();
     let stream = state.js.get_stream(streams::EVENTS).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     let mut entries = Vec::with_capacity(sequences.len());
     for sequence in sequences {

@@ -53,10 +53,24 @@ pub fn swedish_day(envelope: &Envelope) -> NaiveDate {
 }
 
 /// How many tables the views have (see [`DomainViews::tables`]).
-pub const TABLES: usize = 12;
+pub const TABLES: usize = 11;
+
+/// An event's place on a person's cross-area timeline: a reference into the log, which the
+/// timeline endpoint reads. The views do not keep these: the projection runner stores them in
+/// sled with the checkpoint of their batch ([`crate::read_model`]), since they only grow and are
+/// read one person at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimelineRef {
+    /// The person.
+    pub person: ids::PersonId,
+    /// When the event happened, in nanoseconds since 1970 UTC.
+    pub at: i64,
+    /// Its log sequence.
+    pub sequence: u64,
+}
 
 /// Every view of the domain, in memory; the projection runner persists what changes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DomainViews {
     /// NPÖ roles and consents.
     pub npo: npo::NpoView,
@@ -72,28 +86,9 @@ pub struct DomainViews {
     pub video: video::VideoView,
     /// The adapters' last heartbeats.
     pub heartbeats: heartbeats::HeartbeatView,
-    /// Each person's events as (time in nanoseconds, log sequence), sorted: references into the
-    /// log, which the timeline endpoint reads.
-    pub timelines: table::Table<Vec<(i64, u64)>, ids::PersonId>,
     /// The log sequence these views reflect: set by loading them and by the projection runner
     /// whenever it brings them up to a checkpoint (a batch, a replay).
     pub applied_through: u64,
-}
-
-impl Default for DomainViews {
-    fn default() -> Self {
-        Self {
-            npo: Default::default(),
-            sdk: Default::default(),
-            plans: Default::default(),
-            decision: Default::default(),
-            deviation: Default::default(),
-            video: Default::default(),
-            heartbeats: Default::default(),
-            timelines: table::Table::new("v/timeline/"),
-            applied_through: 0,
-        }
-    }
 }
 
 impl DomainViews {
@@ -108,15 +103,12 @@ impl DomainViews {
         self.heartbeats.apply(event);
     }
 
-    /// Applies one event from the log at `sequence`, including its place on a person's timeline.
-    pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64) {
+    /// Applies one event from the log at `sequence`; returns its place on a person's timeline,
+    /// if it is about a person.
+    #[must_use = "the timeline reference is stored with the batch's checkpoint"]
+    pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64) -> Option<TimelineRef> {
         self.apply(event);
-        if let Some(person) = person_of(event, &self.plans) {
-            let at = event.at.nanos();
-            let refs = self.timelines.entry(&person);
-            let index = refs.partition_point(|r| *r <= (at, sequence));
-            exact::insert(refs, index, (at, sequence));
-        }
+        person_of(event, &self.plans).map(|person| TimelineRef { person, at: event.at.nanos(), sequence })
     }
 
     /// Every table, in a fixed order (the order they are stored in).
@@ -133,7 +125,6 @@ impl DomainViews {
             &self.deviation.deviations,
             &self.video.meetings,
             &self.heartbeats.adapters,
-            &self.timelines,
         ]
     }
 
@@ -151,7 +142,6 @@ impl DomainViews {
             &mut self.deviation.deviations,
             &mut self.video.meetings,
             &mut self.heartbeats.adapters,
-            &mut self.timelines,
         ]
     }
 
