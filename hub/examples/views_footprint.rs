@@ -12,7 +12,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-use sgd_hub::projections::{table::StoredTable, DomainViews, ProjectedEvent};
+use sgd_hub::projections::{table::StoredTable, DomainViews, PersonRecords, ProjectedEvent};
 use sgd_schemas::{upcast, DomainEvent, Envelope};
 
 struct Counting;
@@ -95,8 +95,9 @@ fn main() {
     let started = std::time::Instant::now();
     let mut views = DomainViews::default();
     for (sequence, (envelope, event)) in decoded.iter().enumerate() {
-        // Timeline references go to sled with the checkpoint, not into the views.
-        let _timeline = views.apply_logged(&ProjectedEvent::new(envelope, event), sequence as u64 + 1);
+        // Timelines and consents go to sled with the checkpoint, not into the views: dropped here.
+        let mut by_person = PersonRecords::default();
+        views.apply_logged(&ProjectedEvent::new(envelope, event), sequence as u64 + 1, &mut by_person);
     }
     let applied = started.elapsed();
     let views_heap = LIVE.load(Ordering::Relaxed) - before;
@@ -146,7 +147,6 @@ fn table_heap(views: &DomainViews, prefix: &str) -> usize {
     }
     heap_of_clone!(
         views.npo.roles,
-        views.npo.consents,
         views.sdk.addresses,
         views.sdk.messages,
         views.plans.plans,

@@ -77,14 +77,16 @@ pub async fn timeline(
     };
     let decision = if caller.require(&[Role::Coordinator]).is_err() {
         Err(refuse(StatusCode::FORBIDDEN, "forbidden", "only a coordinator token may read a person's timeline".into()))
-    } else if !state.views.read().await.npo.has_valid_consent(&person_id, Utc::now().fixed_offset()) {
-        Err(refuse(
-            StatusCode::FORBIDDEN,
-            "no_consent",
-            "no unrevoked, unexpired NPÖ consent exists for this person".into(),
-        ))
     } else {
-        read_timeline(&state, &person_id).await
+        match has_valid_consent(&state, person_id).await {
+            Ok(true) => read_timeline(&state, &person_id).await,
+            Ok(false) => Err(refuse(
+                StatusCode::FORBIDDEN,
+                "no_consent",
+                "no unrevoked, unexpired NPÖ consent exists for this person".into(),
+            )),
+            Err(e) => Err(e),
+        }
     };
     match &decision {
         Ok(entries) => {
@@ -95,6 +97,16 @@ pub async fn timeline(
     }
     audit(&state, &record).await?;
     decision.map(|entries| Json(Timeline { person, entries }))
+}
+
+/// Whether the person has an unrevoked, unexpired consent now (any unit, any scope).
+async fn has_valid_consent(state: &ApiState, person: PersonId) -> Result<bool, ApiError> {
+    let model = state.model.get();
+    let consents = tokio::task::spawn_blocking(move || model.consents(&person))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the consents could not be read: {e}")))?
+        .map_err(|e| ApiError::unavailable(format!("the consents could not be read: {e}")))?;
+    Ok(crate::projections::npo::any_consent_valid(&consents, Utc::now().fixed_offset()))
 }
 
 /// Stores an audit record and waits for JetStream's acknowledgement.

@@ -53,12 +53,29 @@ pub fn swedish_day(envelope: &Envelope) -> NaiveDate {
 }
 
 /// How many tables the views have (see [`DomainViews::tables`]).
-pub const TABLES: usize = 11;
+pub const TABLES: usize = 10;
+
+/// What events add to the records kept by person: each person's timeline and consents. The
+/// views do not keep these: the projection runner stores them in sled with the checkpoint of
+/// their batch ([`crate::read_model`]), since they grow with every person ever seen and are read
+/// one person at a time.
+#[derive(Debug, Default)]
+pub struct PersonRecords {
+    /// Places on timelines.
+    pub timeline: Vec<TimelineRef>,
+    /// Consents given or revoked.
+    pub consents: Vec<npo::ConsentChange>,
+}
+
+impl PersonRecords {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.timeline.is_empty() && self.consents.is_empty()
+    }
+}
 
 /// An event's place on a person's cross-area timeline: a reference into the log, which the
-/// timeline endpoint reads. The views do not keep these: the projection runner stores them in
-/// sled with the checkpoint of their batch ([`crate::read_model`]), since they only grow and are
-/// read one person at a time.
+/// timeline endpoint reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TimelineRef {
     /// The person.
@@ -72,7 +89,7 @@ pub struct TimelineRef {
 /// Every view of the domain, in memory; the projection runner persists what changes.
 #[derive(Debug, Clone, Default)]
 pub struct DomainViews {
-    /// NPÖ roles and consents.
+    /// NPÖ roles.
     pub npo: npo::NpoView,
     /// SDK addresses and messages.
     pub sdk: sdk::SdkView,
@@ -103,19 +120,20 @@ impl DomainViews {
         self.heartbeats.apply(event);
     }
 
-    /// Applies one event from the log at `sequence`; returns its place on a person's timeline,
-    /// if it is about a person.
-    #[must_use = "the timeline reference is stored with the batch's checkpoint"]
-    pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64) -> Option<TimelineRef> {
+    /// Applies one event from the log at `sequence`, adding what it records by person (its place
+    /// on a timeline, a consent) to `records`.
+    pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64, records: &mut PersonRecords) {
         self.apply(event);
-        person_of(event, &self.plans).map(|person| TimelineRef { person, at: event.at.nanos(), sequence })
+        if let Some(person) = person_of(event, &self.plans) {
+            records.timeline.push(TimelineRef { person, at: event.at.nanos(), sequence });
+        }
+        records.consents.extend(npo::consent_change(event, sequence));
     }
 
     /// Every table, in a fixed order (the order they are stored in).
     pub fn tables(&self) -> [&dyn StoredTable; TABLES] {
         [
             &self.npo.roles,
-            &self.npo.consents,
             &self.sdk.addresses,
             &self.sdk.messages,
             &self.plans.plans,
@@ -132,7 +150,6 @@ impl DomainViews {
     pub fn tables_mut(&mut self) -> [&mut dyn StoredTable; TABLES] {
         [
             &mut self.npo.roles,
-            &mut self.npo.consents,
             &mut self.sdk.addresses,
             &mut self.sdk.messages,
             &mut self.plans.plans,
