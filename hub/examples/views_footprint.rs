@@ -12,7 +12,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-use sgd_hub::projections::{table::StoredTable, DomainViews, PersonRecords, ProjectedEvent};
+use sgd_hub::projections::{table::StoredTable, DomainViews, ProjectedEvent};
 use sgd_schemas::{upcast, DomainEvent, Envelope};
 
 struct Counting;
@@ -95,9 +95,7 @@ fn main() {
     let started = std::time::Instant::now();
     let mut views = DomainViews::default();
     for (sequence, (envelope, event)) in decoded.iter().enumerate() {
-        // Timelines and consents go to sled with the checkpoint, not into the views: dropped here.
-        let mut by_person = PersonRecords::default();
-        views.apply_logged(&ProjectedEvent::new(envelope, event), sequence as u64 + 1, &mut by_person);
+        views.apply_logged(&ProjectedEvent::new(envelope, event), sequence as u64 + 1);
     }
     let applied = started.elapsed();
     let views_heap = LIVE.load(Ordering::Relaxed) - before;
@@ -147,6 +145,7 @@ fn table_heap(views: &DomainViews, prefix: &str) -> usize {
     }
     heap_of_clone!(
         views.npo.roles,
+        views.npo.consents,
         views.sdk.addresses,
         views.sdk.messages,
         views.plans.plans,
@@ -156,5 +155,6 @@ fn table_heap(views: &DomainViews, prefix: &str) -> usize {
         views.deviation.deviations,
         views.video.meetings,
         views.heartbeats.adapters,
+        views.timelines,
     )
 }

@@ -28,7 +28,7 @@ use crate::{
     metrics::{Metrics, TypeLabels},
     projections::{
         usage::{TypeCounts, UsageDay, UsageDelta},
-        DomainViews, PersonRecords, ProjectedEvent,
+        DomainViews, ProjectedEvent,
     },
     read_model::{ReadModel, ReadModelError},
     sharded::ShardedMap,
@@ -406,7 +406,6 @@ async fn project_batch(
     let mut views = views_shared.write().await;
     let mut delta = UsageDelta::default();
     let mut digests = Vec::with_capacity(batch.len());
-    let mut by_person = PersonRecords::default();
     // Counted per type (a static name, no allocation per event); areas are derived once per batch.
     let mut projected: hashbrown::HashMap<&'static str, u64> = hashbrown::HashMap::new();
     let mut last_sequence = state.checkpoint;
@@ -450,7 +449,7 @@ async fn project_batch(
         };
         let projected_event = ProjectedEvent::new(envelope, event);
         delta.apply(&projected_event);
-        views.apply_logged(&projected_event, sequence, &mut by_person);
+        views.apply_logged(&projected_event, sequence);
         tracing::trace!(event_type = event.event_type(), "projected");
         *projected.entry(event.event_type()).or_default() += 1;
     }
@@ -493,7 +492,7 @@ async fn project_batch(
     let started = std::time::Instant::now();
     let task = tokio::task::spawn_blocking(move || {
         let began = std::time::Instant::now();
-        writer.commit(&totals, &digests, &by_person, last_sequence).map(|()| began.elapsed())
+        writer.commit(&totals, &digests, last_sequence).map(|()| began.elapsed())
     });
     state.commit = Some(CommitInFlight { task, last_sequence, applied });
     // While catching up, the commit runs beside the next batch (the projection used one core
@@ -678,8 +677,6 @@ async fn replay_views(
     let mut messages =
         consumer.stream().max_messages_per_batch(5000).messages().await.map_err(|e| consumer_error(&e))?;
     let mut views = views.write().await;
-    // The batches stored these person records with their checkpoints already.
-    let mut by_person = PersonRecords::default();
     // A missing sequence (removed by retention) must not make the replay wait forever.
     while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await {
         let message = message.map_err(|e| consumer_error(&e))?;
@@ -691,7 +688,7 @@ async fn replay_views(
         if let Ok((envelope, event)) = upcast::decode_logged(&message.payload) {
             if applied.remove(&identity_digest(&envelope)) {
                 if let Ok(event) = event {
-                    views.apply_logged(&ProjectedEvent::new(&envelope, &event), sequence, &mut by_person);
+                    views.apply_logged(&ProjectedEvent::new(&envelope, &event), sequence);
                 }
             }
         }

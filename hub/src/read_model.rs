@@ -7,19 +7,11 @@
 //! - `ids/<sequence>` → the 128-bit digests of the `source`/`id` identities applied in the batch
 //!   that ended at that sequence, concatenated (one key per batch, not per event: measured 3.5×
 //!   faster rebuilds and an 11× smaller store, see `../shared/ARCHITECTURE.md`).
-//! - `usage/<YYYY-MM-DD>/<principal>` → the day's counts per event type (postcard).
-//! - `timeline/<person: 32 bytes><time: 8 bytes><sequence: 8 bytes>` → nothing: one event on a
-//!   person's cross-area timeline (time as nanoseconds since 1970 UTC with the sign bit flipped,
-//!   both big-endian, so a person's keys sort by time and then by log position). Written in the
-//!   batch of the checkpoint that covers the event, so a person's timeline is exact at every
-//!   checkpoint and takes no memory; writing one again (a replay) changes nothing.
-//! - `consent/<person: 32 bytes><scope: 1 byte><unit length: 2 bytes><unit><time><sequence>` →
-//!   given (1 byte: 1 given, 0 revoked), then, if limited, until when (8 bytes, as times in keys):
-//!   one consent given or revoked, written like the timeline keys.
+//! - `usage/<YYYY-MM-DD>/<principal>/<type>` → count (u64, big-endian).
 //!
-//! The other views' records ([`crate::projections::DomainViews`]) are not in the tree: they live
-//! in files in `views/` beside it, a snapshot and a journal ([`crate::views_store`]), written
-//! every `views_flush_ms`, and reflect a log sequence at or below the checkpoint.
+//! The views' records ([`crate::projections::DomainViews`]) are not in the tree: they live in
+//! files in `views/` beside it, a snapshot and a journal ([`crate::views_store`]), written every
+//! `views_flush_ms`, and reflect a log sequence at or below the checkpoint.
 
 use std::{collections::HashSet, path::Path};
 
@@ -28,128 +20,21 @@ use chrono::NaiveDate;
 use crate::{
     digest_set::DigestSet,
     projections::{
-        ids::PersonId,
-        moment::Moment,
-        npo::{scope_name, ConsentChange},
         table::EncodedRecords,
         usage::{TypeCounts, UsageDay},
-        DomainViews, PersonRecords, TimelineRef,
+        DomainViews,
     },
     views_store::{ViewsStore, ViewsStoreError},
 };
 
 /// The layout version this build reads and writes (4: views in their own files; 5: consents
-/// kept per person; 6: usage as one row per principal and day; 7: person timelines and consents
-/// in the tree).
-pub const FORMAT_VERSION: u32 = 7;
+/// kept per person; 6: usage as one row per principal and day).
+pub const FORMAT_VERSION: u32 = 6;
 
 const CHECKPOINT: &[u8] = b"meta/checkpoint";
 const FORMAT: &[u8] = b"meta/format";
 const IDS: &[u8] = b"ids/";
 const USAGE: &str = "usage/";
-const TIMELINE: &[u8] = b"timeline/";
-
-const CONSENT: &[u8] = b"consent/";
-
-/// A time in a key or value: nanoseconds since 1970 UTC with the sign bit flipped, big-endian, so
-/// that keys sort by time.
-fn time_bytes(nanos: i64) -> [u8; 8] {
-    ((nanos as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn time_of(bytes: &[u8]) -> Option<i64> {
-    Some((u64::from_be_bytes(bytes.try_into().ok()?) ^ (1 << 63)) as i64)
-}
-
-/// The key of one timeline reference.
-fn timeline_key(r: &TimelineRef) -> [u8; 57] {
-    let mut key = [0u8; 57];
-    key[..9].copy_from_slice(TIMELINE);
-    key[9..41].copy_from_slice(r.person.as_bytes());
-    key[41..49].copy_from_slice(&time_bytes(r.at));
-    key[49..].copy_from_slice(&r.sequence.to_be_bytes());
-    key
-}
-
-fn consent_prefix(person: &PersonId) -> Vec<u8> {
-    let mut key = CONSENT.to_vec();
-    key.extend_from_slice(person.as_bytes());
-    key
-}
-
-fn scope_byte(scope: sgd_schemas::events::npo::ConsentScope) -> u8 {
-    use sgd_schemas::events::npo::ConsentScope as S;
-    match scope {
-        S::CareDocumentation => 0,
-        S::MedicationList => 1,
-    }
-}
-
-/// The key and value of one consent change.
-fn consent_entry(c: &ConsentChange) -> (Vec<u8>, Vec<u8>) {
-    let unit = c.consumer_unit.as_bytes();
-    // HSA-ids are a few dozen bytes (the schema bounds them); a longer unit is cut, not wrapped.
-    let unit = &unit[..unit.len().min(u16::MAX as usize)];
-    let mut key = consent_prefix(&c.person);
-    key.push(scope_byte(c.scope));
-    key.extend_from_slice(&(unit.len() as u16).to_be_bytes());
-    key.extend_from_slice(unit);
-    key.extend_from_slice(&time_bytes(c.at.nanos()));
-    key.extend_from_slice(&c.sequence.to_be_bytes());
-    let mut value = vec![u8::from(c.given)];
-    if let Some(until) = c.valid_until {
-        value.extend_from_slice(&time_bytes(until.nanos()));
-    }
-    (key, value)
-}
-
-/// The consent change a key and value hold (`None` when they are not one).
-fn consent_of(key: &[u8], value: &[u8]) -> Option<ConsentChange> {
-    use sgd_schemas::events::npo::ConsentScope as S;
-    let rest = key.strip_prefix(CONSENT)?;
-    let person = PersonId::from_bytes(rest.get(..32)?.try_into().ok()?);
-    let scope = match rest.get(32)? {
-        0 => S::CareDocumentation,
-        1 => S::MedicationList,
-        _ => return None,
-    };
-    let unit_len = u16::from_be_bytes(rest.get(33..35)?.try_into().ok()?) as usize;
-    let unit = std::str::from_utf8(rest.get(35..35 + unit_len)?).ok()?;
-    let tail = rest.get(35 + unit_len..)?;
-    if tail.len() != 16 {
-        return None;
-    }
-    let at = Moment::from_nanos(time_of(&tail[..8])?);
-    let sequence = u64::from_be_bytes(tail[8..].try_into().ok()?);
-    let (given, valid_until) = match value {
-        [given @ (0 | 1)] => (*given == 1, None),
-        [given @ (0 | 1), until @ ..] => (*given == 1, Some(Moment::from_nanos(time_of(until)?))),
-        _ => return None,
-    };
-    Some(ConsentChange { person, consumer_unit: unit.into(), scope, at, sequence, given, valid_until })
-}
-
-fn insert_person_records(batch: &mut sled::Batch, records: &PersonRecords) {
-    for r in &records.timeline {
-        batch.insert(&timeline_key(r)[..], Vec::new());
-    }
-    for c in &records.consents {
-        let (key, value) = consent_entry(c);
-        batch.insert(key, value);
-    }
-}
-
-/// The reference a timeline key holds (`None` when the key is not one).
-fn timeline_ref(key: &[u8]) -> Option<TimelineRef> {
-    let rest = key.strip_prefix(TIMELINE)?;
-    if rest.len() != 48 {
-        return None;
-    }
-    let person = PersonId::from_bytes(rest[..32].try_into().ok()?);
-    let at = time_of(&rest[32..40])?;
-    let sequence = u64::from_be_bytes(rest[40..].try_into().ok()?);
-    Some(TimelineRef { person, at, sequence })
-}
 
 /// Why the read model failed.
 #[derive(Debug, thiserror::Error)]
@@ -391,67 +276,15 @@ impl ReadModel {
         Ok(set)
     }
 
-    /// A person's timeline: references into the log, oldest first.
-    pub fn timeline(&self, person: &PersonId) -> Result<Vec<TimelineRef>, ReadModelError> {
-        let mut prefix = TIMELINE.to_vec();
-        prefix.extend_from_slice(person.as_bytes());
-        self.db
-            .scan_prefix(prefix)
-            .keys()
-            .map(|key| {
-                let key = key.map_err(|e| self.storage(e))?;
-                timeline_ref(&key).ok_or_else(|| self.corrupt(&key))
-            })
-            .collect()
-    }
-
-    /// A person's consents given and revoked (by consuming unit and scope, then by time).
-    pub fn consents(&self, person: &PersonId) -> Result<Vec<ConsentChange>, ReadModelError> {
-        self.db
-            .scan_prefix(consent_prefix(person))
-            .map(|item| {
-                let (key, value) = item.map_err(|e| self.storage(e))?;
-                consent_of(&key, &value).ok_or_else(|| self.corrupt(&key))
-            })
-            .collect()
-    }
-
-    /// Every person's timeline and consents as records for comparing two models:
-    /// `v/timeline/<person>` → `[[time, sequence], …]` (the form the views kept them in) and
-    /// `v/npo/consent/<person>/<scope>/<unit>` → `[[time, sequence, given, until], …]`.
-    pub fn person_records(&self) -> Result<std::collections::BTreeMap<String, serde_json::Value>, ReadModelError> {
-        let mut timelines: std::collections::BTreeMap<String, Vec<(i64, u64)>> = Default::default();
-        for key in self.db.scan_prefix(TIMELINE).keys() {
-            let key = key.map_err(|e| self.storage(e))?;
-            let r = timeline_ref(&key).ok_or_else(|| self.corrupt(&key))?;
-            timelines.entry(format!("v/timeline/{}", r.person)).or_default().push((r.at, r.sequence));
-        }
-        let mut out: std::collections::BTreeMap<String, serde_json::Value> =
-            timelines.into_iter().map(|(key, refs)| (key, serde_json::json!(refs))).collect();
-        for item in self.db.scan_prefix(CONSENT) {
-            let (key, value) = item.map_err(|e| self.storage(e))?;
-            let c = consent_of(&key, &value).ok_or_else(|| self.corrupt(&key))?;
-            let name = format!("v/npo/consent/{}/{}/{}", c.person, scope_name(c.scope), c.consumer_unit);
-            let change = serde_json::json!([c.at.nanos(), c.sequence, c.given, c.valid_until.map(Moment::nanos)]);
-            match out.entry(name).or_insert_with(|| serde_json::json!([])) {
-                serde_json::Value::Array(changes) => changes.push(change),
-                _ => return Err(self.corrupt(&key)),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Commits one projected batch atomically: new usage totals, the batch's identity digests,
-    /// its person records and the checkpoint.
+    /// Commits one projected batch atomically: new usage totals, the batch's identity digests and
+    /// the checkpoint.
     pub fn commit(
         &self,
         usage_totals: &[(UsageDay, TypeCounts)],
         digests: &[u128],
-        by_person: &PersonRecords,
         last_sequence: u64,
     ) -> Result<(), ReadModelError> {
         let mut batch = sled::Batch::default();
-        insert_person_records(&mut batch, by_person);
         for (key, totals) in usage_totals {
             let k = format!("{USAGE}{}/{}", key.day, key.principal);
             // Strings and integers: encoding into a Vec cannot fail.
@@ -627,7 +460,7 @@ mod tests {
     fn a_digest_value_of_the_wrong_length_is_reported_not_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let model = ReadModel::open(dir.path()).unwrap();
-        model.commit(&[], &[1, 2], &PersonRecords::default(), 5).unwrap();
+        model.commit(&[], &[1, 2], 5).unwrap();
         let mut key = IDS.to_vec();
         key.extend_from_slice(&9u64.to_be_bytes());
         model.db.insert(key, &[0u8; 17][..]).unwrap();
@@ -644,9 +477,9 @@ mod tests {
         {
             let model = ReadModel::open(dir.path()).unwrap();
             assert_eq!(model.checkpoint().unwrap(), 0);
-            model.commit(&[(key.clone(), closed(3))], &[1, 2], &PersonRecords::default(), 10).unwrap();
+            model.commit(&[(key.clone(), closed(3))], &[1, 2], 10).unwrap();
             model.write_all_views(10, &DomainViews::default()).unwrap();
-            model.commit(&[(key.clone(), closed(5))], &[3], &PersonRecords::default(), 12).unwrap();
+            model.commit(&[(key.clone(), closed(5))], &[3], 12).unwrap();
         }
         let model = ReadModel::open(dir.path()).unwrap();
         assert_eq!(model.checkpoint().unwrap(), 12);
@@ -690,60 +523,5 @@ mod tests {
         }
         let err = ReadModel::open(dir.path()).err().unwrap();
         assert!(err.to_string().contains("rebuild"), "{err}");
-    }
-
-    fn person(byte: u8) -> PersonId {
-        PersonId::from_bytes([byte; 32])
-    }
-
-    #[test]
-    fn a_timeline_is_read_in_time_order_and_written_once_whatever_the_repeats() {
-        let dir = tempfile::tempdir().unwrap();
-        let model = ReadModel::open(dir.path()).unwrap();
-        let (a, b) = (person(0xaa), person(0xbb));
-        let r = |person, at, sequence| TimelineRef { person, at, sequence };
-        // Before 1970 (negative nanoseconds) sorts first; equal times by log position.
-        let refs = [r(a, 5, 7), r(b, 1, 8), r(a, -3, 9), r(a, 5, 4)];
-        let records = |timeline: &[TimelineRef]| PersonRecords { timeline: timeline.to_vec(), consents: Vec::new() };
-        model.commit(&[], &[1], &records(&refs), 9).unwrap();
-        model.commit(&[], &[2], &records(&refs[..2]), 10).unwrap();
-        assert_eq!(model.timeline(&a).unwrap(), [r(a, -3, 9), r(a, 5, 4), r(a, 5, 7)]);
-        assert_eq!(model.timeline(&b).unwrap(), [r(b, 1, 8)]);
-        assert!(model.timeline(&person(0xcc)).unwrap().is_empty());
-        let records = model.person_records().unwrap();
-        assert_eq!(records.len(), 2);
-        assert_eq!(records[&format!("v/timeline/{a}")], serde_json::json!([[-3, 9], [5, 4], [5, 7]]));
-    }
-
-    #[test]
-    fn consents_are_read_back_by_person_unit_scope_and_time() {
-        use sgd_schemas::events::npo::ConsentScope as S;
-        let dir = tempfile::tempdir().unwrap();
-        let model = ReadModel::open(dir.path()).unwrap();
-        let (a, b) = (person(0xaa), person(0xbb));
-        let change = |person, unit: &str, scope, at: i64, sequence, given, until: Option<i64>| ConsentChange {
-            person,
-            consumer_unit: unit.into(),
-            scope,
-            at: Moment::from_nanos(at),
-            sequence,
-            given,
-            valid_until: until.map(Moment::from_nanos),
-        };
-        let consents = vec![
-            change(a, "SE2120001124-B", S::CareDocumentation, 20, 4, false, None),
-            change(a, "SE2120001124-B", S::CareDocumentation, 10, 2, true, Some(-5)),
-            change(a, "SE2120001124-A", S::MedicationList, 10, 3, true, None),
-            change(b, "SE2120001124-A", S::CareDocumentation, 10, 1, true, None),
-        ];
-        model.commit(&[], &[1], &PersonRecords { timeline: Vec::new(), consents: consents.clone() }, 4).unwrap();
-        let read = model.consents(&a).unwrap();
-        assert_eq!(read, [consents[1].clone(), consents[0].clone(), consents[2].clone()]);
-        assert_eq!(model.consents(&b).unwrap(), [consents[3].clone()]);
-        assert!(model.consents(&person(0xcc)).unwrap().is_empty());
-        let records = model.person_records().unwrap();
-        let name = format!("v/npo/consent/{a}/care_documentation/SE2120001124-B");
-        assert_eq!(records[&name], serde_json::json!([[10, 2, true, -5], [20, 4, false, null]]));
-        assert!(consent_of(b"consent/short", &[1]).is_none(), "a damaged key is reported, not a panic");
     }
 }

@@ -544,19 +544,16 @@ mod tests {
         crate::projections::ids::PersonId::parse(&format!("{:0>64}", hex::encode(name))).unwrap()
     }
 
-    /// Gives person `name` a plan whose id is `at` (a table keyed by person, as most are).
     fn person(views: &mut DomainViews, name: &str, at: i64) {
-        views.plans.by_person.entry(&id(name)).push(at.to_string().into());
+        views.timelines.entry(&id(name)).push((at, at as u64));
     }
 
     fn drain(views: &tokio::sync::RwLock<DomainViews>) -> Vec<(&'static str, EncodedRecords)> {
         views.blocking_write().drain_changes()
     }
 
-    /// What [`person`] stored for `name`, as (at, at).
     fn timeline(views: &DomainViews, name: &str) -> Option<Vec<(i64, u64)>> {
-        let plans = views.plans.by_person.get(&id(name))?;
-        Some(plans.iter().map(|plan| plan.parse().map(|at: i64| (at, at as u64)).unwrap()).collect())
+        views.timelines.get(&id(name)).cloned()
     }
 
     #[test]

@@ -77,16 +77,14 @@ pub async fn timeline(
     };
     let decision = if caller.require(&[Role::Coordinator]).is_err() {
         Err(refuse(StatusCode::FORBIDDEN, "forbidden", "only a coordinator token may read a person's timeline".into()))
+    } else if !state.views.read().await.npo.has_valid_consent(&person_id, Utc::now().fixed_offset()) {
+        Err(refuse(
+            StatusCode::FORBIDDEN,
+            "no_consent",
+            "no unrevoked, unexpired NPÖ consent exists for this person".into(),
+        ))
     } else {
-        match has_valid_consent(&state, person_id).await {
-            Ok(true) => read_timeline(&state, &person_id).await,
-            Ok(false) => Err(refuse(
-                StatusCode::FORBIDDEN,
-                "no_consent",
-                "no unrevoked, unexpired NPÖ consent exists for this person".into(),
-            )),
-            Err(e) => Err(e),
-        }
+        read_timeline(&state, &person_id).await
     };
     match &decision {
         Ok(entries) => {
@@ -97,16 +95,6 @@ pub async fn timeline(
     }
     audit(&state, &record).await?;
     decision.map(|entries| Json(Timeline { person, entries }))
-}
-
-/// Whether the person has an unrevoked, unexpired consent now (any unit, any scope).
-async fn has_valid_consent(state: &ApiState, person: PersonId) -> Result<bool, ApiError> {
-    let model = state.model.get();
-    let consents = tokio::task::spawn_blocking(move || model.consents(&person))
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the consents could not be read: {e}")))?
-        .map_err(|e| ApiError::unavailable(format!("the consents could not be read: {e}")))?;
-    Ok(crate::projections::npo::any_consent_valid(&consents, Utc::now().fixed_offset()))
 }
 
 /// Stores an audit record and waits for JetStream's acknowledgement.
@@ -123,14 +111,14 @@ pub async fn audit(state: &ApiState, record: &AuditRecord) -> Result<(), ApiErro
 
 /// The person's events, read from the log by the sequences the read model keeps.
 async fn read_timeline(state: &ApiState, person: &PersonId) -> Result<Vec<TimelineEntry>, ApiError> {
-    let (model, person) = (state.model.get(), *person);
-    let sequences: Vec<u64> = tokio::task::spawn_blocking(move || model.timeline(&person))
+    let sequences: Vec<u64> = state
+        .views
+        .read()
         .await
-        .map_err(|e| ApiError::unavailable(format!("the timeline could not be read: {e}")))?
-        .map_err(|e| ApiError::unavailable(format!("the timeline could not be read: {e}")))?
-        .into_iter()
-        .map(|r| r.sequence)
-        .collect();
+        .timelines
+        .get(person)
+        .map(|refs| refs.iter().map(|(_, seq)| *seq).collect())
+        .unwrap_or_default();
     let stream = state.js.get_stream(streams::EVENTS).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     let mut entries = Vec::with_capacity(sequences.len());
     for sequence in sequences {

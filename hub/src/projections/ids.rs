@@ -34,18 +34,6 @@ impl PersonId {
     }
 }
 
-impl PersonId {
-    /// The pseudonym's 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// The pseudonym of 32 bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-}
-
 impl From<&PersonId> for PersonId {
     fn from(id: &PersonId) -> Self {
         *id

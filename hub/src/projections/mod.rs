@@ -53,43 +53,12 @@ pub fn swedish_day(envelope: &Envelope) -> NaiveDate {
 }
 
 /// How many tables the views have (see [`DomainViews::tables`]).
-pub const TABLES: usize = 10;
-
-/// What events add to the records kept by person: each person's timeline and consents. The
-/// views do not keep these: the projection runner stores them in sled with the checkpoint of
-/// their batch ([`crate::read_model`]), since they grow with every person ever seen and are read
-/// one person at a time.
-#[derive(Debug, Default)]
-pub struct PersonRecords {
-    /// Places on timelines.
-    pub timeline: Vec<TimelineRef>,
-    /// Consents given or revoked.
-    pub consents: Vec<npo::ConsentChange>,
-}
-
-impl PersonRecords {
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.timeline.is_empty() && self.consents.is_empty()
-    }
-}
-
-/// An event's place on a person's cross-area timeline: a reference into the log, which the
-/// timeline endpoint reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct TimelineRef {
-    /// The person.
-    pub person: ids::PersonId,
-    /// When the event happened, in nanoseconds since 1970 UTC.
-    pub at: i64,
-    /// Its log sequence.
-    pub sequence: u64,
-}
+pub const TABLES: usize = 12;
 
 /// Every view of the domain, in memory; the projection runner persists what changes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DomainViews {
-    /// NPÖ roles.
+    /// NPÖ roles and consents.
     pub npo: npo::NpoView,
     /// SDK addresses and messages.
     pub sdk: sdk::SdkView,
@@ -103,9 +72,28 @@ pub struct DomainViews {
     pub video: video::VideoView,
     /// The adapters' last heartbeats.
     pub heartbeats: heartbeats::HeartbeatView,
+    /// Each person's events as (time in nanoseconds, log sequence), sorted: references into the
+    /// log, which the timeline endpoint reads.
+    pub timelines: table::Table<Vec<(i64, u64)>, ids::PersonId>,
     /// The log sequence these views reflect: set by loading them and by the projection runner
     /// whenever it brings them up to a checkpoint (a batch, a replay).
     pub applied_through: u64,
+}
+
+impl Default for DomainViews {
+    fn default() -> Self {
+        Self {
+            npo: Default::default(),
+            sdk: Default::default(),
+            plans: Default::default(),
+            decision: Default::default(),
+            deviation: Default::default(),
+            video: Default::default(),
+            heartbeats: Default::default(),
+            timelines: table::Table::new("v/timeline/"),
+            applied_through: 0,
+        }
+    }
 }
 
 impl DomainViews {
@@ -120,20 +108,22 @@ impl DomainViews {
         self.heartbeats.apply(event);
     }
 
-    /// Applies one event from the log at `sequence`, adding what it records by person (its place
-    /// on a timeline, a consent) to `records`.
-    pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64, records: &mut PersonRecords) {
+    /// Applies one event from the log at `sequence`, including its place on a person's timeline.
+    pub fn apply_logged(&mut self, event: &ProjectedEvent<'_>, sequence: u64) {
         self.apply(event);
         if let Some(person) = person_of(event, &self.plans) {
-            records.timeline.push(TimelineRef { person, at: event.at.nanos(), sequence });
+            let at = event.at.nanos();
+            let refs = self.timelines.entry(&person);
+            let index = refs.partition_point(|r| *r <= (at, sequence));
+            exact::insert(refs, index, (at, sequence));
         }
-        records.consents.extend(npo::consent_change(event, sequence));
     }
 
     /// Every table, in a fixed order (the order they are stored in).
     pub fn tables(&self) -> [&dyn StoredTable; TABLES] {
         [
             &self.npo.roles,
+            &self.npo.consents,
             &self.sdk.addresses,
             &self.sdk.messages,
             &self.plans.plans,
@@ -143,6 +133,7 @@ impl DomainViews {
             &self.deviation.deviations,
             &self.video.meetings,
             &self.heartbeats.adapters,
+            &self.timelines,
         ]
     }
 
@@ -150,6 +141,7 @@ impl DomainViews {
     pub fn tables_mut(&mut self) -> [&mut dyn StoredTable; TABLES] {
         [
             &mut self.npo.roles,
+            &mut self.npo.consents,
             &mut self.sdk.addresses,
             &mut self.sdk.messages,
             &mut self.plans.plans,
@@ -159,6 +151,7 @@ impl DomainViews {
             &mut self.deviation.deviations,
             &mut self.video.meetings,
             &mut self.heartbeats.adapters,
+            &mut self.timelines,
         ]
     }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sgd_schemas::events::{npo, Timestamp, UnitKind};
 
 use super::{
-    ids::{PersonId, Text},
+    ids::{PersonId, PrincipalCode, Text},
     moment::Moment,
     table::Table,
     ProjectedEvent,
@@ -66,74 +66,58 @@ impl UnitRole {
     }
 }
 
-/// A consent given or revoked: one key of the read model (in sled, by person, not in memory:
-/// consents are read one person at a time, when a coordinator asks for a timeline).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsentChange {
-    /// The person.
-    pub person: PersonId,
+/// A person's consent to one consuming unit for one scope, over time (one of the person's
+/// consents, kept under the person).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Consent {
     /// The consuming unit.
     pub consumer_unit: Text,
     /// The scope.
-    pub scope: npo::ConsentScope,
+    pub scope: Text,
+    /// The principal that recorded it (the first to).
+    pub principal: PrincipalCode,
+    /// Given and revoked, sorted by time.
+    pub changes: Vec<ConsentChange>,
+}
+
+/// A consent given or revoked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConsentChange {
     /// When.
     pub at: Moment,
-    /// The log sequence of the event (orders changes made at the same moment as they arrived).
-    pub sequence: u64,
     /// Given (true) or revoked.
     pub given: bool,
     /// Until when a given consent holds.
     pub valid_until: Option<Moment>,
 }
 
-/// The change a consent event makes, if it is one (a `person` that is not a pseudonym, which
-/// validation rules out, records nothing).
-pub fn consent_change(e: &ProjectedEvent<'_>, sequence: u64) -> Option<ConsentChange> {
-    use sgd_schemas::DomainEvent as D;
-    let (person, consumer_unit, scope, given, valid_until) = match e.event {
-        D::NpoConsentGiven(d) => (&d.person, &d.consumer_unit, d.scope, true, d.valid_until.map(Moment::from)),
-        D::NpoConsentRevoked(d) => (&d.person, &d.consumer_unit, d.scope, false, None),
-        _ => return None,
-    };
-    let Some(person) = PersonId::parse(person) else {
-        tracing::error!("a consent's person is not a pseudonym (validation should have refused it); not recorded");
-        return None;
-    };
-    Some(ConsentChange {
-        person,
-        consumer_unit: consumer_unit.as_str().into(),
-        scope,
-        at: e.at,
-        sequence,
-        given,
-        valid_until,
-    })
-}
-
-/// Whether any of a person's consents (one per consuming unit and scope) holds at `as_of`: its
-/// latest change at or before `as_of` (by time, then log position) gave it, and it has not expired.
-pub fn any_consent_valid<'a>(changes: impl IntoIterator<Item = &'a ConsentChange>, as_of: Timestamp) -> bool {
-    let as_of = Moment::from(as_of);
-    let mut latest: std::collections::HashMap<(&str, &str), &ConsentChange> = Default::default();
-    for change in changes.into_iter().filter(|c| c.at <= as_of) {
-        let slot = latest.entry((change.consumer_unit.as_str(), scope_name(change.scope))).or_insert(change);
-        if (change.at, change.sequence) > (slot.at, slot.sequence) {
-            *slot = change;
+impl Consent {
+    /// Whether the consent holds at `as_of`: given, not revoked since, not expired.
+    pub fn valid_at(&self, as_of: Timestamp) -> bool {
+        match self.changes.iter().rfind(|c| c.at <= as_of) {
+            Some(c) if c.given => c.valid_until.is_none_or(|until| until > as_of),
+            _ => false,
         }
     }
-    latest.values().any(|c| c.given && c.valid_until.is_none_or(|until| until > as_of))
+
+    fn record(&mut self, change: ConsentChange) {
+        let at = self.changes.partition_point(|c| c.at <= change.at);
+        super::exact::insert(&mut self.changes, at, change);
+    }
 }
 
-/// The NPÖ view (consents are kept by the read model, see [`consent_change`]).
+/// The NPÖ view.
 #[derive(Debug, Clone)]
 pub struct NpoView {
     /// Unit roles by `<principal>/<unit>/<role>`.
     pub roles: Table<UnitRole>,
+    /// Each person's consents (one per consuming unit and scope), by pseudonym.
+    pub consents: Table<Vec<Consent>, PersonId>,
 }
 
 impl Default for NpoView {
     fn default() -> Self {
-        Self { roles: Table::new("v/npo/role/") }
+        Self { roles: Table::new("v/npo/role/"), consents: Table::new("v/npo/consent/") }
     }
 }
 
@@ -144,8 +128,7 @@ fn role_name(role: npo::Role) -> &'static str {
     }
 }
 
-/// A consent scope as the events name it.
-pub fn scope_name(scope: npo::ConsentScope) -> &'static str {
+fn scope_name(scope: npo::ConsentScope) -> &'static str {
     match scope {
         npo::ConsentScope::CareDocumentation => "care_documentation",
         npo::ConsentScope::MedicationList => "medication_list",
@@ -173,6 +156,18 @@ impl NpoView {
                     information_sets: d.information_sets.clone(),
                 });
             }
+            D::NpoConsentGiven(d) => {
+                let change = ConsentChange { at: e.at, given: true, valid_until: d.valid_until.map(Moment::from) };
+                if let Some(consent) = self.consent(principal, &d.person, &d.consumer_unit, d.scope) {
+                    consent.record(change);
+                }
+            }
+            D::NpoConsentRevoked(d) => {
+                let change = ConsentChange { at: e.at, given: false, valid_until: None };
+                if let Some(consent) = self.consent(principal, &d.person, &d.consumer_unit, d.scope) {
+                    consent.record(change);
+                }
+            }
             _ => {}
         }
     }
@@ -187,37 +182,50 @@ impl NpoView {
         }
         entry
     }
+
+    /// The person's consent to `unit` for `scope`; `None` (nothing recorded) when `person` is not
+    /// a pseudonym, which validation rules out.
+    fn consent(&mut self, principal: &str, person: &str, unit: &str, scope: npo::ConsentScope) -> Option<&mut Consent> {
+        let scope = scope_name(scope);
+        let Some(person) = PersonId::parse(person) else {
+            tracing::error!("a consent's person is not a pseudonym (validation should have refused it); not recorded");
+            return None;
+        };
+        let principal = PrincipalCode::of(principal)?;
+        let consents = self.consents.entry(&person);
+        let index = match consents.iter().position(|c| c.consumer_unit == unit && c.scope == scope) {
+            Some(index) => index,
+            None => {
+                super::exact::push(
+                    consents,
+                    Consent { consumer_unit: unit.into(), scope: scope.into(), principal, changes: Vec::new() },
+                );
+                consents.len() - 1
+            }
+        };
+        consents.get_mut(index)
+    }
+
+    /// Whether `person` has a consent that holds at `as_of` (any unit, any scope).
+    pub fn has_valid_consent(&self, person: &PersonId, as_of: Timestamp) -> bool {
+        self.consents.get(person).is_some_and(|consents| consents.iter().any(|c| c.valid_at(as_of)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use sgd_schemas::{DomainEvent, Envelope};
 
-    use super::{any_consent_valid, consent_change, ConsentChange};
     use crate::projections::{
         ids::PersonId,
-        testing::{at, event, person},
-        ProjectedEvent,
+        testing::{at, event, given, person},
     };
-
-    /// The consent changes of `events`, at log sequences 1, 2, …
-    fn changes(events: &[(Envelope, DomainEvent)]) -> Vec<ConsentChange> {
-        let logged = events.iter().zip(1..);
-        logged
-            .filter_map(|((envelope, event), sequence)| consent_change(&ProjectedEvent::new(envelope, event), sequence))
-            .collect()
-    }
-
-    fn has_valid_consent(changes: &[ConsentChange], person: &PersonId, as_of: sgd_schemas::events::Timestamp) -> bool {
-        any_consent_valid(changes.iter().filter(|c| c.person == *person), as_of)
-    }
 
     #[test]
     fn consent_holds_until_revoked_or_expired() {
         let p = person('a');
         let q = person('b');
-        let views = changes(&[
+        let views = given(&[
             event(
                 "se.sgd.npo.consent.given",
                 "1280",
@@ -238,11 +246,11 @@ mod tests {
             ),
         ]);
         let (p, q) = (PersonId::parse(&p).unwrap(), PersonId::parse(&q).unwrap());
-        assert!(!has_valid_consent(&views, &p, at("2026-02-28T00:00:00Z")));
-        assert!(has_valid_consent(&views, &p, at("2026-03-09T23:59:59Z")));
-        assert!(!has_valid_consent(&views, &p, at("2026-03-10T00:00:00Z")));
-        assert!(has_valid_consent(&views, &q, at("2026-03-04T23:59:59Z")));
-        assert!(!has_valid_consent(&views, &q, at("2026-03-05T00:00:00Z")));
+        assert!(!views.npo.has_valid_consent(&p, at("2026-02-28T00:00:00Z")));
+        assert!(views.npo.has_valid_consent(&p, at("2026-03-09T23:59:59Z")));
+        assert!(!views.npo.has_valid_consent(&p, at("2026-03-10T00:00:00Z")));
+        assert!(views.npo.has_valid_consent(&q, at("2026-03-04T23:59:59Z")));
+        assert!(!views.npo.has_valid_consent(&q, at("2026-03-05T00:00:00Z")));
     }
 
     #[test]
@@ -256,7 +264,7 @@ mod tests {
                 json!({"person": p, "consumer_unit": unit, "scope": scope}),
             )
         };
-        let views = changes(&[
+        let views = given(&[
             consent("given", "SE2120001124-A", "care_documentation", "2026-03-01T00:00:00Z"),
             consent("given", "SE2120001124-B", "care_documentation", "2026-03-02T00:00:00Z"),
             consent("given", "SE2120001124-A", "medication_list", "2026-03-03T00:00:00Z"),
@@ -264,11 +272,13 @@ mod tests {
             consent("revoked", "SE2120001124-B", "care_documentation", "2026-03-05T00:00:00Z"),
         ]);
         let id = PersonId::parse(&p).unwrap();
-        assert_eq!(views.len(), 5);
+        let kept = views.npo.consents.get(&id).unwrap();
+        assert_eq!(kept.len(), 3, "one per unit and scope: {kept:?}");
+        assert!(kept.iter().all(|c| c.principal == "1280"));
         // Medication list at unit A is still given after both care-documentation revocations.
-        assert!(has_valid_consent(&views, &id, at("2026-03-06T00:00:00Z")));
-        assert!(!has_valid_consent(&views, &id, at("2026-02-28T00:00:00Z")));
+        assert!(views.npo.has_valid_consent(&id, at("2026-03-06T00:00:00Z")));
+        assert!(!views.npo.has_valid_consent(&id, at("2026-02-28T00:00:00Z")));
         let someone_else = PersonId::parse(&person('d')).unwrap();
-        assert!(!has_valid_consent(&views, &someone_else, at("2026-03-06T00:00:00Z")));
+        assert!(!views.npo.has_valid_consent(&someone_else, at("2026-03-06T00:00:00Z")));
     }
 }
