@@ -298,7 +298,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
         hub.reset_peak_rss();
         let measured =
             // Plain answers: on the hub's own two cores, the clients' unzipping cost more than the
-            // bytes it saved (docs/performance.md, "Sixth session").
+            // bytes it saved (docs/performance.md, "Queries").
             queries::measure(
                 &hub.base,
                 &hub.analyst,

@@ -2,7 +2,7 @@
 //!
 //! The projection runner checks every event's identity digest against every identity it ever
 //! applied, so the set holds one digest per event in the log. As a hash set (hashbrown, in 256
-//! shards) it took 35.7 MB at 1,120,000 digests (heaptrack, docs/performance.md "Eighth session"):
+//! shards) it took 35.7 MB at 1,120,000 digests (heaptrack, docs/performance.md, "Memory"):
 //! a hash table keeps its load below 7/8 by doubling, so at times it is half empty. Here each
 //! shard keeps its digests in a sorted vector of exactly their number, plus a small hash set of
 //! the newest ones that is merged into the vector once it holds [`MERGE_AT`]. Lookups are a

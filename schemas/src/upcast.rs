@@ -33,7 +33,7 @@ struct LoggedEnvelope<'a> {
 /// An RFC 3339 time, read by chrono's strict RFC 3339 parser first (a logged event's time is in
 /// that form) and by the general one otherwise, so that what is read is the same. The general
 /// parser, which `DateTime`'s own `Deserialize` uses, took 3.2% of a rebuild's CPU; with this the
-/// rebuild ran ~3% faster (docs/performance.md, fifth session).
+/// rebuild ran ~3% faster (docs/performance.md, "Rebuild").
 fn rfc3339_time<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime<FixedOffset>, D::Error> {
     struct TimeVisitor;
     impl serde::de::Visitor<'_> for TimeVisitor {

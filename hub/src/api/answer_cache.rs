@@ -17,7 +17,7 @@
 //! computed), and served so to callers that accept it (`Accept-Encoding: gzip`, as browsers send):
 //! a year of usage by month is ~370 KB of JSON and ~19 KB gzipped, for dashboards across a
 //! network. On one machine, clients that unzip on the hub's own cores lose more than they gain
-//! (measured in docs/performance.md, "Sixth session").
+//! (measured in docs/performance.md, "Queries").
 //!
 //! The caller is authenticated (and rate limited) here, before anything is served; the handler
 //! finds the caller in the request's extensions and does not authenticate again. Person-level

@@ -193,8 +193,8 @@ pub struct ApiParts {
 /// Runs `compute` over the domain views on a blocking thread, under a read lock. The aggregate
 /// answers (goals, follow-up) walk every record, tens to hundreds of milliseconds at a million
 /// events: on a runtime worker that would stall the requests queued behind it (two workers on two
-/// cores). The bench's query phase measured no change from it (docs/performance.md, "Fourth
-/// session"): there the clients saturate both cores whoever computes.
+/// cores). The bench's query phase measured no change from it (docs/performance.md,
+/// "Queries"): there the clients saturate both cores whoever computes.
 pub async fn over_views<T, F>(state: &ApiState, compute: F) -> Result<T, ApiError>
 where
     T: Send + 'static,

@@ -55,7 +55,7 @@ pub async fn measure(
                 }
                 // Every byte is received and counted, as it arrives: collecting a 370-KB answer
                 // into one buffer (reqwest's `bytes()`) cost the clients, on the hub's two cores,
-                // a copy of every answer (docs/performance.md, "Sixth session").
+                // a copy of every answer (docs/performance.md, "Queries").
                 let length = answer.content_length();
                 let mut received = 0u64;
                 while let Some(chunk) = answer.chunk().await.map_err(err)? {
