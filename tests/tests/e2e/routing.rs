@@ -15,14 +15,10 @@ use anyhow::{bail, Context as _, Result};
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use sgd_hub::{
-    nats_config::{generate, NatsConfigOptions},
-    nats_server::{free_port, NatsServer, NatsServerOptions},
-    tokens::Role,
-};
+use sgd_hub::{nats_server::free_port, tokens::Role};
 use sgd_tests::{wait_until, Api, HubProcess, InProcessHub, TestNats};
 
-use crate::security::{adapter, TestCertificates};
+use crate::security::{adapter, secured_nats, TestCertificates};
 
 /// A secret both the hub and the receiver know (the subscription is made with it).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=";
@@ -193,6 +189,21 @@ async fn subscribe(api: &Api, url: &str, areas: &[&str]) -> Result<String> {
     Ok(answer["id"].as_str().context("an id")?.to_string())
 }
 
+/// Creates the durable consumer `name` on `stream` with `filter`, as the client `js` may.
+async fn durable(
+    js: &jetstream::Context,
+    stream: &str,
+    name: &str,
+    filter: &str,
+) -> Result<jetstream::consumer::PullConsumer> {
+    js.create_consumer_on_stream(
+        pull::Config { durable_name: Some(name.into()), filter_subject: filter.into(), ..Default::default() },
+        stream,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 fn webhook_config(dir: &Path, certificates: &TestCertificates, extra: &str) -> Result<PathBuf> {
     let file = dir.join("hub.toml");
     std::fs::write(
@@ -211,19 +222,7 @@ fn webhook_config(dir: &Path, certificates: &TestCertificates, extra: &str) -> R
 #[tokio::test]
 async fn a_risk_flag_reaches_the_primary_care_principal_only_over_nats_and_webhook() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let generated = generate(&NatsConfigOptions {
-        out_dir: dir.path().join("conf"),
-        listen: "127.0.0.1:0".into(),
-        store_dir: dir.path().join("unused"),
-        tls_cert: None,
-        tls_key: None,
-        consumers: 2,
-    })?;
-    let server = NatsServer::start(NatsServerOptions {
-        store_dir: dir.path().join("nats"),
-        port: None,
-        extra_config: generated.authorization.clone(),
-    })?;
+    let (generated, server) = secured_nats(dir.path(), 2)?;
     let url = server.url();
     let certificates = TestCertificates::new(&dir.path().join("tls"))?;
     let (hub_seed, ca_file) = (generated.hub_seed.clone(), certificates.ca_file.clone());
@@ -247,20 +246,10 @@ async fn a_risk_flag_reaches_the_primary_care_principal_only_over_nats_and_webho
     subscribe(&hub.api(Role::Integrator, Some("1281"))?, &receiver_1281.url(), &[]).await?;
 
     // Each principal's own durable consumer on SGD_ROUTED, named as nats-config allows.
-    let consumer = |js: &jetstream::Context, principal: &str| {
-        let js = js.clone();
-        let (name, filter) = (format!("to_{principal}_1"), format!("sgd.to.{principal}.>"));
-        async move {
-            js.create_consumer_on_stream(
-                pull::Config { durable_name: Some(name), filter_subject: filter, ..Default::default() },
-                "SGD_ROUTED",
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-        }
-    };
-    let own_1283 = consumer(&as_1283, "1283").await.context("1283 creates its own consumer")?;
-    let own_1281 = consumer(&as_1281, "1281").await.context("1281 creates its own consumer")?;
+    let own_1283 =
+        durable(&as_1283, "SGD_ROUTED", "to_1283_1", "sgd.to.1283.>").await.context("1283 creates its own consumer")?;
+    let own_1281 =
+        durable(&as_1281, "SGD_ROUTED", "to_1281_1", "sgd.to.1281.>").await.context("1281 creates its own consumer")?;
 
     // Units: 1283's and 1281's primary care units, introduced by them.
     publish_all(&as_1283, [unit_of("1283", "SE2120001283-VC1")]).await?;
@@ -317,27 +306,9 @@ async fn a_risk_flag_reaches_the_primary_care_principal_only_over_nats_and_webho
 
     // 1280 cannot read 1281's copies: neither a consumer of its own on 1281's subjects, nor one
     // named as 1281's, nor a pull from 1281's consumer.
-    let on_others = as_1280
-        .create_consumer_on_stream(
-            pull::Config {
-                durable_name: Some("to_1280_1".into()),
-                filter_subject: "sgd.to.1281.>".into(),
-                ..Default::default()
-            },
-            "SGD_ROUTED",
-        )
-        .await;
+    let on_others = durable(&as_1280, "SGD_ROUTED", "to_1280_1", "sgd.to.1281.>").await;
     assert!(on_others.is_err(), "1280 made a consumer on 1281's subjects");
-    let named_as_others = as_1280
-        .create_consumer_on_stream(
-            pull::Config {
-                durable_name: Some("to_1281_2".into()),
-                filter_subject: "sgd.to.1281.>".into(),
-                ..Default::default()
-            },
-            "SGD_ROUTED",
-        )
-        .await;
+    let named_as_others = durable(&as_1280, "SGD_ROUTED", "to_1281_2", "sgd.to.1281.>").await;
     assert!(named_as_others.is_err(), "1280 made a consumer named as 1281's");
     let pull_others = tokio::time::timeout(
         Duration::from_secs(3),
@@ -346,17 +317,8 @@ async fn a_risk_flag_reaches_the_primary_care_principal_only_over_nats_and_webho
     .await;
     assert!(!matches!(pull_others, Ok(Ok(_))), "1280 pulled from 1281's consumer");
     // Its own dead letters it may read: the refused flag is there.
-    let dead = as_1280
-        .create_consumer_on_stream(
-            pull::Config {
-                durable_name: Some("dlq_1280_1".into()),
-                filter_subject: "sgd.dlq.1280.>".into(),
-                ..Default::default()
-            },
-            "SGD_DLQ",
-        )
-        .await;
-    assert!(dead.is_ok(), "1280 cannot read its own dead letters: {:?}", dead.err().map(|e| e.to_string()));
+    let dead = durable(&as_1280, "SGD_DLQ", "dlq_1280_1", "sgd.dlq.1280.>").await;
+    assert!(dead.is_ok(), "1280 cannot read its own dead letters: {:?}", dead.err());
 
     // Over HTTP, an integrator sees its own principal's dead letters only.
     for (js, principal) in [(&as_1280, "1280"), (&as_1281, "1281")] {

@@ -31,22 +31,32 @@ pub(crate) async fn adapter(
     Ok(js)
 }
 
-#[tokio::test]
-async fn an_adapter_publishes_only_for_its_principal_and_anonymous_clients_are_refused() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+/// A `nats-server` in `dir` with the authorization `hub nats-config` writes (each principal may
+/// name `consumers` consumers of its own), and what was generated.
+pub(crate) fn secured_nats(
+    dir: &std::path::Path,
+    consumers: usize,
+) -> Result<(sgd_hub::nats_config::GeneratedNatsConfig, NatsServer)> {
     let generated = generate(&NatsConfigOptions {
-        out_dir: dir.path().join("conf"),
+        out_dir: dir.join("conf"),
         listen: "127.0.0.1:0".into(),
-        store_dir: dir.path().join("unused"),
+        store_dir: dir.join("unused"),
         tls_cert: None,
         tls_key: None,
-        consumers: 4,
+        consumers,
     })?;
     let server = NatsServer::start(NatsServerOptions {
-        store_dir: dir.path().join("nats"),
+        store_dir: dir.join("nats"),
         port: None,
         extra_config: generated.authorization.clone(),
     })?;
+    Ok((generated, server))
+}
+
+#[tokio::test]
+async fn an_adapter_publishes_only_for_its_principal_and_anonymous_clients_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (generated, server) = secured_nats(dir.path(), 4)?;
     let url = server.url();
 
     // anonymous: refused
