@@ -184,10 +184,16 @@ pub async fn run(
             }
         }
         loop {
-            let batch = consumer.fetch().max_messages(window).expires(Duration::from_secs(1)).messages().await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
-                Err(e) => {
+            // What is there now, up to the window; when nothing is, one long poll for the next,
+            // so an idle subscription asks JetStream once every IDLE_WAIT, not in a loop.
+            let taken = match take(&consumer, window, None, &mut stop).await {
+                Ok(none) if none.is_empty() => take(&consumer, 1, Some(IDLE_WAIT), &mut stop).await,
+                other => other,
+            };
+            let messages = match taken {
+                Ok(messages) => messages,
+                Err(Taken::Stop) => break 'outer,
+                Err(Taken::Failed(e)) => {
                     tracing::warn!(subscription = %id, error = %e, "webhook fetch failed; retrying");
                     if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
                         break 'outer;
@@ -195,19 +201,6 @@ pub async fn run(
                     continue 'outer;
                 }
             };
-            let mut messages = Vec::new();
-            while let Some(next) = tokio::select! {
-                next = batch.next() => next,
-                _ = stop.changed() => break 'outer,
-            } {
-                match next {
-                    Ok(message) => messages.push(message),
-                    Err(e) => {
-                        tracing::debug!(subscription = %id, error = %e, "webhook fetch ended");
-                        break;
-                    }
-                }
-            }
             refresh_lag(&ctx, &consumer, &labels, messages.first()).await;
             if messages.is_empty() {
                 if *stop.borrow() {
@@ -226,6 +219,45 @@ pub async fn run(
         }
     }
     ctx.update(&id, |s| s.running = false);
+}
+
+/// How long an idle deliverer's pull waits for the next event.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+
+enum Taken {
+    Stop,
+    Failed(String),
+}
+
+/// Up to `n` messages: those available now (`wait` none), or the first to come within `wait`.
+async fn take(
+    consumer: &jetstream::consumer::PullConsumer,
+    n: usize,
+    wait: Option<Duration>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Vec<jetstream::Message>, Taken> {
+    let batch = match wait {
+        None => consumer.fetch().max_messages(n).messages().await,
+        Some(wait) => consumer.batch().max_messages(n).expires(wait).messages().await,
+    };
+    let mut batch = batch.map_err(|e| Taken::Failed(e.to_string()))?;
+    let mut messages = Vec::new();
+    loop {
+        let next = tokio::select! {
+            next = batch.next() => next,
+            _ = stop.changed() => return Err(Taken::Stop),
+        };
+        match next {
+            Some(Ok(message)) => messages.push(message),
+            Some(Err(e)) => {
+                // The end of a pull: no messages, a timeout, the window full.
+                tracing::trace!(error = %e, "webhook pull ended");
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok(messages)
 }
 
 /// Waits, when a deliverer that stopped or died left events unacknowledged, until JetStream
