@@ -68,14 +68,15 @@ pub async fn park(
     ack.await.map(drop).map_err(|e| e.to_string())
 }
 
-/// The `Nats-Msg-Id` of a routed message (the `webhook-id` of its deliveries).
+/// The `Nats-Msg-Id` of a routed message (the `webhook-id` of its deliveries). The router gives
+/// every copy one; a message published to `sgd.to.…` by anything else falls back to its subject.
 pub fn routed_id(message: &async_nats::Message) -> String {
     message
         .headers
         .as_ref()
         .and_then(|h| h.get(MSG_ID_HEADER))
         .map(|v| v.as_str().to_string())
-        .unwrap_or_else(|| format!("seq-{}", message.subject))
+        .unwrap_or_else(|| message.subject.to_string())
 }
 
 /// A parked message as read back.
