@@ -8,6 +8,28 @@ use sgd_schemas::{Problem, Rejection};
 /// Header on every dead letter naming its reason code.
 pub const REASON_HEADER: &str = "Sgd-Reason";
 
+/// Publishes `dead_letter` to `SGD_DLQ` on `sgd.dlq.<principal>.<reason>` (`unknown` for no
+/// trustworthy principal), with its reason as a header and, when given, a `Nats-Msg-Id`;
+/// returns the pending acknowledgement.
+pub async fn publish(
+    js: &async_nats::jetstream::Context,
+    principal: Option<&str>,
+    dead_letter: &DeadLetter,
+    msg_id: Option<&str>,
+) -> Result<async_nats::jetstream::context::PublishAckFuture, async_nats::jetstream::context::PublishError> {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(msg_id) = msg_id {
+        headers.insert(crate::MSG_ID_HEADER, msg_id);
+    }
+    headers.insert(REASON_HEADER, dead_letter.reason.as_str());
+    js.publish_with_headers(
+        sgd_schemas::subjects::dlq(principal, &dead_letter.reason),
+        headers,
+        dead_letter.to_json().into(),
+    )
+    .await
+}
+
 /// One refused event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {

@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use async_nats::HeaderMap;
 use futures::StreamExt;
 use serde::Serialize;
 use sgd_schemas::{subjects, validate, ValidationContext};
@@ -47,7 +46,7 @@ pub struct IngestSettings {
 }
 
 /// The answer to one request.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct IngestAnswer {
     /// Whether the event is in the log.
     pub accepted: bool,
@@ -124,14 +123,10 @@ async fn answer(
     metrics: &Metrics,
 ) -> IngestAnswer {
     let refused = |id: Option<String>, reason: &str, problems: Vec<crate::dead_letter::ProblemRecord>| IngestAnswer {
-        accepted: false,
         id,
-        sequence: None,
-        duplicate: None,
         reason: Some(reason.into()),
         problems: Some(problems),
-        error: None,
-        message: None,
+        ..Default::default()
     };
     let Some((principal, area)) = subjects::parse_ingest_request(&request.subject) else {
         return refused(
@@ -163,20 +158,13 @@ async fn answer(
                     id: Some(id),
                     sequence: Some(ack.sequence),
                     duplicate: Some(ack.duplicate),
-                    reason: None,
-                    problems: None,
-                    error: None,
-                    message: None,
+                    ..Default::default()
                 },
                 Err(e) => IngestAnswer {
-                    accepted: false,
                     id: Some(id),
-                    sequence: None,
-                    duplicate: None,
-                    reason: None,
-                    problems: None,
                     error: Some("unavailable".into()),
                     message: Some(format!("the log did not acknowledge ({e}); retry with the same id")),
+                    ..Default::default()
                 },
             }
         }
@@ -186,16 +174,7 @@ async fn answer(
             if request.reply.is_none() {
                 // Nobody to tell: keep it with its reason, as the validator does.
                 let principal = sgd_schemas::principals::is_known(principal).then_some(principal);
-                let mut headers = HeaderMap::new();
-                headers.insert(crate::dead_letter::REASON_HEADER, dead_letter.reason.as_str());
-                let stored = match js
-                    .publish_with_headers(
-                        subjects::dlq(principal, &dead_letter.reason),
-                        headers,
-                        dead_letter.to_json().into(),
-                    )
-                    .await
-                {
+                let stored = match crate::dead_letter::publish(js, principal, &dead_letter, None).await {
                     Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };

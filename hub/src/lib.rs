@@ -96,12 +96,9 @@ pub enum HubError {
     /// The projection runner stopped.
     #[error("projection: {0}")]
     Projector(#[from] projector::ProjectorError),
-    /// The router stopped.
+    /// The router's store could not be opened or written → check the data directory's disk.
     #[error("router: {0}")]
-    Router(#[from] routing::router::RouterError),
-    /// The router's store could not be opened.
-    #[error(transparent)]
-    RouterStore(#[from] routing::store::RouterStoreError),
+    Router(#[from] routing::store::RouterStoreError),
     /// The subscriptions' bucket could not be opened.
     #[error(transparent)]
     Subscriptions(#[from] webhooks::store::StoreError),
@@ -191,8 +188,11 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
 
     if config.validator {
         let settings = validator::ValidatorSettings { max_event_bytes: config.max_event_bytes, pull_batch: 1000 };
-        let (js_, metrics_, shutdown_) = (js.clone(), metrics.clone(), shutdown.clone());
-        tasks.spawn(async move { Ok(validator::run(js_, settings, metrics_, shutdown_).await?) });
+        {
+            let (js, metrics, shutdown) = (js.clone(), metrics.clone(), shutdown.clone());
+            tasks.spawn(async move { Ok(validator::run(js, settings, metrics, shutdown).await?) });
+        }
+        // The NATS ingest requests are answered where the validator runs, with its validation.
         let (client, metrics, shutdown, js) = (js.client(), metrics.clone(), shutdown.clone(), js.clone());
         let settings = ingest_requests::IngestSettings { max_event_bytes: config.max_event_bytes };
         tasks.spawn(async move {
@@ -202,7 +202,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
 
     if config.router {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| {
-            HubError::RouterStore(routing::store::RouterStoreError::Storage {
+            HubError::Router(routing::store::RouterStoreError::Storage {
                 path: config.data_dir.clone(),
                 source: sled::Error::Io(source),
             })

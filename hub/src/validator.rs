@@ -19,7 +19,7 @@ use async_nats::{
     HeaderMap,
 };
 use futures::StreamExt;
-use sgd_schemas::{subjects, validate, ValidationContext};
+use sgd_schemas::{validate, ValidationContext};
 use tokio::{
     sync::{mpsc, watch},
     time::Instant,
@@ -155,7 +155,6 @@ async fn route(
 ) -> Result<PublishAckFuture, String> {
     let subject = message.subject.as_str();
     let ctx = ValidationContext::from_ingress_subject(subject, settings.max_event_bytes);
-    let mut headers = HeaderMap::new();
     match validate(&message.payload, &ctx) {
         Ok(event) => publish_valid(js, event, message.payload.clone(), metrics).await,
         Err(rejection) => {
@@ -164,15 +163,8 @@ async fn route(
             metrics.count_refused(&dead_letter.reason, "nats");
             tracing::info!(reason = %dead_letter.reason, subject = %dead_letter.subject, "refused: {rejection}");
             let principal = ctx.transport_principal.filter(|p| sgd_schemas::principals::is_known(p));
-            headers.insert(crate::MSG_ID_HEADER, format!("dlq/{}", ingress_seq.unwrap_or_default()).as_str());
-            headers.insert(crate::dead_letter::REASON_HEADER, dead_letter.reason.as_str());
-            js.publish_with_headers(
-                subjects::dlq(principal, &dead_letter.reason),
-                headers,
-                dead_letter.to_json().into(),
-            )
-            .await
-            .map_err(|e| e.to_string())
+            let msg_id = format!("dlq/{}", ingress_seq.unwrap_or_default());
+            crate::dead_letter::publish(js, principal, &dead_letter, Some(&msg_id)).await.map_err(|e| e.to_string())
         }
     }
 }

@@ -16,12 +16,11 @@ impl Caller {
             return Ok(());
         }
         let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message: format!("a {} token may not do this; allowed: {}", self.0.role.as_str(), allowed.join(", ")),
-            details: None,
-        })
+        Err(ApiError::forbidden(format!(
+            "a {} token may not do this; allowed: {}",
+            self.0.role.as_str(),
+            allowed.join(", ")
+        )))
     }
 }
 

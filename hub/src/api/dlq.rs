@@ -67,19 +67,13 @@ pub async fn list(
     caller.require(&[Role::Operator, Role::Integrator])?;
     let Query(mut query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if caller.0.role == Role::Integrator {
-        let own = caller.0.principal.clone().ok_or_else(|| ApiError {
-            status: axum::http::StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message: "this integrator token is bound to no principal".into(),
-            details: None,
-        })?;
+        let own = caller
+            .0
+            .principal
+            .clone()
+            .ok_or_else(|| ApiError::forbidden("this integrator token is bound to no principal"))?;
         if query.principal.as_deref().is_some_and(|asked| asked != own) {
-            return Err(ApiError {
-                status: axum::http::StatusCode::FORBIDDEN,
-                code: "forbidden",
-                message: "an integrator token sees its own principal's dead letters only".into(),
-                details: None,
-            });
+            return Err(ApiError::forbidden("an integrator token sees its own principal's dead letters only"));
         }
         query.principal = Some(own);
     }

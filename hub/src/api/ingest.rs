@@ -37,12 +37,11 @@ pub async fn post_events(
     request: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     caller.require(&[Role::Integrator])?;
-    let principal = caller.0.principal.clone().ok_or_else(|| ApiError {
-        status: StatusCode::FORBIDDEN,
-        code: "forbidden",
-        message: "this integrator token is bound to no principal".into(),
-        details: None,
-    })?;
+    let principal = caller
+        .0
+        .principal
+        .clone()
+        .ok_or_else(|| ApiError::forbidden("this integrator token is bound to no principal"))?;
     let (parts, body) = request.into_parts();
     let limit = state.max_event_bytes.saturating_mul(64).max(1 << 20);
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| ApiError {

@@ -255,6 +255,11 @@ impl ApiError {
         Self { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into(), details: None }
     }
 
+    /// 403 with a message.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::FORBIDDEN, code: "forbidden", message: message.into(), details: None }
+    }
+
     /// 404 with a message.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into(), details: None }

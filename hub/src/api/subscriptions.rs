@@ -23,7 +23,7 @@ use crate::{
     webhooks::{
         delivery::DeliveryStatus,
         parked::{self, ParkedDelivery, ReplayResult},
-        store::{self, StoreError},
+        store::StoreError,
         subscription::{NewSubscription, Subscription, SubscriptionView},
     },
 };
@@ -35,7 +35,7 @@ pub struct SubscriptionItem {
     #[serde(flatten)]
     pub subscription: SubscriptionView,
     /// Its figures on the hub that answers (zero where another hub delivers).
-    pub delivery: Option<serde_json::Value>,
+    pub delivery: DeliveryStatus,
 }
 
 /// The answer to a new subscription: the only time the secret is shown.
@@ -93,8 +93,8 @@ fn item(state: &ApiState, subscription: &Subscription) -> SubscriptionItem {
         .webhook_statuses
         .lock()
         .ok()
-        .map(|statuses| statuses.get(&subscription.id).cloned().unwrap_or_else(DeliveryStatus::default))
-        .and_then(|status| serde_json::to_value(status).ok());
+        .and_then(|statuses| statuses.get(&subscription.id).cloned())
+        .unwrap_or_default();
     SubscriptionItem { subscription: subscription.public(), delivery }
 }
 
@@ -124,22 +124,10 @@ pub async fn create(
         (Role::Operator, _, Some(principal)) => principal.clone(),
         (Role::Operator, _, None) => return Err(ApiError::bad_request("an operator names the principal")),
         (_, Some(own), Some(asked)) if own != asked => {
-            return Err(ApiError {
-                status: StatusCode::FORBIDDEN,
-                code: "forbidden",
-                message: "an integrator token subscribes its own principal only".into(),
-                details: None,
-            })
+            return Err(ApiError::forbidden("an integrator token subscribes its own principal only"))
         }
         (_, Some(own), _) => own.clone(),
-        (_, None, _) => {
-            return Err(ApiError {
-                status: StatusCode::FORBIDDEN,
-                code: "forbidden",
-                message: "this integrator token is bound to no principal".into(),
-                details: None,
-            })
-        }
+        (_, None, _) => return Err(ApiError::forbidden("this integrator token is bound to no principal")),
     };
     let subscription = request
         .into_subscription(&principal, &caller.0.id, &state.settings.webhook.policy())
@@ -259,9 +247,4 @@ pub async fn parked_replay(
         parked::replay(&state.js, &state.webhook_attempt, &subscription, limit).await.map_err(ApiError::unavailable)?;
     let delivered = results.iter().filter(|r| r.delivered).count();
     Ok(Json(ReplayAnswer { delivered, failed: results.len() - delivered, results }))
-}
-
-/// Whether `id` could name a subscription (used by the CLI before it asks).
-pub fn is_subscription_id(id: &str) -> bool {
-    store::valid_id(id)
 }

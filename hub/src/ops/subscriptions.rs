@@ -22,7 +22,7 @@ pub enum SubscriptionCommandError {
 }
 
 fn checked(id: String) -> Result<String, SubscriptionCommandError> {
-    if crate::api::subscriptions::is_subscription_id(&id) {
+    if crate::webhooks::store::valid_id(&id) {
         Ok(id)
     } else {
         Err(SubscriptionCommandError::BadId(id))
@@ -30,8 +30,7 @@ fn checked(id: String) -> Result<String, SubscriptionCommandError> {
 }
 
 fn line(item: &SubscriptionItem) -> String {
-    let s = &item.subscription;
-    let figure = |key: &str| item.delivery.as_ref().and_then(|d| d.get(key)).cloned().unwrap_or_default();
+    let (s, d) = (&item.subscription, &item.delivery);
     format!(
         "{}  {:<4}  {:<7}  {}  areas={} types={}  delivered={} failures={} parked={} lag={} events/{:.1} s{}",
         s.id,
@@ -40,12 +39,12 @@ fn line(item: &SubscriptionItem) -> String {
         s.url,
         if s.areas.is_empty() { "all".into() } else { s.areas.join(",") },
         if s.types.is_empty() { "all".into() } else { s.types.join(",") },
-        figure("delivered"),
-        figure("failures"),
-        figure("parked"),
-        figure("lag_events"),
-        figure("lag_seconds").as_f64().unwrap_or_default(),
-        figure("last_error").as_str().map(|e| format!("  last error: {e}")).unwrap_or_default(),
+        d.delivered,
+        d.failures,
+        d.parked,
+        d.lag_events,
+        d.lag_seconds,
+        d.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default(),
     )
 }
 

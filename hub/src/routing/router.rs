@@ -29,14 +29,6 @@ use super::{
 };
 use crate::{metrics::Metrics, streams, MSG_ID_HEADER};
 
-/// Why the router stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RouterError {
-    /// Its store failed → the hub stops; check the data directory's disk.
-    #[error(transparent)]
-    Store(#[from] RouterStoreError),
-}
-
 /// Why one pass of the router ended early; it starts again from its checkpoint.
 #[derive(Debug, thiserror::Error)]
 enum PassError {
@@ -68,14 +60,15 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// How long the copies of a batch may wait for their acknowledgements.
 const PUBLISH_ACK_WAIT: Duration = Duration::from_secs(10);
 
-/// Runs the router until `shutdown` turns true.
+/// Runs the router until `shutdown` turns true; only its store failing stops it (the hub with
+/// it: check the data directory's disk); NATS failures make it start again from its checkpoint.
 pub async fn run(
     js: jetstream::Context,
     store: RouterStore,
     settings: RouterSettings,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), RouterError> {
+) -> Result<(), RouterStoreError> {
     loop {
         let (mut state, checkpoint) = {
             let store = store.clone();
@@ -92,7 +85,7 @@ pub async fn run(
                 let _ = tokio::task::spawn_blocking(move || store.flush()).await;
                 return Ok(());
             }
-            Err(PassError::Store(e)) => return Err(e.into()),
+            Err(PassError::Store(e)) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "router: starting again from its checkpoint");
                 tokio::select! {
@@ -190,19 +183,14 @@ async fn route_batch(
         }
         last = info.stream_sequence;
         pending = info.pending;
-        let (envelope, event) = match upcast::decode_logged(&message.payload) {
-            Ok((envelope, Ok(event))) => (envelope, event),
-            Ok((envelope, Err(e))) => {
-                // The projection runner counts these as decode errors too; the log keeps it.
-                tracing::error!(seq = last, id = %envelope.id, error = %e, "router: a logged event has no typed form; not routed");
-                metrics
-                    .routing_unresolved
-                    .get_or_create(&crate::metrics::RuleLabels { rule: "undecodable".into() })
-                    .inc();
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(seq = last, error = %e, "router: a logged event is not a CloudEvent; not routed");
+        let decoded = upcast::decode_logged(&message.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|(envelope, event)| event.map(|event| (envelope, event)).map_err(|e| e.to_string()));
+        let (envelope, event) = match decoded {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                // The projection runner counts these as decode errors too; the log keeps them.
+                tracing::error!(seq = last, %error, "router: a logged event has no typed form; not routed");
                 metrics
                     .routing_unresolved
                     .get_or_create(&crate::metrics::RuleLabels { rule: "undecodable".into() })

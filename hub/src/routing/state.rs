@@ -105,6 +105,13 @@ pub struct RoutingState {
 }
 
 impl RoutingState {
+    /// Records `unit` as `principal`'s (written only when that changes).
+    pub fn introduce_unit(&mut self, unit: &str, principal: &str) {
+        if self.units.get(unit).map(String::as_str) != Some(principal) {
+            self.units.insert(unit, principal.to_string());
+        }
+    }
+
     /// Entries held, all kinds together (the `sgd_routing_state_entries` gauge).
     pub fn entries(&self) -> usize {
         self.units.len()

@@ -7,8 +7,6 @@ use super::Routing;
 use crate::routing::RoutingState;
 
 pub(super) fn role_activated(state: &mut RoutingState, principal: &str, data: &RoleActivated) -> Option<Routing> {
-    if state.units.get(&data.unit).map(String::as_str) != Some(principal) {
-        state.units.insert(&data.unit, principal.to_string());
-    }
+    state.introduce_unit(&data.unit, principal);
     None
 }

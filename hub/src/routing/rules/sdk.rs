@@ -7,9 +7,7 @@ use super::Routing;
 use crate::routing::RoutingState;
 
 pub(super) fn address_published(state: &mut RoutingState, principal: &str, data: &AddressPublished) -> Option<Routing> {
-    if state.units.get(&data.unit).map(String::as_str) != Some(principal) {
-        state.units.insert(&data.unit, principal.to_string());
-    }
+    state.introduce_unit(&data.unit, principal);
     None
 }
 
