@@ -48,6 +48,7 @@ pub mod read_model;
 pub mod rebuild;
 pub mod routing;
 pub mod sharded;
+pub mod store;
 pub mod streams;
 pub mod tls;
 pub mod tokens;

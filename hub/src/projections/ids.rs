@@ -32,6 +32,16 @@ impl PersonId {
         hex::decode_to_slice(text, &mut bytes).ok()?;
         Some(Self(bytes))
     }
+
+    /// The pseudonym of these bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Its bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl From<&PersonId> for PersonId {
