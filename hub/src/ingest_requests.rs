@@ -46,7 +46,7 @@ pub struct IngestSettings {
 }
 
 /// The answer to one request.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct IngestAnswer {
     /// Whether the event is in the log.
     pub accepted: bool,

@@ -21,6 +21,8 @@
 //! | `POST/GET /api/v1/admin/rebuild` | operator | rebuild the read model beside the served one; swap or compare |
 //! | `GET /api/v1/stream` | analyst, operator | live events (SSE); dead letters for operators |
 //! | `GET /api/v1/openapi.json` | any token | this API described |
+//! | `GET /api/v1/asyncapi.json` | any token | the NATS side described (AsyncAPI 3.0) |
+//! | `GET /api/v1/schemas/{type}/{version}` | any token | an event type's JSON Schema |
 //! | `GET /api/v1/me` | any token | the caller's role and the dashboard views it may see |
 //! | `GET /`, `/assets/…` | anyone | the dashboard page (it asks for a token) |
 
@@ -28,6 +30,7 @@ pub mod admin;
 pub mod adoption;
 pub mod answer_cache;
 pub mod as_of;
+pub mod asyncapi;
 pub mod audit;
 pub mod auth;
 pub mod dashboard;
@@ -95,6 +98,8 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi))
+        .routes(routes!(asyncapi::asyncapi))
+        .routes(routes!(asyncapi::schema))
         .routes(routes!(usage::usage))
         .routes(routes!(goals::list))
         .routes(routes!(adoption::adoption))

@@ -148,6 +148,8 @@ async fn every_route_answers_each_role_as_the_matrix_says() -> Result<()> {
         Case::get("/readyz", "/readyz", Access::AnyToken),
         Case::get("/metrics", "/metrics", Access::Roles(OPERATOR)),
         Case::get("/api/v1/openapi.json", "/api/v1/openapi.json", Access::AnyToken),
+        Case::get("/api/v1/asyncapi.json", "/api/v1/asyncapi.json", Access::AnyToken),
+        Case::get("/api/v1/schemas/{type}/{version}", "/api/v1/schemas/se.sgd.plans.plan.created/1", Access::AnyToken),
         Case::get("/api/v1/usage", "/api/v1/usage?bucket=month", Access::Roles(ANALYST_OPERATOR)),
         Case::get("/api/v1/usage", "/api/v1/usage?format=csv", Access::Roles(ANALYST_OPERATOR)),
         Case::get("/api/v1/goals", "/api/v1/goals", Access::Roles(ANALYST_OPERATOR)),
