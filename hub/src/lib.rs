@@ -50,6 +50,7 @@ pub mod routing;
 pub mod sharded;
 pub mod store;
 pub mod streams;
+pub mod telemetry;
 pub mod tls;
 pub mod tokens;
 pub mod validator;
