@@ -24,15 +24,15 @@ use sgd_schemas::{upcast, Envelope};
 use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
 use crate::{
-    digest_set::DigestSet,
+    log::streams,
     metrics::{Metrics, TypeLabels},
     projections::{
         usage::{TypeCounts, UsageDay, UsageDelta},
         DomainViews, ProjectedEvent,
     },
-    read_model::{ReadModel, ReadModelError},
-    sharded::ShardedMap,
-    streams,
+    store::digest_set::DigestSet,
+    store::read_model::{ReadModel, ReadModelError},
+    store::sharded::ShardedMap,
 };
 
 /// Why projection stopped.
@@ -44,7 +44,29 @@ pub enum ProjectorError {
     ReadModel(#[from] ReadModelError),
     /// The log could not be consumed → restart when NATS is back.
     #[error("log consumer: {0}")]
-    Consumer(String),
+    Consumer(#[source] async_nats::Error),
+    /// A blocking part of the work (loading the state, a commit, a views write) panicked → a bug;
+    /// projection stops with no partial batch.
+    #[error("{what} task failed: {source}")]
+    Task {
+        /// Which part.
+        what: &'static str,
+        /// How it ended.
+        source: tokio::task::JoinError,
+    },
+    /// The caught-up views were still shared when the catch-up wanted them back (a bug).
+    #[error("log consumer: views still shared")]
+    ViewsShared,
+}
+
+/// The log could not be consumed: `error` from NATS, its source kept.
+fn consumer_error(error: impl std::error::Error + Send + Sync + 'static) -> ProjectorError {
+    ProjectorError::Consumer(Box::new(error))
+}
+
+/// A blocking task of `what` did not finish.
+fn task_error(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> ProjectorError {
+    move |source| ProjectorError::Task { what, source }
 }
 
 /// Projection settings.
@@ -176,13 +198,11 @@ pub async fn run(
     let Signals { mut control, mut shutdown } = signals;
     let mut model = model;
     let loader = model.clone();
-    let mut state = tokio::task::spawn_blocking(move || RunnerState::load(&loader))
-        .await
-        .map_err(|e| ProjectorError::Consumer(e.to_string()))??;
+    let mut state =
+        tokio::task::spawn_blocking(move || RunnerState::load(&loader)).await.map_err(task_error("load"))??;
     metrics.checkpoint.set(state.checkpoint as i64);
 
-    let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
-    let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
+    let mut stream = js.get_stream(streams::EVENTS).await.map_err(consumer_error)?;
     let views_sequence = views.read().await.applied_through;
     metrics.views_sequence.set(views_sequence as i64);
     if views_sequence < state.checkpoint {
@@ -192,7 +212,7 @@ pub async fn run(
             flush_views(&model, &views, &mut state, &metrics).await?;
         }
     }
-    let last_sequence = stream.info().await.map_err(|e| consumer_error(&e))?.state.last_sequence;
+    let last_sequence = stream.info().await.map_err(consumer_error)?.state.last_sequence;
     let lag = last_sequence.saturating_sub(state.checkpoint);
     status.caught_up.store(lag == 0, Ordering::Relaxed);
     metrics.lag_events.set(lag as i64);
@@ -216,7 +236,7 @@ pub async fn run(
                     let loader = handover.model.clone();
                     state = tokio::task::spawn_blocking(move || RunnerState::load(&loader))
                         .await
-                        .map_err(|e| ProjectorError::Consumer(e.to_string()))??;
+                        .map_err(task_error("load"))??;
                     *views.write().await = handover.views;
                     model = handover.model;
                     tracing::info!(checkpoint = state.checkpoint, "projection carries on with the rebuilt read model");
@@ -233,7 +253,7 @@ pub async fn run(
                     batch
                 }
                 Err(gap) => {
-                    broken = Some(gap);
+                    broken = Some(gap.to_string());
                     Vec::new()
                 }
             },
@@ -251,7 +271,7 @@ pub async fn run(
             match tokio::time::timeout_at(deadline, live.messages.next()).await {
                 Ok(Some(Ok(message))) => match live.check(&message) {
                     Ok(()) => batch.push(message),
-                    Err(gap) => broken = Some(gap),
+                    Err(gap) => broken = Some(gap.to_string()),
                 },
                 Ok(Some(Err(e))) => broken = Some(e.to_string()),
                 Ok(None) => broken = Some("log message stream ended".into()),
@@ -329,7 +349,7 @@ async fn log_consumer(
     stream
         .create_consumer(pull::Config { deliver_policy, description: Some(description.into()), ..config })
         .await
-        .map_err(|e| ProjectorError::Consumer(e.to_string()))
+        .map_err(consumer_error)
 }
 
 /// The live runner's consumer and its pull, with what it takes to notice that it broke.
@@ -343,6 +363,16 @@ struct LiveConsumer {
     name: String,
     messages: pull::Stream,
     next_delivery: u64,
+}
+
+/// Deliveries of the live consumer that never arrived: the consumer is broken and reopened.
+#[derive(Debug, thiserror::Error)]
+#[error("deliveries {first}..{last} lost in flight (stream sequence {arrived} arrived)")]
+struct LostDeliveries {
+    first: u64,
+    last: u64,
+    /// The stream sequence of the delivery that came after the gap.
+    arrived: u64,
 }
 
 impl LiveConsumer {
@@ -360,20 +390,19 @@ impl LiveConsumer {
             .expires(Duration::from_secs(30))
             .messages()
             .await
-            .map_err(|e| ProjectorError::Consumer(e.to_string()))?;
+            .map_err(consumer_error)?;
         Ok(Self { name, messages, next_delivery: 1 })
     }
 
     /// Whether `message` is the next delivery (a redelivery of an earlier one is fine).
-    fn check(&mut self, message: &jetstream::Message) -> Result<(), String> {
+    fn check(&mut self, message: &jetstream::Message) -> Result<(), LostDeliveries> {
         let Ok(info) = message.info() else { return Ok(()) };
         if info.consumer_sequence > self.next_delivery {
-            return Err(format!(
-                "deliveries {}..{} lost in flight (stream sequence {} arrived)",
-                self.next_delivery,
-                info.consumer_sequence - 1,
-                info.stream_sequence
-            ));
+            return Err(LostDeliveries {
+                first: self.next_delivery,
+                last: info.consumer_sequence - 1,
+                arrived: info.stream_sequence,
+            });
         }
         self.next_delivery = self.next_delivery.max(info.consumer_sequence + 1);
         Ok(())
@@ -598,23 +627,22 @@ pub async fn catch_up(
     settings: ProjectorSettings,
     progress: &std::sync::atomic::AtomicU64,
 ) -> Result<DomainViews, ProjectorError> {
-    let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
     let loader = model.clone();
     let mut state =
-        tokio::task::spawn_blocking(move || RunnerState::load(&loader)).await.map_err(|e| consumer_error(&e))??;
+        tokio::task::spawn_blocking(move || RunnerState::load(&loader)).await.map_err(task_error("load"))??;
     let views: SharedViews = Arc::new(RwLock::new(views));
     progress.store(state.checkpoint, Ordering::Relaxed);
     // Counted apart from the serving hub's metrics, which a rebuild must not move.
     let metrics = Metrics::default();
     if state.checkpoint < stop_at {
-        let stream = js.get_stream(streams::EVENTS).await.map_err(|e| consumer_error(&e))?;
+        let stream = js.get_stream(streams::EVENTS).await.map_err(consumer_error)?;
         let consumer = log_consumer(&stream, state.checkpoint, None, "sgd-hub rebuild").await?;
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(settings.batch_max * PULL_AHEAD)
             .messages()
             .await
-            .map_err(|e| consumer_error(&e))?;
+            .map_err(consumer_error)?;
         let status = ProjectorStatus::default();
         'replay: while state.checkpoint < stop_at {
             let mut batch = Vec::with_capacity(settings.batch_max);
@@ -634,7 +662,7 @@ pub async fn catch_up(
                             break;
                         }
                     }
-                    Ok(Some(Err(e))) => return Err(consumer_error(&e)),
+                    Ok(Some(Err(e))) => return Err(consumer_error(e)),
                     Ok(None) | Err(_) => {
                         ended = true;
                         break;
@@ -653,7 +681,7 @@ pub async fn catch_up(
         }
     }
     flush_views(model, &views, &mut state, &metrics).await?;
-    let views = Arc::try_unwrap(views).map(RwLock::into_inner).map_err(|_| consumer_error(&"views still shared"))?;
+    let views = Arc::try_unwrap(views).map(RwLock::into_inner).map_err(|_| ProjectorError::ViewsShared)?;
     Ok(views)
 }
 
@@ -668,18 +696,16 @@ async fn replay_views(
     from: u64,
     to: u64,
 ) -> Result<bool, ProjectorError> {
-    let consumer_error = |e: &dyn std::fmt::Display| ProjectorError::Consumer(e.to_string());
     let reader = model.clone();
     let mut applied =
-        tokio::task::spawn_blocking(move || reader.identities_after(from)).await.map_err(|e| consumer_error(&e))??;
+        tokio::task::spawn_blocking(move || reader.identities_after(from)).await.map_err(task_error("load"))??;
     tracing::info!(from, to, "replaying the log into the views up to the checkpoint");
     let consumer = log_consumer(stream, from, None, "sgd-hub view replay").await?;
-    let mut messages =
-        consumer.stream().max_messages_per_batch(5000).messages().await.map_err(|e| consumer_error(&e))?;
+    let mut messages = consumer.stream().max_messages_per_batch(5000).messages().await.map_err(consumer_error)?;
     let mut views = views.write().await;
     // A missing sequence (removed by retention) must not make the replay wait forever.
     while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await {
-        let message = message.map_err(|e| consumer_error(&e))?;
+        let message = message.map_err(consumer_error)?;
         let Ok(info) = message.info() else { continue };
         let sequence = info.stream_sequence;
         if sequence > to {
@@ -735,7 +761,7 @@ async fn start_views_write(
 /// Waits for the commit in flight, if any, and counts it.
 async fn finish_commit(state: &mut RunnerState, metrics: &Metrics) -> Result<(), ProjectorError> {
     if let Some(commit) = state.commit.take() {
-        let took = commit.task.await.map_err(|e| ProjectorError::Consumer(format!("commit task failed: {e}")))??;
+        let took = commit.task.await.map_err(task_error("commit"))??;
         metrics.commit_seconds.observe(took.as_secs_f64());
         metrics.batch_size.observe(commit.applied as f64);
         metrics.totals.projected.fetch_add(commit.applied as u64, Ordering::Relaxed);
@@ -747,7 +773,7 @@ async fn finish_commit(state: &mut RunnerState, metrics: &Metrics) -> Result<(),
 /// Waits for the views write in flight, if any.
 async fn finish_views_write(state: &mut RunnerState) -> Result<(), ProjectorError> {
     if let Some(write) = state.views_write.take() {
-        write.await.map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
+        write.await.map_err(task_error("views write"))??;
     }
     Ok(())
 }
@@ -782,7 +808,7 @@ async fn flush_views(
             writer.write_views(sequence, &changes, &views).and_then(|()| writer.flush())
         })
     };
-    task.await.map_err(|e| ProjectorError::Consumer(format!("views write task failed: {e}")))??;
+    task.await.map_err(task_error("views write"))??;
     metrics.views_sequence.set(sequence as i64);
     state.views_flushed_at = std::time::Instant::now();
     Ok(())
