@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     log::streams,
-    projection::runner::{self, Control, Handover, ProjectorError, ProjectorSettings, SharedViews},
+    projection::catch_up::catch_up,
+    projection::runner::{Control, Handover, ProjectorError, ProjectorSettings, SharedViews},
     projections::DomainViews,
     store::read_model::{ModelDirs, ReadModel, ReadModelError, ServingModel},
 };
@@ -293,7 +294,7 @@ impl Rebuilder {
         loop {
             let last = last_sequence(&self.js).await?;
             self.progress.target.store(last, Ordering::Relaxed);
-            views = runner::catch_up(&self.js, &model, views, last, self.settings, &self.progress.reached).await?;
+            views = catch_up(&self.js, &model, views, last, self.settings, &self.progress.reached).await?;
             let reached = self.progress.reached.load(Ordering::Relaxed);
             if last_sequence(&self.js).await?.saturating_sub(reached) <= self.settings.batch_max as u64 {
                 break;
@@ -309,7 +310,7 @@ impl Rebuilder {
         let at = paused_rx.await.map_err(|_| RebuildError::ProjectionGone)?;
         // From here the projection waits; dropping `resume_tx` on any error lets it carry on.
         self.progress.target.store(at, Ordering::Relaxed);
-        let views = runner::catch_up(&self.js, &model, views, at, self.settings, &self.progress.reached).await?;
+        let views = catch_up(&self.js, &model, views, at, self.settings, &self.progress.reached).await?;
         let reached = model.checkpoint()?;
         if reached != at {
             return Err(RebuildError::LogEnded { reached, paused_at: at });
@@ -467,7 +468,7 @@ pub async fn offline(
             _ => last_sequence(js).await?,
         };
         progress.target.store(stop_at, Ordering::Relaxed);
-        let views = runner::catch_up(js, &model, DomainViews::default(), stop_at, settings, &progress.reached).await?;
+        let views = catch_up(js, &model, DomainViews::default(), stop_at, settings, &progress.reached).await?;
         if check {
             progress.set(|r| r.phase = RebuildPhase::Comparing);
             let served = served.as_ref().ok_or(RebuildError::NoServedModel)?;
