@@ -138,8 +138,7 @@ pub struct Outbox {
 
 /// Opens a sled database, waiting up to 5 s for its file lock. A database closed a moment ago in
 /// this process may still hold the lock while its background flusher finishes (seen in the suite:
-/// an outbox reopened right after a drop failed with "could not acquire lock"). The hub's read
-/// model opens its sled the same way.
+/// an outbox reopened right after a drop failed with "could not acquire lock").
 pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     let mut attempts = 0;
     loop {

@@ -35,7 +35,7 @@ use serde::Serialize;
 
 pub use hub_process::BenchHub;
 
-use crate::nats_server;
+use crate::server::embedded_nats;
 
 /// The figure with the read model's size per event at rest (the target's): after the hub's phases,
 /// with the hub stopped.
@@ -195,13 +195,13 @@ impl Figures {
 
 /// Runs every phase in `work_dir` and returns the report.
 pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchReport, BenchError> {
-    let server = nats_server::NatsServer::start(nats_server::NatsServerOptions {
+    let server = embedded_nats::NatsServer::start(embedded_nats::NatsServerOptions {
         store_dir: work_dir.join("nats"),
         port: None,
         extra_config: String::new(),
     })
     .map_err(err)?;
-    let version = std::process::Command::new(nats_server::binary())
+    let version = std::process::Command::new(embedded_nats::binary())
         .arg("--version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -359,7 +359,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
 async fn dead_letters_appear(js: &jetstream::Context) -> BenchError {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let refused = match js.get_stream(crate::streams::DLQ).await {
+        let refused = match js.get_stream(crate::log::streams::DLQ).await {
             Ok(stream) => stream.cached_info().state.messages,
             Err(_) => 0, // not created yet
         };
@@ -420,7 +420,7 @@ async fn publish(
     body: &Bytes,
 ) -> Result<jetstream::context::PublishAckFuture, BenchError> {
     let mut headers = HeaderMap::new();
-    headers.insert(crate::MSG_ID_HEADER, msg_id);
+    headers.insert(crate::log::streams::MSG_ID_HEADER, msg_id);
     js.publish_with_headers(subject, headers, body.clone()).await.map_err(err)
 }
 

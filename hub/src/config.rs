@@ -150,9 +150,9 @@ impl HubConfig {
         self.tokens_file.clone().unwrap_or_else(|| self.data_dir.join("tokens.json"))
     }
 
-    /// The served read model's directory (see [`crate::read_model::ModelDirs`]).
+    /// The served read model's directory (see [`crate::store::read_model::ModelDirs`]).
     pub fn read_model_dir(&self) -> PathBuf {
-        crate::read_model::ModelDirs::new(&self.data_dir).serving()
+        crate::store::read_model::ModelDirs::new(&self.data_dir).serving()
     }
 
     /// The duplicate window.

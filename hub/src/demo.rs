@@ -4,6 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use crate::server::embedded_nats;
 use chrono::{DateTime, FixedOffset, Utc};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use sgd_adapters::{Draft, Publisher, SourceSystem};
@@ -367,10 +368,13 @@ pub struct DemoOptions {
 pub enum DemoError {
     /// nats-server could not be started.
     #[error(transparent)]
-    NatsServer(#[from] crate::nats_server::NatsServerError),
+    NatsServer(#[from] embedded_nats::NatsServerError),
     /// The hub failed.
     #[error(transparent)]
-    Hub(#[from] crate::HubError),
+    Hub(#[from] crate::server::HubError),
+    /// The log's stream could not be read while waiting for the projection.
+    #[error("cannot read SGD_EVENTS: {0}")]
+    Log(async_nats::jetstream::context::GetStreamError),
     /// Tokens could not be made.
     #[error(transparent)]
     Tokens(#[from] crate::tokens::TokenError),
@@ -384,12 +388,12 @@ pub enum DemoError {
 
 /// Runs the demo until Ctrl-C (or `shutdown`).
 pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<(), DemoError> {
-    std::fs::create_dir_all(&options.data_dir).map_err(crate::nats_server::NatsServerError::Io)?;
+    std::fs::create_dir_all(&options.data_dir).map_err(embedded_nats::NatsServerError::Io)?;
     let data_dir = std::fs::canonicalize(&options.data_dir).unwrap_or(options.data_dir.clone());
     let (_server, nats_url) = match &options.nats_url {
         Some(url) => (None, url.clone()),
         None => {
-            let server = crate::nats_server::NatsServer::start(crate::nats_server::NatsServerOptions {
+            let server = embedded_nats::NatsServer::start(embedded_nats::NatsServerOptions {
                 store_dir: data_dir.join("nats"),
                 port: None,
                 extra_config: String::new(),
@@ -403,12 +407,16 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
         Ok(_) => options.http_addr,
         Err(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
     };
-    let config =
-        crate::HubConfig { nats_url: nats_url.clone(), data_dir: data_dir.clone(), http_addr, ..Default::default() };
+    let config = crate::config::HubConfig {
+        nats_url: nats_url.clone(),
+        data_dir: data_dir.clone(),
+        http_addr,
+        ..Default::default()
+    };
     let tokens_file = config.tokens_path();
     let (_, analyst) = crate::tokens::add(&tokens_file, crate::tokens::Role::Analyst, None)?;
     let (_, operator) = crate::tokens::add(&tokens_file, crate::tokens::Role::Operator, None)?;
-    let hub = crate::start(&config, shutdown.clone()).await?;
+    let hub = crate::server::start(&config, shutdown.clone()).await?;
     let url = format!("http://{}", hub.http_addr.unwrap_or(http_addr));
 
     let sample = sample(DEMO_PRINCIPALS, options.per_type, 2026);
@@ -423,7 +431,7 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
     }
     for (subject, body) in refused_samples() {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(crate::MSG_ID_HEADER, format!("demo-refused-{subject}-{}", body.len()).as_str());
+        headers.insert(crate::log::streams::MSG_ID_HEADER, format!("demo-refused-{subject}-{}", body.len()).as_str());
         if let Ok(ack) = hub.js.publish_with_headers(subject, headers, body.into()).await {
             let _ = ack.await;
         }
@@ -457,11 +465,7 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
     println!("published {published} events in {published_in:.1?}");
     if let Some(model) = &hub.model {
         for _ in 0..6000 {
-            let mut stream = hub
-                .js
-                .get_stream(crate::streams::EVENTS)
-                .await
-                .map_err(|e| crate::HubError::Nats { url: nats_url.clone(), message: e.to_string() })?;
+            let mut stream = hub.js.get_stream(crate::log::streams::EVENTS).await.map_err(DemoError::Log)?;
             let last = stream.info().await.map(|i| i.state.last_sequence).unwrap_or(0);
             if model.get().checkpoint().unwrap_or(0) >= last && last > 0 {
                 let elapsed = started.elapsed();

@@ -31,12 +31,12 @@ pub enum NatsConfigError {
         source: std::io::Error,
     },
     /// A stored seed is not an nkey seed → delete the file to make a new one (and hand it out).
-    #[error("{path} is not a valid nkey seed: {message}")]
+    #[error("{path} is not a valid nkey seed: {source}")]
     BadSeed {
         /// The file.
         path: PathBuf,
         /// What nkeys said.
-        message: String,
+        source: nkeys::error::Error,
     },
     /// Only one of certificate and key was given.
     #[error("TLS needs both --tls-cert and --tls-key")]
@@ -73,13 +73,13 @@ pub fn dlq_consumer(principal: &str, n: usize) -> String {
 /// The JetStream API subjects a principal's user may publish to, for its own consumers.
 fn jetstream_permissions(principal: &str, consumers: usize) -> Vec<String> {
     let mut allow = vec![
-        format!("$JS.API.STREAM.INFO.{}", crate::streams::ROUTED),
-        format!("$JS.API.STREAM.INFO.{}", crate::streams::DLQ),
+        format!("$JS.API.STREAM.INFO.{}", crate::log::streams::ROUTED),
+        format!("$JS.API.STREAM.INFO.{}", crate::log::streams::DLQ),
     ];
     for n in 1..=consumers {
         for (stream, name, filter) in [
-            (crate::streams::ROUTED, routed_consumer(principal, n), format!("sgd.to.{principal}.>")),
-            (crate::streams::DLQ, dlq_consumer(principal, n), format!("sgd.dlq.{principal}.>")),
+            (crate::log::streams::ROUTED, routed_consumer(principal, n), format!("sgd.to.{principal}.>")),
+            (crate::log::streams::DLQ, dlq_consumer(principal, n), format!("sgd.dlq.{principal}.>")),
         ] {
             // The filter in the subject is the consumer's, checked by the server: `>` here
             // admits the principal's whole subtree and any narrower filter inside it.
@@ -167,11 +167,10 @@ fn seed_file(path: &Path) -> Result<String, NatsConfigError> {
     match std::fs::read_to_string(path) {
         Ok(seed) => nkeys::KeyPair::from_seed(seed.trim())
             .map(|pair| pair.public_key())
-            .map_err(|e| NatsConfigError::BadSeed { path: path.into(), message: e.to_string() }),
+            .map_err(|e| NatsConfigError::BadSeed { path: path.into(), source: e }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let pair = nkeys::KeyPair::new_user();
-            let seed =
-                pair.seed().map_err(|e| NatsConfigError::BadSeed { path: path.into(), message: e.to_string() })?;
+            let seed = pair.seed().map_err(|e| NatsConfigError::BadSeed { path: path.into(), source: e })?;
             write_private(path, &seed)?;
             Ok(pair.public_key())
         }

@@ -3,6 +3,7 @@
 //! hub, and small helpers. Everything started here is stopped and deleted on `Drop`.
 //!
 //! # Layout
+//! - [`nats_server`]: `nats-server` processes that tests kill, stop and restart.
 //! - [`TestNats`]: a `nats-server` with JetStream and its own storage directory.
 //! - [`HubProcess`]: the `hub serve` binary against a [`TestNats`], killable and restartable.
 //! - [`InProcessHub`]: the hub's library started inside the test.
@@ -18,8 +19,10 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use sgd_hub::{nats_server, tokens::Role, HubConfig};
+use sgd_hub::{config::HubConfig, tokens::Role};
 use tempfile::TempDir;
+
+pub mod nats_server;
 
 /// A JetStream-enabled NATS server for one test.
 pub struct TestNats {
@@ -372,7 +375,7 @@ pub struct InProcessHub {
     /// Its configuration.
     pub config: HubConfig,
     stop: tokio::sync::watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<Result<(), sgd_hub::HubError>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), sgd_hub::server::HubError>>>,
     _dir: TempDir,
 }
 
@@ -390,7 +393,7 @@ impl InProcessHub {
         };
         adjust(&mut config);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let running = sgd_hub::start(&config, shutdown).await?;
+        let running = sgd_hub::server::start(&config, shutdown).await?;
         let http_addr = running.http_addr.context("API not started")?;
         let task = tokio::spawn(running.wait());
         Ok(Self { http_addr, tokens_file: config.tokens_path(), config, stop, task: Some(task), _dir: dir })

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{auth::Caller, ApiError, ApiState};
 use crate::{
-    rebuild::{RebuildError, RebuildReport},
+    projection::rebuild::{RebuildError, RebuildReport},
     tokens::Role,
 };
 
@@ -43,7 +43,7 @@ pub async fn progress(State(state): State<ApiState>, caller: Caller) -> Result<J
     Ok(Json(rebuilder(&state)?.progress.report()))
 }
 
-fn rebuilder(state: &ApiState) -> Result<&std::sync::Arc<crate::rebuild::Rebuilder>, ApiError> {
+fn rebuilder(state: &ApiState) -> Result<&std::sync::Arc<crate::projection::rebuild::Rebuilder>, ApiError> {
     state.rebuilder.as_ref().ok_or_else(|| {
         conflict("this hub process does not project (started with --no-projector); ask one that does".into())
     })

@@ -50,7 +50,7 @@ pub struct PrincipalAdoption {
 }
 
 #[utoipa::path(get, path = "/api/v1/adoption", tag = "statistics", params(AdoptionQuery), responses((status = 200, description = "Per principal × area: events, units, first and last activity", content((Object = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad format", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
-/// The handler.
+/// Adoption per principal and area: events, reporting units, first and last activity.
 pub async fn adoption(
     State(state): State<ApiState>,
     caller: Caller,

@@ -18,7 +18,7 @@ use sgd_schemas::{
 use utoipa::PartialSchema;
 
 use super::{auth::Caller, ApiError};
-use crate::{dead_letter, ingest_requests::IngestAnswer, streams};
+use crate::log::{dead_letter, ingest_requests::IngestAnswer, streams};
 
 /// The media type of a structured CloudEvent.
 const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";

@@ -7,7 +7,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::{auth::Caller, persons::AuditRecord, ApiError, ApiState};
-use crate::{streams, tokens::Role};
+use crate::{log::streams, tokens::Role};
 
 /// Query parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -28,7 +28,7 @@ pub struct AuditItem {
     pub record: AuditRecord,
 }
 
-/// The answer.
+/// The newest audit records and how many the stream holds.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditAnswer {
     /// Records in the stream.
@@ -38,7 +38,7 @@ pub struct AuditAnswer {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "operations", params(AuditQuery), responses((status = 200, description = "The newest audit records, newest first", body = AuditAnswer), (status = 400, description = "Bad limit", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
-/// The handler.
+/// The newest records of the audit log (each read of a person's timeline), newest first.
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,

@@ -120,7 +120,7 @@ pub fn views_of(role: Role) -> Vec<&'static str> {
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "dashboard", responses((status = 200, description = "The caller's role, principal and the dashboard views it may see", body = Me), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody)))]
-/// `GET /api/v1/me`: any valid token.
+/// The caller's role and principal, and the dashboard views it may see (any valid token).
 pub async fn me(State(state): State<ApiState>, caller: Caller) -> Json<Me> {
     let record = caller.0;
     let principal_name = record.principal.as_deref().and_then(principals::by_code).map(|p| p.name.to_string());

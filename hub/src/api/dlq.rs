@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{auth::Caller, ApiError, ApiState};
 use crate::{
-    dead_letter::DeadLetter,
-    ops::dlq::{self as replay, ReplayError, ReplayOutcome, ReplayResult},
-    streams,
+    log::dead_letter::DeadLetter,
+    log::replay::{self as replay, ReplayError, ReplayOutcome, ReplayResult},
+    log::streams,
     tokens::Role,
 };
 
@@ -48,7 +48,7 @@ impl DlqItem {
     }
 }
 
-/// The answer.
+/// The newest dead letters and how many the stream holds.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DlqAnswer {
     /// How many dead letters the stream holds (all reasons).
@@ -109,7 +109,7 @@ async fn own_total(state: &ApiState, filter: &str) -> Result<u64, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/dlq/{seq}", tag = "operations", params(("seq" = u64, Path, description = "Sequence in SGD_DLQ")), responses((status = 200, description = "The dead letter", body = DlqItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 404, description = "No dead letter has this sequence (replayed, or never)", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
-/// The handler.
+/// One dead letter: the refused event, its reasons and where it came from.
 pub async fn show(
     State(state): State<ApiState>,
     caller: Caller,
@@ -159,7 +159,7 @@ pub struct ReplayAnswer {
 }
 
 #[utoipa::path(post, path = "/api/v1/dlq/replay", tag = "operations", request_body = ReplayRequest, responses((status = 200, description = "What happened to each dead letter", body = ReplayAnswer), (status = 400, description = "Neither or both of seq and reason, or an unknown reason", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable; what was replayed before the failure is not undone, run again", body = super::ErrorBody), (status = 413, description = "Body too large", body = super::ErrorBody)))]
-/// The handler.
+/// Validates dead letters again, by sequence or by reason, and logs those that now pass.
 pub async fn replay_handler(
     State(state): State<ApiState>,
     caller: Caller,

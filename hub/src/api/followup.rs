@@ -22,7 +22,7 @@ pub struct SummaryQuery {
     pub as_of: Option<String>,
 }
 
-/// The summary.
+/// Follow-up figures per principal as of a moment, with the limits applied.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SummaryAnswer {
     /// The moment.
@@ -34,7 +34,7 @@ pub struct SummaryAnswer {
 }
 
 #[utoipa::path(get, path = "/api/v1/followup/summary", tag = "follow-up", params(SummaryQuery), responses((status = 200, description = "Follow-up figures per principal", body = SummaryAnswer), (status = 400, description = "Bad as_of", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
-/// `GET /api/v1/followup/summary`.
+/// Follow-up figures per principal, as of a moment.
 pub async fn summary_handler(
     State(state): State<ApiState>,
     caller: Caller,
@@ -78,7 +78,7 @@ pub struct OpenAnswer {
 }
 
 #[utoipa::path(get, path = "/api/v1/followup/open", tag = "follow-up", params(OpenQuery), responses((status = 200, description = "The open cases, by rule, principal and case id", body = OpenAnswer), (status = 400, description = "Unknown rule or principal, bad as_of", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
-/// `GET /api/v1/followup/open`.
+/// The open follow-up cases, by rule, principal and case id, as of a moment.
 pub async fn open_handler(
     State(state): State<ApiState>,
     caller: Caller,

@@ -21,7 +21,7 @@ pub struct GoalsQuery {
     pub as_of: Option<String>,
 }
 
-/// The answer.
+/// The stated goals as of a moment.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GoalsAnswer {
     /// The moment the goals are computed for.
@@ -85,7 +85,7 @@ pub async fn publishers_until(state: &ApiState, day: chrono::NaiveDate) -> Resul
 }
 
 #[utoipa::path(get, path = "/api/v1/goals", tag = "statistics", params(GoalsQuery), responses((status = 200, description = "Each stated goal", body = GoalsAnswer), (status = 400, description = "Bad as_of", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
-/// The handler.
+/// Each stated goal and how far it is reached, as of a moment.
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,

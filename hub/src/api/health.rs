@@ -34,20 +34,20 @@ impl LogLastSequence {
         }
         let asked = Instant::now();
         // The stream as fetched carries its info: one round trip, not two.
-        let last = js.get_stream(crate::streams::EVENTS).await.ok()?.cached_info().state.last_sequence;
+        let last = js.get_stream(crate::log::streams::EVENTS).await.ok()?.cached_info().state.last_sequence;
         *known = Some((asked, last));
         Some(last)
     }
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "The process is up", body = Object)))]
-/// `GET /healthz`: the process is up (no token needed).
+/// Whether the process is up (no token needed).
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "The projection has caught up with the log: checkpoint, the log's last sequence (at most 100 ms old), lag", body = Object), (status = 503, description = "Not caught up, or NATS unavailable", body = Object), (status = 401, description = "No token", body = super::ErrorBody)))]
-/// `GET /readyz`: 200 when the projection has caught up with the log, else 503 with the lag.
+/// Whether the hub is ready: 200 when the projection has caught up with the log, else 503 with the lag.
 pub async fn readyz(State(state): State<ApiState>, _caller: Caller) -> impl IntoResponse {
     let checkpoint = state.model.get().checkpoint().unwrap_or(0);
     let last = state.log_last_sequence.get(&state.js).await;
@@ -71,12 +71,12 @@ pub async fn readyz(State(state): State<ApiState>, _caller: Caller) -> impl Into
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
-/// `GET /metrics`: Prometheus text (operators).
+/// Prometheus metrics, as text (operators).
 pub async fn metrics(State(state): State<ApiState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Operator])?;
     // Gauges read from elsewhere are refreshed at each scrape: the DLQ by reason (JetStream counts
     // it per subject) and each adapter's heartbeat age (from the heartbeats view).
-    match crate::ops::dlq::count_by_reason(&state.js).await {
+    match crate::log::replay::count_by_reason(&state.js).await {
         Ok(counts) => {
             for (reason, count) in counts {
                 state.metrics.dlq_messages.get_or_create(&crate::metrics::DlqLabels { reason }).set(count as i64);
@@ -92,7 +92,7 @@ pub async fn metrics(State(state): State<ApiState>, caller: Caller) -> Result<im
 }
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200, description = "This document", body = Object), (status = 401, description = "No token", body = super::ErrorBody)))]
-/// `GET /api/v1/openapi.json`.
+/// This OpenAPI document.
 pub async fn openapi(_caller: Caller) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], super::openapi_json())
 }

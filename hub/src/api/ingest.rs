@@ -30,7 +30,7 @@ pub struct Accepted {
 }
 
 #[utoipa::path(post, path = "/api/v1/events", tag = "ingest", request_body(description = "Structured mode (application/cloudevents+json), batch mode (application/cloudevents-batch+json, an array) or binary mode (ce-* headers, application/json data). All or nothing.", content((Object = "application/cloudevents+json"), (Vec<Object> = "application/cloudevents-batch+json"), (Object = "application/json"))), responses((status = 202, description = "Every event is in the log", body = Accepted), (status = 400, description = "Refused; nothing was published; details lists each refused event and its problems", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 413, description = "Body too large", body = super::ErrorBody), (status = 415, description = "Not a CloudEvents content type", body = super::ErrorBody), (status = 503, description = "The log is unavailable; retry with the same ids", body = super::ErrorBody)))]
-/// The handler.
+/// Validates CloudEvents and publishes them to the log, all or nothing.
 pub async fn post_events(
     State(state): State<ApiState>,
     caller: Caller,
@@ -89,7 +89,7 @@ pub async fn post_events(
     let mut pending = Vec::with_capacity(valid.len());
     for (event, body) in valid.iter().zip(bodies) {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(crate::MSG_ID_HEADER, event.msg_id.as_str());
+        headers.insert(crate::log::streams::MSG_ID_HEADER, event.msg_id.as_str());
         let ack = state
             .js
             .publish_with_headers(event.events_subject.clone(), headers, body)

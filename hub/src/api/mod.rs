@@ -59,7 +59,7 @@ use axum::{
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{metrics::Metrics, projector::ProjectorStatus, tokens::TokenStore};
+use crate::{metrics::Metrics, projection::runner::ProjectorStatus, tokens::TokenStore};
 
 /// The OpenAPI document's frame: title, security scheme; the paths come from the handlers.
 #[derive(utoipa::OpenApi)]
@@ -160,7 +160,7 @@ impl std::ops::Deref for ApiState {
 /// The parts of the API's state.
 pub struct ApiParts {
     /// The served read model (a rebuild may replace it).
-    pub model: crate::read_model::ServingModel,
+    pub model: crate::store::read_model::ServingModel,
     /// API tokens.
     pub tokens: Arc<TokenStore>,
     /// Metrics.
@@ -172,13 +172,13 @@ pub struct ApiParts {
     /// Largest accepted event.
     pub max_event_bytes: usize,
     /// The domain views (goals, follow-up, consent).
-    pub views: crate::projector::SharedViews,
+    pub views: crate::projection::runner::SharedViews,
     /// The configuration (limits, goal settings, privacy threshold).
-    pub settings: Arc<crate::HubConfig>,
+    pub settings: Arc<crate::config::HubConfig>,
     /// When the API started (uptime in `/api/v1/status`).
     pub started: std::time::Instant,
     /// Rebuilds, when this process projects.
-    pub rebuilder: Option<Arc<crate::rebuild::Rebuilder>>,
+    pub rebuilder: Option<Arc<crate::projection::rebuild::Rebuilder>>,
     /// Per-token rate limits.
     pub rate_limit: Arc<rate_limit::TokenRateLimit>,
     /// Answers shared between callers asking the same aggregate question.
@@ -311,8 +311,8 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     }
 }
 
-impl From<crate::read_model::ReadModelError> for ApiError {
-    fn from(e: crate::read_model::ReadModelError) -> Self {
+impl From<crate::store::read_model::ReadModelError> for ApiError {
+    fn from(e: crate::store::read_model::ReadModelError) -> Self {
         tracing::error!(error = %e, "read model error");
         Self::unavailable(e.to_string())
     }

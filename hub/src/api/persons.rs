@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{auth::Caller, ApiError, ApiState};
 use crate::{
+    log::streams,
     projections::{ids::PersonId, TimelineEntry},
-    streams,
     tokens::Role,
 };
 
@@ -39,7 +39,7 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
-/// The answer.
+/// A person's timeline: every event about them across areas.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Timeline {
     /// The person's pseudonym.
@@ -49,7 +49,7 @@ pub struct Timeline {
 }
 
 #[utoipa::path(get, path = "/api/v1/persons/{pseudonym}/timeline", tag = "follow-up", params(("pseudonym" = String, Path, description = "The person's 64-hex pseudonym")), responses((status = 200, description = "The person's events across areas, oldest first", body = Timeline), (status = 400, description = "Not a pseudonym", body = super::ErrorBody), (status = 401, description = "No token", body = super::ErrorBody), (status = 403, description = "Not a coordinator (forbidden), or no unrevoked, unexpired consent (no_consent)", body = super::ErrorBody), (status = 503, description = "The audit log is unavailable: nothing is served unaudited", body = super::ErrorBody)))]
-/// The handler.
+/// A person's events across areas, oldest first: coordinators only, with the person's consent, audited.
 pub async fn timeline(
     State(state): State<ApiState>,
     caller: Caller,

@@ -8,7 +8,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{auth::Caller, ApiError, ApiState};
-use crate::{streams, tokens::Role};
+use crate::{log::streams, tokens::Role};
 
 /// One stream.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -107,7 +107,7 @@ pub struct SubscriptionStatus {
     pub delivery: crate::webhooks::delivery::DeliveryStatus,
 }
 
-/// The answer.
+/// The hub at a glance: its streams, consumers, projection, adapters and deliveries.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HubStatus {
     /// This hub's instance name.
@@ -172,7 +172,7 @@ pub async fn status(State(state): State<ApiState>, caller: Caller) -> Result<Jso
         }
     });
     let totals = &state.metrics.totals;
-    let dlq_by_reason = crate::ops::dlq::count_by_reason(&state.js).await.map_err(|e| unavailable(&e))?;
+    let dlq_by_reason = crate::log::replay::count_by_reason(&state.js).await.map_err(|e| unavailable(&e))?;
     Ok(Json(HubStatus {
         instance: state.settings.instance.clone(),
         at: now,
@@ -213,8 +213,10 @@ async fn subscriptions(state: &ApiState) -> Result<Vec<SubscriptionStatus>, ApiE
 
 async fn validator_status(state: &ApiState, ingress_first: Option<u64>, now: DateTime<Utc>) -> Option<ValidatorStatus> {
     let stream = state.js.get_stream(streams::INGRESS).await.ok()?;
-    let mut consumer =
-        stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(crate::validator::CONSUMER).await.ok()?;
+    let mut consumer = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(crate::log::validator::CONSUMER)
+        .await
+        .ok()?;
     let info = consumer.info().await.ok()?;
     let lag_seconds = match ingress_first {
         Some(seq) => match stream.get_raw_message(seq).await {

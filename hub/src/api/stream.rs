@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::{auth::Caller, ApiError, ApiState};
 use crate::{
-    ops::tail::{self, StartAt, TailError, TailFilter, TailItem},
+    log::tail::{self, StartAt, TailError, TailFilter, TailItem},
     tokens::Role,
 };
 
@@ -44,7 +44,7 @@ pub struct StreamQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/stream", tag = "operations", params(StreamQuery), responses((status = 200, description = "Server-Sent Events: `event: event` with an EventSummary as data (`event: dead_letter` with a DeadLetterSummary for `dlq=true`), `id:` the stream sequence, a keep-alive comment every 15 s", content_type = "text/event-stream", body = String), (status = 400, description = "A filter names nothing that exists", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable, or too many live streams", body = super::ErrorBody)))]
-/// The handler.
+/// Follows the log (or the dead letters) live as Server-Sent Events, filtered.
 pub async fn live(
     State(state): State<ApiState>,
     caller: Caller,

@@ -228,7 +228,8 @@ pub async fn parked_list(
 ) -> Result<Json<ParkedList>, ApiError> {
     let subscription = visible(&state, &caller, &id).await?;
     let limit = limit(query)?;
-    let (total, parked) = parked::read(&state.js, &subscription, limit).await.map_err(ApiError::unavailable)?;
+    let (total, parked) =
+        parked::read(&state.js, &subscription, limit).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(Json(ParkedList { total, items: parked.into_iter().map(|p| p.delivery).collect() }))
 }
 
@@ -243,8 +244,9 @@ pub async fn parked_replay(
 ) -> Result<Json<ReplayAnswer>, ApiError> {
     let subscription = visible(&state, &caller, &id).await?;
     let limit = limit(query)?;
-    let results =
-        parked::replay(&state.js, &state.webhook_attempt, &subscription, limit).await.map_err(ApiError::unavailable)?;
+    let results = parked::replay(&state.js, &state.webhook_attempt, &subscription, limit)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let delivered = results.iter().filter(|r| r.delivered).count();
     Ok(Json(ReplayAnswer { delivered, failed: results.len() - delivered, results }))
 }

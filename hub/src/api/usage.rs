@@ -59,7 +59,7 @@ pub struct UsageRow {
     pub suppressed: bool,
 }
 
-/// The JSON answer.
+/// Usage rows as JSON, with their total.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageAnswer {
     /// Sum of the counts over the rows, suppressed ones included.
@@ -69,7 +69,7 @@ pub struct UsageAnswer {
 }
 
 #[utoipa::path(get, path = "/api/v1/usage", tag = "statistics", params(UsageQuery), responses((status = 200, description = "Usage per bucket × area × type × principal (CSV with format=csv or Accept: text/csv; header bucket,area,type,principal,count)", content((UsageAnswer = "application/json"), (String = "text/csv"))), (status = 400, description = "A parameter is invalid", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
-/// The handler.
+/// Event counts per day or month, area, type and principal, as JSON or CSV.
 pub async fn usage(
     State(state): State<ApiState>,
     caller: Caller,

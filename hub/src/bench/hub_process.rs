@@ -8,7 +8,7 @@ use std::{
 };
 
 use super::{err, BenchError};
-use crate::{nats_server, tokens::Role};
+use crate::{server::embedded_nats, tokens::Role};
 
 /// A running `hub serve`, killed on drop.
 pub struct BenchHub {
@@ -37,7 +37,7 @@ impl BenchHub {
     /// Starts `hub serve` (with the validator when `validator`) in `dir` and waits for `/healthz`.
     pub async fn start(binary: &Path, nats_url: &str, dir: &Path, validator: bool) -> Result<Self, BenchError> {
         std::fs::create_dir_all(dir).map_err(err)?;
-        let port = nats_server::free_port().map_err(err)?;
+        let port = embedded_nats::free_port().map_err(err)?;
         let data_dir = dir.join("data");
         let tokens_file = dir.join("tokens.json");
         let (_, operator) = crate::tokens::add(&tokens_file, Role::Operator, None).map_err(err)?;
@@ -74,7 +74,7 @@ impl BenchHub {
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            // SGD_BENCH_HUB_LOG="warn,sgd_hub::read_model=debug" shows each views write's timing.
+            // SGD_BENCH_HUB_LOG="warn,sgd_hub::store::read_model=debug" shows each views write's timing.
             .env("RUST_LOG", std::env::var("SGD_BENCH_HUB_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(out.try_clone().map_err(err)?)

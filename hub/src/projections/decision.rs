@@ -6,8 +6,9 @@ use sgd_schemas::events::decision::Band;
 use super::{
     ids::{PersonId, PrincipalCode, Text},
     moment::Moment,
+    table::StoredTable,
     table::Table,
-    ProjectedEvent,
+    ProjectedEvent, View,
 };
 
 /// A raised NEWS2 score.
@@ -58,9 +59,9 @@ impl Default for DecisionView {
     }
 }
 
-impl DecisionView {
+impl View for DecisionView {
     /// Applies one event.
-    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+    fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
         let at = e.at;
         match e.event {
@@ -93,5 +94,13 @@ impl DecisionView {
             }
             _ => {}
         }
+    }
+
+    fn tables(&self) -> Vec<&dyn StoredTable> {
+        vec![&self.warnings, &self.flags]
+    }
+
+    fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
+        vec![&mut self.warnings, &mut self.flags]
     }
 }

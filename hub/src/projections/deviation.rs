@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ids::PrincipalCode, moment::Moment, table::Table, ProjectedEvent};
+use super::{ids::PrincipalCode, moment::Moment, table::StoredTable, table::Table, ProjectedEvent, View};
 
 /// One deviation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -47,9 +47,9 @@ impl Default for DeviationView {
     }
 }
 
-impl DeviationView {
+impl View for DeviationView {
     /// Applies one event.
-    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+    fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
         let at = e.at;
         let earliest = |slot: &mut Option<Moment>| *slot = Some(slot.map_or(at, |t| t.min(at)));
@@ -75,5 +75,13 @@ impl DeviationView {
             D::DeviationCaseClosed(d) => earliest(&mut self.deviations.entry(d.deviation_id.as_str()).closed_at),
             _ => {}
         }
+    }
+
+    fn tables(&self) -> Vec<&dyn StoredTable> {
+        vec![&self.deviations]
+    }
+
+    fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
+        vec![&mut self.deviations]
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::Timestamp;
 
-use super::{ids::Text, table::Table, ProjectedEvent};
+use super::{ids::Text, table::StoredTable, table::Table, ProjectedEvent, View};
 
 /// The last heartbeat of one adapter.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -32,9 +32,9 @@ impl Default for HeartbeatView {
     }
 }
 
-impl HeartbeatView {
+impl View for HeartbeatView {
     /// Applies one event (only heartbeats matter).
-    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+    fn apply(&mut self, e: &ProjectedEvent<'_>) {
         let sgd_schemas::DomainEvent::HubAdapterHeartbeat(beat) = e.event else { return };
         let key = format!("{}/{}", e.envelope.principal, beat.adapter);
         let at = e.envelope.time;
@@ -48,6 +48,14 @@ impl HeartbeatView {
                 last_seen: Some(at),
             };
         }
+    }
+
+    fn tables(&self) -> Vec<&dyn StoredTable> {
+        vec![&self.adapters]
+    }
+
+    fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
+        vec![&mut self.adapters]
     }
 }
 

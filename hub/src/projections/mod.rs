@@ -1,6 +1,6 @@
 //! Pure projections: functions of (view, event) with no I/O, tested given/when/then.
 //!
-//! The [`crate::projector`] feeds them from `SGD_EVENTS` and commits what they change to the read
+//! The [`crate::projection::runner`] feeds them from `SGD_EVENTS` and commits what they change to the read
 //! model. Every projection sees events in the newest shape of their type (see
 //! [`sgd_schemas::upcast`]).
 
@@ -52,8 +52,22 @@ pub fn swedish_day(envelope: &Envelope) -> NaiveDate {
     envelope.time.with_timezone(&Stockholm).date_naive()
 }
 
-/// How many tables the views have (see [`DomainViews::tables`]).
-pub const TABLES: usize = 12;
+/// One area's view: what it makes of the events, and the tables it keeps them in. The projection
+/// runner applies every event to every view and stores their tables, so a view adds a table by
+/// listing it here, and nowhere else.
+pub trait View {
+    /// Applies one event (a view ignores what is not its own).
+    fn apply(&mut self, event: &ProjectedEvent<'_>);
+
+    /// The view's tables, in a fixed order (the order they are stored in).
+    fn tables(&self) -> Vec<&dyn StoredTable>;
+
+    /// The view's tables, mutable, in the order of [`View::tables`].
+    fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable>;
+}
+
+/// Each person's events as (time in nanoseconds, log sequence), sorted.
+pub type Timelines = table::Table<Vec<(i64, u64)>, ids::PersonId>;
 
 /// Every view of the domain, in memory; the projection runner persists what changes.
 #[derive(Debug, Clone)]
@@ -74,7 +88,7 @@ pub struct DomainViews {
     pub heartbeats: heartbeats::HeartbeatView,
     /// Each person's events as (time in nanoseconds, log sequence), sorted: references into the
     /// log, which the timeline endpoint reads.
-    pub timelines: table::Table<Vec<(i64, u64)>, ids::PersonId>,
+    pub timelines: Timelines,
     /// The log sequence these views reflect: set by loading them and by the projection runner
     /// whenever it brings them up to a checkpoint (a batch, a replay).
     pub applied_through: u64,
@@ -97,15 +111,23 @@ impl Default for DomainViews {
 }
 
 impl DomainViews {
+    /// The area views, in the order their tables are stored in.
+    fn views(&self) -> [&dyn View; 7] {
+        [&self.npo, &self.sdk, &self.plans, &self.decision, &self.deviation, &self.video, &self.heartbeats]
+    }
+
+    /// The area views, mutable, in the order of [`DomainViews::views`], and the timelines beside
+    /// them (borrowed together, since the caller holds both).
+    fn parts_mut(&mut self) -> ([&mut dyn View; 7], &mut Timelines) {
+        let Self { npo, sdk, plans, decision, deviation, video, heartbeats, timelines, applied_through: _ } = self;
+        ([npo, sdk, plans, decision, deviation, video, heartbeats], timelines)
+    }
+
     /// Applies one event to every view (each ignores what is not its own).
     pub fn apply(&mut self, event: &ProjectedEvent<'_>) {
-        self.npo.apply(event);
-        self.sdk.apply(event);
-        self.plans.apply(event);
-        self.decision.apply(event);
-        self.deviation.apply(event);
-        self.video.apply(event);
-        self.heartbeats.apply(event);
+        for view in self.parts_mut().0 {
+            view.apply(event);
+        }
     }
 
     /// Applies one event from the log at `sequence`, including its place on a person's timeline.
@@ -119,40 +141,20 @@ impl DomainViews {
         }
     }
 
-    /// Every table, in a fixed order (the order they are stored in).
-    pub fn tables(&self) -> [&dyn StoredTable; TABLES] {
-        [
-            &self.npo.roles,
-            &self.npo.consents,
-            &self.sdk.addresses,
-            &self.sdk.messages,
-            &self.plans.plans,
-            &self.plans.by_person,
-            &self.decision.warnings,
-            &self.decision.flags,
-            &self.deviation.deviations,
-            &self.video.meetings,
-            &self.heartbeats.adapters,
-            &self.timelines,
-        ]
+    /// Every table, in a fixed order (the order they are stored in): the area views' tables, then
+    /// the timelines.
+    pub fn tables(&self) -> Vec<&dyn StoredTable> {
+        let mut tables: Vec<&dyn StoredTable> = self.views().into_iter().flat_map(|view| view.tables()).collect();
+        tables.push(&self.timelines);
+        tables
     }
 
     /// Every table, mutable, in the order of [`DomainViews::tables`].
-    pub fn tables_mut(&mut self) -> [&mut dyn StoredTable; TABLES] {
-        [
-            &mut self.npo.roles,
-            &mut self.npo.consents,
-            &mut self.sdk.addresses,
-            &mut self.sdk.messages,
-            &mut self.plans.plans,
-            &mut self.plans.by_person,
-            &mut self.decision.warnings,
-            &mut self.decision.flags,
-            &mut self.deviation.deviations,
-            &mut self.video.meetings,
-            &mut self.heartbeats.adapters,
-            &mut self.timelines,
-        ]
+    pub fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
+        let (views, timelines) = self.parts_mut();
+        let mut tables: Vec<&mut dyn StoredTable> = views.into_iter().flat_map(|view| view.tables_mut()).collect();
+        tables.push(timelines);
+        tables
     }
 
     /// How many records, in every table.
@@ -195,14 +197,40 @@ impl DomainViews {
     }
 
     /// Loads one stored record into the table stored under `prefix`.
-    pub fn load(&mut self, prefix: &str, key: &str, value: &[u8]) -> Result<(), String> {
+    pub fn load(&mut self, prefix: &str, key: &str, value: &[u8]) -> Result<(), ViewLoadError> {
         let table = self
             .tables_mut()
             .into_iter()
             .find(|t| t.prefix() == prefix)
-            .ok_or_else(|| format!("{prefix}: no view stores this table"))?;
-        table.load(key, value).map_err(|e| format!("{prefix}{key}: {e}"))
+            .ok_or_else(|| ViewLoadError::UnknownTable { prefix: prefix.into() })?;
+        table.load(key, value).map_err(|source| ViewLoadError::Record {
+            prefix: prefix.into(),
+            key: key.into(),
+            source,
+        })
     }
+}
+
+/// Why a stored record does not load into the views → the views store counts as damaged and the
+/// views are replayed from the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewLoadError {
+    /// No view stores a table under this prefix (a record of another version).
+    #[error("{prefix}: no view stores this table")]
+    UnknownTable {
+        /// The table prefix.
+        prefix: String,
+    },
+    /// The record does not load into its table.
+    #[error("{prefix}{key}: {source}")]
+    Record {
+        /// The table prefix.
+        prefix: String,
+        /// The record's key.
+        key: String,
+        /// Why.
+        source: table::LoadError,
+    },
 }
 
 /// One entry of a person's cross-area timeline.
@@ -255,5 +283,20 @@ impl TimelineEntry {
             subject: envelope.subject.clone(),
             id: envelope.id.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_and_tables_mut_list_the_same_tables_once_each() {
+        let mut views = DomainViews::default();
+        let prefixes: Vec<&str> = views.tables().iter().map(|t| t.prefix()).collect();
+        let prefixes_mut: Vec<&str> = views.tables_mut().iter().map(|t| t.prefix()).collect();
+        assert_eq!(prefixes, prefixes_mut);
+        let unique: std::collections::BTreeSet<&str> = prefixes.iter().copied().collect();
+        assert_eq!(unique.len(), prefixes.len(), "two tables share a prefix: {prefixes:?}");
     }
 }

@@ -8,8 +8,9 @@ use sgd_schemas::events::{npo, Timestamp, UnitKind};
 use super::{
     ids::{PersonId, PrincipalCode, Text},
     moment::Moment,
+    table::StoredTable,
     table::Table,
-    ProjectedEvent,
+    ProjectedEvent, View,
 };
 
 /// One unit's role (producer or consumer) over time.
@@ -135,9 +136,9 @@ fn scope_name(scope: npo::ConsentScope) -> &'static str {
     }
 }
 
-impl NpoView {
+impl View for NpoView {
     /// Applies one event.
-    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+    fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
         let principal = &e.envelope.principal;
         let at = e.envelope.time;
@@ -172,6 +173,16 @@ impl NpoView {
         }
     }
 
+    fn tables(&self) -> Vec<&dyn StoredTable> {
+        vec![&self.roles, &self.consents]
+    }
+
+    fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
+        vec![&mut self.roles, &mut self.consents]
+    }
+}
+
+impl NpoView {
     fn role(&mut self, principal: &str, unit: &str, role: npo::Role) -> &mut UnitRole {
         let name = role_name(role);
         let entry = self.roles.entry(format!("{principal}/{unit}/{name}").as_str());

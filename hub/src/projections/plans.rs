@@ -6,8 +6,9 @@ use sgd_schemas::events::plans::PlanKind;
 use super::{
     ids::{PersonId, PrincipalCode, Text},
     moment::Moment,
+    table::StoredTable,
     table::Table,
-    ProjectedEvent,
+    ProjectedEvent, View,
 };
 
 /// One plan as its events describe it (earliest time of each milestone).
@@ -94,9 +95,9 @@ pub fn plan_event_id(event: &sgd_schemas::DomainEvent) -> Option<&String> {
     }
 }
 
-impl PlansView {
+impl View for PlansView {
     /// Applies one event.
-    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+    fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
         let principal = &e.envelope.principal;
         let at = e.at;
@@ -145,6 +146,16 @@ impl PlansView {
         }
     }
 
+    fn tables(&self) -> Vec<&dyn StoredTable> {
+        vec![&self.plans, &self.by_person]
+    }
+
+    fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
+        vec![&mut self.plans, &mut self.by_person]
+    }
+}
+
+impl PlansView {
     /// Whether `person` had any plan event in `(after, until]`.
     pub fn person_active_between(&self, person: &PersonId, after: Moment, until: Moment) -> bool {
         self.by_person.get(person).into_iter().flatten().filter_map(|id| self.plans.get(id.as_str())).any(|plan| {

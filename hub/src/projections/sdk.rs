@@ -6,8 +6,9 @@ use sgd_schemas::events::{sdk, Timestamp, UnitKind};
 use super::{
     ids::{PrincipalCode, Text},
     moment::Moment,
+    table::StoredTable,
     table::Table,
-    ProjectedEvent,
+    ProjectedEvent, View,
 };
 
 /// A unit's published function address.
@@ -55,9 +56,9 @@ impl Default for SdkView {
     }
 }
 
-impl SdkView {
+impl View for SdkView {
     /// Applies one event.
-    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+    fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
         let principal = &e.envelope.principal;
         let at = e.envelope.time;
@@ -85,5 +86,13 @@ impl SdkView {
             }
             _ => {}
         }
+    }
+
+    fn tables(&self) -> Vec<&dyn StoredTable> {
+        vec![&self.addresses, &self.messages]
+    }
+
+    fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
+        vec![&mut self.addresses, &mut self.messages]
     }
 }

@@ -1,12 +1,12 @@
 //! A keyed table of view records that remembers which records changed, so the projection runner
-//! writes only those (to the views' journal, see [`crate::views_store`]).
+//! writes only those (to the views' journal, see [`crate::store::views_store`]).
 
 use std::{borrow::Borrow, hash::Hash};
 
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::ids::{TableKey, Text};
-use crate::sharded::{ShardedMap, ShardedSet, SHARDS};
+use crate::store::sharded::{ShardedMap, ShardedSet, SHARDS};
 
 /// Records of one kind, by key (short text unless told), with change tracking.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Secure video meetings and how their participants were identified.
 
-use super::{ids::PrincipalCode, moment::Moment, table::Table, ProjectedEvent};
+use super::{ids::PrincipalCode, moment::Moment, table::StoredTable, table::Table, ProjectedEvent, View};
 use serde::{Deserialize, Serialize};
 
 /// One meeting.
@@ -31,9 +31,9 @@ impl Default for VideoView {
     }
 }
 
-impl VideoView {
+impl View for VideoView {
     /// Applies one event.
-    pub fn apply(&mut self, e: &ProjectedEvent<'_>) {
+    fn apply(&mut self, e: &ProjectedEvent<'_>) {
         use sgd_schemas::DomainEvent as D;
         let at = e.at;
         match e.event {
@@ -58,5 +58,13 @@ impl VideoView {
             }
             _ => {}
         }
+    }
+
+    fn tables(&self) -> Vec<&dyn StoredTable> {
+        vec![&self.meetings]
+    }
+
+    fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
+        vec![&mut self.meetings]
     }
 }

@@ -27,15 +27,21 @@ use super::{
     store::{RouterStore, RouterStoreError},
     RoutingState, LOG_SEQUENCE_HEADER,
 };
-use crate::{metrics::Metrics, streams, MSG_ID_HEADER};
+use crate::{log::streams, log::streams::MSG_ID_HEADER, metrics::Metrics};
 
 /// Why one pass of the router ended early; it starts again from its checkpoint.
 #[derive(Debug, thiserror::Error)]
 enum PassError {
     #[error("log consumer: {0}")]
-    Consumer(String),
+    Consumer(#[source] async_nats::Error),
+    #[error("log consumer: the log's message stream ended")]
+    Ended,
     #[error("publish to SGD_ROUTED: {0}")]
-    Publish(String),
+    Publish(#[source] async_nats::jetstream::context::PublishError),
+    #[error("publish to SGD_ROUTED: no acknowledgement within {0:?}")]
+    NotAcknowledged(Duration),
+    #[error("log consumer: commit task: {0}")]
+    Commit(tokio::task::JoinError),
     #[error(transparent)]
     Store(#[from] RouterStoreError),
 }
@@ -107,7 +113,7 @@ async fn pass(
     metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), PassError> {
-    let stream = js.get_stream(streams::EVENTS).await.map_err(|e| PassError::Consumer(e.to_string()))?;
+    let stream = js.get_stream(streams::EVENTS).await.map_err(|e| PassError::Consumer(Box::new(e)))?;
     let deliver_policy = if checkpoint == 0 {
         DeliverPolicy::All
     } else {
@@ -120,8 +126,8 @@ async fn pass(
             ..Default::default()
         })
         .await
-        .map_err(|e| PassError::Consumer(e.to_string()))?;
-    let mut messages = consumer.messages().await.map_err(|e| PassError::Consumer(e.to_string()))?;
+        .map_err(|e| PassError::Consumer(Box::new(e)))?;
+    let mut messages = consumer.messages().await.map_err(|e| PassError::Consumer(Box::new(e)))?;
     let routed_up_to = newest_routed(js).await?;
     if routed_up_to > checkpoint {
         tracing::info!(checkpoint, routed_up_to, "router: replaying into its state what is routed already");
@@ -134,15 +140,15 @@ async fn pass(
         };
         match first {
             Some(Ok(message)) => batch.push(message),
-            Some(Err(e)) => return Err(PassError::Consumer(e.to_string())),
-            None => return Err(PassError::Consumer("the log's message stream ended".into())),
+            Some(Err(e)) => return Err(PassError::Consumer(Box::new(e))),
+            None => return Err(PassError::Ended),
         }
         let deadline = tokio::time::Instant::now() + settings.batch_wait;
         while batch.len() < settings.batch_max {
             match tokio::time::timeout_at(deadline, messages.next()).await {
                 Ok(Some(Ok(message))) => batch.push(message),
-                Ok(Some(Err(e))) => return Err(PassError::Consumer(e.to_string())),
-                Ok(None) => return Err(PassError::Consumer("the log's message stream ended".into())),
+                Ok(Some(Err(e))) => return Err(PassError::Consumer(Box::new(e))),
+                Ok(None) => return Err(PassError::Ended),
                 Err(_) => break,
             }
         }
@@ -153,13 +159,13 @@ async fn pass(
 
 /// The log sequence of the newest copy in `SGD_ROUTED` (0 when it holds none).
 async fn newest_routed(js: &jetstream::Context) -> Result<u64, PassError> {
-    let mut stream = js.get_stream(streams::ROUTED).await.map_err(|e| PassError::Consumer(e.to_string()))?;
-    let info = stream.info().await.map_err(|e| PassError::Consumer(e.to_string()))?;
+    let mut stream = js.get_stream(streams::ROUTED).await.map_err(|e| PassError::Consumer(Box::new(e)))?;
+    let info = stream.info().await.map_err(|e| PassError::Consumer(Box::new(e)))?;
     if info.state.messages == 0 {
         return Ok(0);
     }
     let last = info.state.last_sequence;
-    let message = stream.get_raw_message(last).await.map_err(|e| PassError::Consumer(e.to_string()))?;
+    let message = stream.get_raw_message(last).await.map_err(|e| PassError::Consumer(Box::new(e)))?;
     Ok(message.headers.get(LOG_SEQUENCE_HEADER).and_then(|v| v.as_str().parse().ok()).unwrap_or(0))
 }
 
@@ -227,7 +233,7 @@ async fn route_batch(
                     message.payload.clone(),
                 )
                 .await
-                .map_err(|e| PassError::Publish(e.to_string()))?;
+                .map_err(PassError::Publish)?;
             acks.push(ack);
             metrics.routed.get_or_create(&crate::metrics::RuleLabels { rule: routing.rule.into() }).inc();
         }
@@ -235,8 +241,8 @@ async fn route_batch(
     for ack in acks {
         match tokio::time::timeout(PUBLISH_ACK_WAIT, std::future::IntoFuture::into_future(ack)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(PassError::Publish(e.to_string())),
-            Err(_) => return Err(PassError::Publish(format!("no acknowledgement within {PUBLISH_ACK_WAIT:?}"))),
+            Ok(Err(e)) => return Err(PassError::Publish(e)),
+            Err(_) => return Err(PassError::NotAcknowledged(PUBLISH_ACK_WAIT)),
         }
     }
     if last > checkpoint {
@@ -247,7 +253,7 @@ async fn route_batch(
             (changed, result)
         })
         .await
-        .map_err(|e| PassError::Consumer(format!("commit task: {e}")))?;
+        .map_err(PassError::Commit)?;
         *state = returned;
         result?;
         metrics.routing_checkpoint.set(last as i64);

@@ -54,8 +54,7 @@ impl RouterStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, RouterStoreError> {
         let storage = |source| RouterStoreError::Storage { path: dir.into(), source };
-        let db =
-            sgd_adapters::outbox::open_sled(&sled::Config::new().path(dir).cache_capacity(8 << 20)).map_err(storage)?;
+        let db = crate::store::open_sled(&sled::Config::new().path(dir).cache_capacity(8 << 20)).map_err(storage)?;
         Ok(Self { db, path: dir.into() })
     }
 

@@ -38,10 +38,10 @@ impl Attempt {
     }
 
     /// POSTs `body` signed to the subscription's URL; Ok on a 2xx.
-    pub async fn send(&self, subscription: &Subscription, webhook_id: &str, body: &[u8]) -> Result<(), String> {
+    pub async fn send(&self, subscription: &Subscription, webhook_id: &str, body: &[u8]) -> Result<(), AttemptError> {
         // Checked at every attempt: an address literal never reaches the guarded resolver.
-        self.policy.check_url(&subscription.url).map_err(|e| e.to_string())?;
-        let key = signature::key(&subscription.secret).map_err(|e| e.to_string())?;
+        self.policy.check_url(&subscription.url)?;
+        let key = signature::key(&subscription.secret)?;
         let timestamp = chrono::Utc::now().timestamp();
         let response = self
             .client
@@ -53,20 +53,38 @@ impl Attempt {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(describe)?;
+            .map_err(AttemptError::Transport)?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("the receiver answered {status}"))
+            Err(AttemptError::Answered(status))
         }
     }
 }
 
+/// Why one delivery attempt failed → counted, retried after a delay, parked after the last
+/// attempt; its text is the subscription's `last_error` and the parked delivery's reason.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// The subscription's URL is not one deliveries may go to (any more).
+    #[error(transparent)]
+    Target(#[from] super::target::TargetError),
+    /// The subscription's secret is not a signing key.
+    #[error(transparent)]
+    Secret(#[from] signature::SecretError),
+    /// No answer (connection, TLS, timeout); shown with its causes.
+    #[error("{}", describe(.0))]
+    Transport(reqwest::Error),
+    /// The receiver answered with a status other than 2xx.
+    #[error("the receiver answered {0}")]
+    Answered(reqwest::StatusCode),
+}
+
 /// An error with its causes (reqwest's own text is often only "error sending request").
-fn describe(error: reqwest::Error) -> String {
+fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
+    let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
@@ -226,7 +244,7 @@ const IDLE_WAIT: Duration = Duration::from_secs(5);
 
 enum Taken {
     Stop,
-    Failed(String),
+    Failed(async_nats::Error),
 }
 
 /// Up to `n` messages: those available now (`wait` none), or the first to come within `wait`.
@@ -240,7 +258,7 @@ async fn take(
         None => consumer.fetch().max_messages(n).messages().await,
         Some(wait) => consumer.batch().max_messages(n).expires(wait).messages().await,
     };
-    let mut batch = batch.map_err(|e| Taken::Failed(e.to_string()))?;
+    let mut batch = batch.map_err(|e| Taken::Failed(Box::new(e)))?;
     let mut messages = Vec::new();
     loop {
         let next = tokio::select! {
@@ -346,7 +364,8 @@ async fn deliver_batch(
                     ctx.update(&current.id, |s| s.delivered += 1);
                     break;
                 }
-                Err(reason) => {
+                Err(error) => {
+                    let reason = error.to_string();
                     ctx.metrics.webhook_failures.get_or_create(labels).inc();
                     ctx.metrics
                         .webhook_last_error_time

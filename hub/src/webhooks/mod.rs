@@ -80,13 +80,27 @@ impl WebhookSettings {
 /// Why the webhook client could not be built → fix `webhook.ca_file`.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The CA file.
-    #[error("webhook.ca_file {path}: {message}")]
-    Ca {
+    /// The CA file could not be read.
+    #[error("webhook.ca_file {path}: {source}")]
+    CaRead {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        message: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CA file is not PEM certificates.
+    #[error("webhook.ca_file {path}: {source}")]
+    CaPem {
+        /// The file.
+        path: PathBuf,
+        /// What reqwest said.
+        source: reqwest::Error,
+    },
+    /// The CA file holds no certificate.
+    #[error("webhook.ca_file {path}: no certificate in the file")]
+    CaEmpty {
+        /// The file.
+        path: PathBuf,
     },
     /// reqwest refused the settings.
     #[error("webhook client: {0}")]
@@ -109,11 +123,11 @@ pub fn client(settings: &WebhookSettings) -> Result<reqwest::Client, ClientError
         .https_only(!settings.allow_http)
         .user_agent(concat!("sgd-hub/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &settings.ca_file {
-        let pem = std::fs::read(path).map_err(|e| ClientError::Ca { path: path.clone(), message: e.to_string() })?;
+        let pem = std::fs::read(path).map_err(|source| ClientError::CaRead { path: path.clone(), source })?;
         let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| ClientError::Ca { path: path.clone(), message: e.to_string() })?;
+            .map_err(|source| ClientError::CaPem { path: path.clone(), source })?;
         if certificates.is_empty() {
-            return Err(ClientError::Ca { path: path.clone(), message: "no certificate in the file".into() });
+            return Err(ClientError::CaEmpty { path: path.clone() });
         }
         for certificate in certificates {
             builder = builder.add_root_certificate(certificate);

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{delivery::Attempt, subscription::Subscription};
-use crate::{streams, MSG_ID_HEADER};
+use crate::{log::streams, log::streams::MSG_ID_HEADER};
 
 /// Header: why the last attempt failed.
 pub const REASON_HEADER: &str = "Sgd-Park-Reason";
@@ -21,6 +21,16 @@ pub const ATTEMPTS_HEADER: &str = "Sgd-Attempts";
 pub const ROUTED_ID_HEADER: &str = "Sgd-Routed-Id";
 /// Header: the routed subject.
 pub const ROUTED_SUBJECT_HEADER: &str = "Sgd-Routed-Subject";
+
+/// `SGD_PARKED` could not be written or read → 503 on the API (retry); a delivery that could not
+/// be parked is tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ParkedError(#[source] async_nats::Error);
+
+fn nats(error: impl std::error::Error + Send + Sync + 'static) -> ParkedError {
+    ParkedError(Box::new(error))
+}
 
 /// The subject of a subscription's parked deliveries.
 pub fn subject(subscription: &Subscription) -> String {
@@ -53,7 +63,7 @@ pub async fn park(
     message: &jetstream::Message,
     reason: &str,
     attempts: u32,
-) -> Result<(), String> {
+) -> Result<(), ParkedError> {
     let routed_id = routed_id(message);
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID_HEADER, format!("parked/{}/{routed_id}", subscription.id).as_str());
@@ -61,11 +71,8 @@ pub async fn park(
     headers.insert(ROUTED_SUBJECT_HEADER, message.subject.as_str());
     headers.insert(REASON_HEADER, sgd_schemas::pii::redact(reason).chars().take(500).collect::<String>().as_str());
     headers.insert(ATTEMPTS_HEADER, attempts.to_string().as_str());
-    let ack = js
-        .publish_with_headers(subject(subscription), headers, message.payload.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    ack.await.map(drop).map_err(|e| e.to_string())
+    let ack = js.publish_with_headers(subject(subscription), headers, message.payload.clone()).await.map_err(nats)?;
+    ack.await.map(drop).map_err(nats)
 }
 
 /// The `Nats-Msg-Id` of a routed message (the `webhook-id` of its deliveries). The router gives
@@ -92,23 +99,23 @@ pub async fn read(
     js: &jetstream::Context,
     subscription: &Subscription,
     limit: usize,
-) -> Result<(u64, Vec<Parked>), String> {
-    let stream = js.get_stream(streams::PARKED).await.map_err(|e| e.to_string())?;
+) -> Result<(u64, Vec<Parked>), ParkedError> {
+    let stream = js.get_stream(streams::PARKED).await.map_err(nats)?;
     let consumer = stream
         .create_consumer(OrderedConfig { filter_subject: subject(subscription), ..Default::default() })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(nats)?;
     let total = consumer.cached_info().num_pending;
     let mut out = Vec::new();
     if total == 0 {
         return Ok((0, out));
     }
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
     while out.len() < limit {
         let next = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
         let message = match next {
             Ok(Some(Ok(message))) => message,
-            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(Some(Err(e))) => return Err(nats(e)),
             Ok(None) | Err(_) => break,
         };
         let Ok(info) = message.info() else { continue };
@@ -157,14 +164,14 @@ pub async fn replay(
     attempt: &Attempt,
     subscription: &Subscription,
     limit: usize,
-) -> Result<Vec<ReplayResult>, String> {
+) -> Result<Vec<ReplayResult>, ParkedError> {
     let (_, parked) = read(js, subscription, limit).await?;
-    let stream = js.get_stream(streams::PARKED).await.map_err(|e| e.to_string())?;
+    let stream = js.get_stream(streams::PARKED).await.map_err(nats)?;
     let mut results = Vec::new();
     for Parked { delivery, payload } in parked {
         match attempt.send(subscription, &delivery.webhook_id, &payload).await {
             Ok(()) => {
-                stream.delete_message(delivery.seq).await.map_err(|e| e.to_string())?;
+                stream.delete_message(delivery.seq).await.map_err(nats)?;
                 results.push(ReplayResult {
                     seq: delivery.seq,
                     event_id: delivery.event_id,
@@ -177,7 +184,7 @@ pub async fn replay(
                     seq: delivery.seq,
                     event_id: delivery.event_id,
                     delivered: false,
-                    error: Some(e),
+                    error: Some(e.to_string()),
                 });
                 break;
             }

@@ -13,7 +13,7 @@ use async_nats::jetstream::{
 use futures::TryStreamExt;
 
 use super::subscription::Subscription;
-use crate::streams;
+use crate::log::streams;
 
 /// The bucket.
 pub const BUCKET: &str = "SGD_SUBSCRIPTIONS";
@@ -23,7 +23,7 @@ pub const BUCKET: &str = "SGD_SUBSCRIPTIONS";
 pub enum StoreError {
     /// NATS failed.
     #[error("subscriptions: {0}")]
-    Nats(String),
+    Nats(#[source] async_nats::Error),
     /// A stored subscription is unreadable.
     #[error("subscription {key} is unreadable: {source}")]
     Corrupt {
@@ -34,8 +34,8 @@ pub enum StoreError {
     },
 }
 
-fn nats(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Nats(e.to_string())
+fn nats(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Nats(Box::new(e))
 }
 
 /// The subscriptions.

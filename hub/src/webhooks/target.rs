@@ -16,7 +16,7 @@ use std::{
 pub enum TargetError {
     /// Not a URL.
     #[error("not a URL: {0}")]
-    Unparsable(String),
+    Unparsable(url::ParseError),
     /// Not https (and plain http is not allowed).
     #[error(
         "the URL must be https (plain http is allowed only where the hub's configuration says webhook.allow_http)"
@@ -46,7 +46,7 @@ impl TargetPolicy {
     /// Checks a URL's form and, for an address literal, the address (names are checked when
     /// they are resolved, by [`GuardedResolver`]).
     pub fn check_url(&self, url: &str) -> Result<reqwest::Url, TargetError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| TargetError::Unparsable(e.to_string()))?;
+        let parsed = reqwest::Url::parse(url).map_err(TargetError::Unparsable)?;
         match parsed.scheme() {
             "https" => {}
             "http" if self.allow_http => {}

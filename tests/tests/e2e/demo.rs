@@ -34,7 +34,7 @@ impl Drop for KillOnDrop {
 #[tokio::test]
 async fn the_demo_shows_usage_for_all_six_areas_most_principals_and_dead_letters() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let port = sgd_hub::nats_server::free_port()?;
+    let port = sgd_tests::nats_server::free_port()?;
     let mut child = KillOnDrop(
         Command::new(hub_binary()?)
             .args(["demo", "--per-type", "1", "--simulated", "3000", "--http-addr", &format!("127.0.0.1:{port}")])

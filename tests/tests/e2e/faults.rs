@@ -485,7 +485,7 @@ mod nats_restarts {
 /// Storage: a read model that will not open, and a full disk.
 mod storage {
     use super::*;
-    use sgd_hub::read_model::ReadModel;
+    use sgd_hub::store::read_model::ReadModel;
     use sgd_tests::TmpfsMount;
 
     fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
@@ -559,7 +559,7 @@ mod storage {
         copy_dir(&model_dir, &healthy)?;
 
         // Written by an older hub: format 2 (this one reads FORMAT_VERSION).
-        let older = sgd_hub::read_model::FORMAT_VERSION - 1;
+        let older = sgd_hub::store::read_model::FORMAT_VERSION - 1;
         let dir_for_task = model_dir.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let db = sled::open(&dir_for_task)?;

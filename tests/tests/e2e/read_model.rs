@@ -364,7 +364,7 @@ async fn a_hub_killed_before_its_views_were_written_answers_like_a_clean_rebuild
     wait_until(Duration::from_secs(30), || async { Ok(analyst.usage_total("").await? == events.len() as u64) }).await?;
     // Sled writes the checkpoint to disk every FLUSH_EVERY_MS (the views only every 10 min here):
     // after several of those the restart has a stretch of the log to replay into the views.
-    tokio::time::sleep(Duration::from_millis(10 * sgd_hub::read_model::FLUSH_EVERY_MS)).await;
+    tokio::time::sleep(Duration::from_millis(10 * sgd_hub::store::read_model::FLUSH_EVERY_MS)).await;
     hub.kill();
     hub.restart().await?;
     let rebuilt = InProcessHub::start(&nats.url(), |c| c.privacy_threshold = 0).await?;
@@ -389,8 +389,8 @@ async fn a_hub_killed_before_its_views_were_written_answers_like_a_clean_rebuild
     wait_until(Duration::from_secs(30), || async { Ok(operator.stored_views_sequence().await? >= replayed_to) })
         .await?;
     hub.kill();
-    let dir = sgd_hub::read_model::ModelDirs::new(&hub.data_dir).serving();
-    let model = sgd_hub::read_model::ReadModel::open(&dir)?;
+    let dir = sgd_hub::store::read_model::ModelDirs::new(&hub.data_dir).serving();
+    let model = sgd_hub::store::read_model::ReadModel::open(&dir)?;
     assert!(model.views_sequence()? >= replayed_to, "the replayed views were not written");
     rebuilt.stop().await
 }

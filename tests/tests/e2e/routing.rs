@@ -15,8 +15,8 @@ use anyhow::{bail, Context as _, Result};
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use sgd_hub::{nats_server::free_port, tokens::Role};
-use sgd_tests::{wait_until, Api, HubProcess, InProcessHub, TestNats};
+use sgd_hub::tokens::Role;
+use sgd_tests::{nats_server::free_port, wait_until, Api, HubProcess, InProcessHub, TestNats};
 
 use crate::security::{adapter, secured_nats, TestCertificates};
 
@@ -300,7 +300,7 @@ async fn a_risk_flag_reaches_the_primary_care_principal_only_over_nats_and_webho
     assert_eq!(receiver_1281.records()?.len(), 0, "1281's webhook received a flag for 1283's unit");
     let mut own_1281 = own_1281;
     assert_eq!(own_1281.info().await?.num_pending, 0, "1281's consumer holds a copy");
-    let hub_js = jetstream::new(sgd_hub::connect(&url, Some(&generated.hub_seed)).await?);
+    let hub_js = jetstream::new(sgd_hub::server::connect::connect(&url, Some(&generated.hub_seed)).await?);
     let mut routed = hub_js.get_stream("SGD_ROUTED").await?;
     assert_eq!(routed.info().await?.state.messages, 1, "one copy, for 1283");
 

@@ -9,10 +9,12 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use sgd_hub::{
     nats_config::{adapter_inbox_prefix, generate, NatsConfigOptions},
-    nats_server::{NatsServer, NatsServerOptions},
     tokens::Role,
 };
-use sgd_tests::{wait_until, InProcessHub};
+use sgd_tests::{
+    nats_server::{NatsServer, NatsServerOptions},
+    wait_until, InProcessHub,
+};
 
 pub(crate) async fn adapter(
     url: &str,
@@ -237,7 +239,7 @@ async fn a_bad_certificate_key_or_ca_file_stops_the_hub_with_a_clear_error() -> 
         (vec!["--nats-ca-file", path_str(&missing)], "missing.pem"),
     ];
     // Nothing listens on this NATS URL: the hub must fail on its files before it gets that far.
-    let nats_url = format!("nats://127.0.0.1:{}", sgd_hub::nats_server::free_port()?);
+    let nats_url = format!("nats://127.0.0.1:{}", sgd_tests::nats_server::free_port()?);
     for (i, (args, expected)) in cases.iter().enumerate() {
         let mut hub = sgd_tests::HubProcess::launch(&nats_url, &dir.path().join(format!("data-{i}")), args)?;
         let status = hub.wait_exit(Duration::from_secs(20)).await?;
@@ -257,7 +259,7 @@ async fn a_bad_certificate_key_or_ca_file_stops_the_hub_with_a_clear_error() -> 
 async fn nats_with_tls_from_hub_nats_config_admits_only_tls_clients_that_trust_it() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let certificates = TestCertificates::new(&dir.path().join("tls"))?;
-    let port = sgd_hub::nats_server::free_port()?;
+    let port = sgd_tests::nats_server::free_port()?;
     let out = dir.path().join("conf");
     let written = std::process::Command::new(sgd_tests::hub_binary()?)
         .args(["nats-config", "--out", path_str(&out), "--listen", &format!("127.0.0.1:{port}")])

@@ -6,12 +6,12 @@ use serde::{de::DeserializeOwned, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No answer → is the hub running at this address (`--api`, `HUB_API_URL`)?
-    #[error("no answer from the hub at {url}: {message} (is it running? set --api or HUB_API_URL)")]
+    #[error("no answer from the hub at {url}: {source} (is it running? set --api or HUB_API_URL)")]
     Unreachable {
         /// The URL.
         url: String,
         /// What went wrong.
-        message: String,
+        source: reqwest::Error,
     },
     /// The hub answered with an error.
     #[error("the hub answered {status}: {message}")]
@@ -24,12 +24,12 @@ pub enum ClientError {
         message: String,
     },
     /// The answer was not what this version of `hub` expects.
-    #[error("unexpected answer from {url}: {message}")]
+    #[error("unexpected answer from {url}: {source}")]
     Answer {
         /// The URL.
         url: String,
-        /// What went wrong.
-        message: String,
+        /// What did not parse.
+        source: serde_json::Error,
     },
 }
 
@@ -80,12 +80,9 @@ impl ApiClient {
         url: String,
         response: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<T, ClientError> {
-        let response = response.map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let response = response.map_err(|e| ClientError::Unreachable { url: url.clone(), source: e })?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let body = response.bytes().await.map_err(|e| ClientError::Unreachable { url: url.clone(), source: e })?;
         if !status.is_success() {
             let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let text = |key: &str| error.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
@@ -98,6 +95,6 @@ impl ApiClient {
                 },
             });
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Answer { url, message: e.to_string() })
+        serde_json::from_slice(&body).map_err(|e| ClientError::Answer { url, source: e })
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use sgd_schemas::{subjects, validate, ValidationContext};
 use tokio::sync::{watch, Semaphore};
 
-use crate::{dead_letter::DeadLetter, metrics::Metrics};
+use crate::{log::dead_letter::DeadLetter, metrics::Metrics};
 
 /// The queue group every hub's responder joins, so each request is answered once.
 pub const QUEUE_GROUP: &str = "sgd-hub-ingest";
@@ -64,7 +64,7 @@ pub struct IngestAnswer {
     pub reason: Option<String>,
     /// Each problem.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub problems: Option<Vec<crate::dead_letter::ProblemRecord>>,
+    pub problems: Option<Vec<crate::log::dead_letter::ProblemRecord>>,
     /// `unavailable` when the log did not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -122,17 +122,14 @@ async fn answer(
     settings: IngestSettings,
     metrics: &Metrics,
 ) -> IngestAnswer {
-    let refused = |id: Option<String>, reason: &str, problems: Vec<crate::dead_letter::ProblemRecord>| IngestAnswer {
-        id,
-        reason: Some(reason.into()),
-        problems: Some(problems),
-        ..Default::default()
+    let refused = |id: Option<String>, reason: &str, problems: Vec<crate::log::dead_letter::ProblemRecord>| {
+        IngestAnswer { id, reason: Some(reason.into()), problems: Some(problems), ..Default::default() }
     };
     let Some((principal, area)) = subjects::parse_ingest_request(&request.subject) else {
         return refused(
             None,
             "subject",
-            vec![crate::dead_letter::ProblemRecord {
+            vec![crate::log::dead_letter::ProblemRecord {
                 reason: "subject".into(),
                 path: String::new(),
                 message: "send requests to sgd.ingest.<principal>.<area>".into(),
@@ -147,9 +144,9 @@ async fn answer(
     match validate(&request.payload, &ctx) {
         Ok(event) => {
             let id = event.envelope.id.clone();
-            let published = crate::validator::publish_valid(js, event, request.payload.clone(), metrics).await;
+            let published = crate::log::validator::publish_valid(js, event, request.payload.clone(), metrics).await;
             let acked = match published {
-                Ok(ack) => ack.await.map_err(|e| e.to_string()),
+                Ok(ack) => ack.await,
                 Err(e) => Err(e),
             };
             match acked {
@@ -174,7 +171,7 @@ async fn answer(
             if request.reply.is_none() {
                 // Nobody to tell: keep it with its reason, as the validator does.
                 let principal = sgd_schemas::principals::is_known(principal).then_some(principal);
-                let stored = match crate::dead_letter::publish(js, principal, &dead_letter, None).await {
+                let stored = match crate::log::dead_letter::publish(js, principal, &dead_letter, None).await {
                     Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };

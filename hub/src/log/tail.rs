@@ -13,7 +13,7 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use sgd_schemas::{catalogue, principals, Envelope};
 
-use crate::{dead_letter::DeadLetter, streams};
+use crate::{log::dead_letter::DeadLetter, log::streams};
 
 /// Why a tail could not start or went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -22,13 +22,18 @@ pub enum TailError {
     #[error("bad filter: {0}")]
     Filter(String),
     /// The stream could not be read → check NATS.
-    #[error("cannot follow {stream}: {message}")]
+    #[error("cannot follow {stream}: {source}")]
     Nats {
         /// The stream.
         stream: &'static str,
         /// What NATS said.
-        message: String,
+        source: async_nats::Error,
     },
+}
+
+/// NATS failed while following `stream`.
+fn nats<E: std::error::Error + Send + Sync + 'static>(stream: &'static str) -> impl Fn(E) -> TailError {
+    move |e| TailError::Nats { stream, source: Box::new(e) }
 }
 
 /// What to follow.
@@ -304,8 +309,7 @@ pub async fn follow(
 ) -> Result<impl Stream<Item = Result<TailItem, TailError>> + Send + 'static, TailError> {
     filter.check()?;
     let stream_name = filter.stream();
-    let nats = move |e: &dyn std::fmt::Display| TailError::Nats { stream: stream_name, message: e.to_string() };
-    let stream = js.get_stream(stream_name).await.map_err(|e| nats(&e))?;
+    let stream = js.get_stream(stream_name).await.map_err(nats(stream_name))?;
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
             filter_subject: filter.subject(),
@@ -314,12 +318,12 @@ pub async fn follow(
             ..Default::default()
         })
         .await
-        .map_err(|e| nats(&e))?;
-    let messages = consumer.messages().await.map_err(|e| nats(&e))?;
+        .map_err(nats(stream_name))?;
+    let messages = consumer.messages().await.map_err(nats(stream_name))?;
     let filter = filter.clone();
     Ok(messages.filter_map(move |message| {
         let item = match message {
-            Err(e) => Some(Err(nats(&e))),
+            Err(e) => Some(Err(nats(stream_name)(e))),
             Ok(message) => summarise(&filter, &message),
         };
         std::future::ready(item)

@@ -1,4 +1,13 @@
-//! The `hub` command line: parses arguments, sets up logging, calls the library.
+//! The `hub` command line: parses arguments, sets up logging, calls the library. The operator
+//! commands that talk to a live hub's API are in their own modules.
+//!
+//! - [`client`]: the hub's API as the operator commands use it.
+//! - [`commands`]: `hub tail|status|dlq|rebuild`, printed for people or, with `--json`, programs.
+//! - [`subscriptions`]: `hub subscription …`, webhook subscriptions through the API.
+
+pub mod client;
+pub mod commands;
+pub mod subscriptions;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -200,8 +209,8 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
-    pub(crate) fn client(&self) -> crate::ops::client::ApiClient {
-        crate::ops::client::ApiClient::new(&self.api_url, &self.token)
+    pub(crate) fn client(&self) -> crate::cli::client::ApiClient {
+        crate::cli::client::ApiClient::new(&self.api_url, &self.token)
     }
 }
 
@@ -511,7 +520,7 @@ pub fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         Command::Subscription(command) => {
-            run_async(|_| async move { crate::ops::subscriptions::run(command).await.map_err(|e| e.to_string()) })
+            run_async(|_| async move { Ok(crate::cli::subscriptions::run(command).await?) })
         }
         Command::NatsConfig { out, listen, store_dir, tls_cert, tls_key, consumers } => {
             let options =
@@ -539,51 +548,47 @@ pub fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(e) => return fail(&e),
             };
-            run_async(|shutdown| async move { crate::run(config, shutdown).await.map_err(|e| e.to_string()) })
+            run_async(|shutdown| async move { Ok(crate::server::run(config, shutdown).await?) })
         }
         Command::Tail(args) => {
-            let filter = crate::ops::tail::TailFilter {
+            let filter = crate::log::tail::TailFilter {
                 area: args.area,
                 principal: args.principal,
                 event_type: args.event_type,
                 dlq: args.dlq,
                 routed_to: args.routed_to,
             };
-            let start = match crate::ops::tail::StartAt::from_parameters(args.from_seq, args.since.as_deref()) {
+            let start = match crate::log::tail::StartAt::from_parameters(args.from_seq, args.since.as_deref()) {
                 Ok(start) => start,
                 Err(e) => return fail(&e),
             };
             let (json, limit, nats) = (args.json, args.limit, args.nats);
             run_async(|shutdown| async move {
-                let client = crate::connect_with_tls(
+                let client = crate::server::connect::connect_with_tls(
                     &nats.nats_url,
                     nats.nats_nkey_file.as_deref(),
                     nats.nats_ca_file.as_deref(),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
                 let js = async_nats::jetstream::new(client);
-                until_stopped(shutdown, crate::ops::commands::tail(&js, &filter, start, json, limit)).await
+                until_stopped(shutdown, crate::cli::commands::tail(&js, &filter, start, json, limit)).await
             })
         }
         Command::Status { api, json, watch } => run_async(|shutdown| async move {
-            until_stopped(shutdown, crate::ops::commands::status(&api.client(), json, watch)).await
+            until_stopped(shutdown, crate::cli::commands::status(&api.client(), json, watch)).await
         }),
         Command::Dlq(DlqCommand::List { api, reason, principal, limit, json }) => run_async(|_| async move {
-            crate::ops::commands::dlq_list(&api.client(), reason.as_deref(), principal.as_deref(), limit, json)
-                .await
-                .map_err(|e| e.to_string())
+            Ok(crate::cli::commands::dlq_list(&api.client(), reason.as_deref(), principal.as_deref(), limit, json)
+                .await?)
         }),
         Command::Dlq(DlqCommand::Show { api, seq }) => {
-            run_async(
-                |_| async move { crate::ops::commands::dlq_show(&api.client(), seq).await.map_err(|e| e.to_string()) },
-            )
+            run_async(|_| async move { Ok(crate::cli::commands::dlq_show(&api.client(), seq).await?) })
         }
         Command::Dlq(DlqCommand::Replay { api, seq, reason, limit }) => run_async(|_| async move {
             let request = crate::api::dlq::ReplayRequest { seq, reason, limit: Some(limit) };
-            let answer = crate::ops::commands::dlq_replay(&api.client(), &request).await.map_err(|e| e.to_string())?;
+            let answer = crate::cli::commands::dlq_replay(&api.client(), &request).await?;
             if answer.refused > 0 {
-                return Err(format!("{} dead letters were refused again", answer.refused));
+                anyhow::bail!("{} dead letters were refused again", answer.refused);
             }
             Ok(())
         }),
@@ -591,11 +596,10 @@ pub fn main() -> ExitCode {
             let Some(token) = args.token else {
                 return fail(&"an operator token is needed: --token or HUB_TOKEN (or --offline for a stopped hub)");
             };
-            let client = crate::ops::client::ApiClient::new(&args.api_url, &token);
+            let client = crate::cli::client::ApiClient::new(&args.api_url, &token);
             run_async(|_| async move {
-                let report =
-                    crate::ops::commands::rebuild_online(&client, args.check).await.map_err(|e| e.to_string())?;
-                crate::ops::commands::rebuild_outcome(&report)
+                let report = crate::cli::commands::rebuild_online(&client, args.check).await?;
+                Ok(crate::cli::commands::rebuild_outcome(&report)?)
             })
         }
         Command::Rebuild(args) => {
@@ -621,23 +625,20 @@ pub fn main() -> ExitCode {
             };
             let check = args.check;
             run_async(|_| async move {
-                let client = crate::connect_with_tls(
+                let client = crate::server::connect::connect_with_tls(
                     &config.nats_url,
                     config.nats_nkey_file.as_deref(),
                     config.nats_ca_file.as_deref(),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
                 let js = async_nats::jetstream::new(client);
-                let settings = crate::projector::ProjectorSettings {
+                let settings = crate::projection::runner::ProjectorSettings {
                     batch_max: config.batch_max.max(1),
                     batch_wait: config.batch_wait(),
                     views_flush: std::time::Duration::from_millis(config.views_flush_ms),
                 };
-                let report = crate::ops::commands::rebuild_offline(&js, &config.data_dir, settings, check)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                crate::ops::commands::rebuild_outcome(&report)
+                let report = crate::cli::commands::rebuild_offline(&js, &config.data_dir, settings, check).await?;
+                Ok(crate::cli::commands::rebuild_outcome(&report)?)
             })
         }
         Command::Demo(args) => {
@@ -648,18 +649,18 @@ pub fn main() -> ExitCode {
                 per_type: args.per_type,
                 simulated: args.simulated,
             };
-            run_async(|shutdown| async move { crate::demo::run(options, shutdown).await.map_err(|e| e.to_string()) })
+            run_async(|shutdown| async move { Ok(crate::demo::run(options, shutdown).await?) })
         }
     }
 }
 
 /// Runs `work` until it ends or Ctrl-C/SIGTERM; a stop is a normal end.
-async fn until_stopped<E: std::fmt::Display>(
+async fn until_stopped<E: Into<anyhow::Error>>(
     mut shutdown: watch::Receiver<bool>,
     work: impl std::future::Future<Output = Result<(), E>>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     tokio::select! {
-        result = work => result.map_err(|e| e.to_string()),
+        result = work => result.map_err(Into::into),
         _ = shutdown.wait_for(|stop| *stop) => Ok(()),
     }
 }
@@ -667,7 +668,7 @@ async fn until_stopped<E: std::fmt::Display>(
 fn run_async<F, Fut>(body: F) -> ExitCode
 where
     F: FnOnce(watch::Receiver<bool>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

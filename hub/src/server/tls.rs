@@ -46,24 +46,30 @@ pub enum TlsError {
         source: std::io::Error,
     },
     /// A file holds no PEM item of the kind needed, or broken PEM.
-    #[error("{path} holds no usable {what} (PEM expected): {message}")]
+    #[error("{path} holds no usable {what} (PEM expected): {source}")]
     Pem {
         /// What the file should hold.
         what: &'static str,
         /// The file.
         path: PathBuf,
         /// What the PEM reader said.
-        message: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A certificate file holds no certificate.
+    #[error("{path} holds no usable certificate (PEM expected): no CERTIFICATE section found")]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
     },
     /// rustls refused the certificate and key (they do not match, or an unsupported key type).
-    #[error("the certificate {cert} and key {key} cannot be used together: {message}")]
+    #[error("the certificate {cert} and key {key} cannot be used together: {source}")]
     Refused {
         /// The certificate file.
         cert: PathBuf,
         /// The key file.
         key: PathBuf,
         /// What rustls said.
-        message: String,
+        source: rustls::Error,
     },
 }
 
@@ -77,12 +83,12 @@ pub fn server_config(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<A
     };
     let chain = certificates(cert)?;
     let key_der = read(key, "private key")?;
-    let private = PrivateKeyDer::from_pem_slice(&key_der).map_err(|e| TlsError::Pem {
+    let private = PrivateKeyDer::from_pem_slice(&key_der).map_err(|source| TlsError::Pem {
         what: "private key",
         path: key.into(),
-        message: e.to_string(),
+        source,
     })?;
-    let refused = |e: rustls::Error| TlsError::Refused { cert: cert.into(), key: key.into(), message: e.to_string() };
+    let refused = |source| TlsError::Refused { cert: cert.into(), key: key.into(), source };
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(refused)?
@@ -96,17 +102,11 @@ pub fn server_config(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<A
 /// Every certificate in a PEM file; an error when there is none.
 pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path, "certificate")?;
-    let chain = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| TlsError::Pem {
-        what: "certificate",
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem { what: "certificate", path: path.into(), source })?;
     if chain.is_empty() {
-        return Err(TlsError::Pem {
-            what: "certificate",
-            path: path.into(),
-            message: "no CERTIFICATE section found".into(),
-        });
+        return Err(TlsError::NoCertificate { path: path.into() });
     }
     Ok(chain)
 }
@@ -196,6 +196,7 @@ mod tests {
         std::fs::write(&cert, "not pem at all\n").unwrap();
         std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
         let empty = server_config(Some(&cert), Some(&key)).unwrap_err();
-        assert!(matches!(empty, TlsError::Pem { what: "certificate", .. }), "{empty}");
+        assert!(matches!(empty, TlsError::NoCertificate { .. }), "{empty}");
+        assert!(empty.to_string().contains("holds no usable certificate"), "{empty}");
     }
 }

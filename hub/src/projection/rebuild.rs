@@ -30,10 +30,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    log::streams,
+    projection::catch_up::catch_up,
+    projection::runner::{Control, Handover, ProjectorError, ProjectorSettings, SharedViews},
     projections::DomainViews,
-    projector::{self, Control, Handover, ProjectorError, ProjectorSettings, SharedViews},
-    read_model::{ModelDirs, ReadModel, ReadModelError, ServingModel},
-    streams,
+    store::read_model::{ModelDirs, ReadModel, ReadModelError, ServingModel},
 };
 
 /// Why a rebuild failed (the served model is untouched).
@@ -48,9 +49,36 @@ pub enum RebuildError {
     /// Replaying the log failed.
     #[error(transparent)]
     Projection(#[from] ProjectorError),
-    /// The log could not be read.
+    /// The log could not be read → run it again when NATS is back.
     #[error("log: {0}")]
-    Nats(String),
+    Nats(#[source] async_nats::Error),
+    /// The log ended before the checkpoint the projection paused at (messages removed from the
+    /// stream) → check the stream; the served model is untouched.
+    #[error("log: the log ended at {reached} before the projection's checkpoint {paused_at}; is the stream intact?")]
+    LogEnded {
+        /// Where the fresh model stopped.
+        reached: u64,
+        /// Where the projection paused.
+        paused_at: u64,
+    },
+    /// An offline check found views that trail the checkpoint, which it cannot compare → start the
+    /// hub once, or check it while it runs.
+    #[error(
+        "log: the stored views trail the checkpoint (the hub stopped without writing them): start the hub \
+         once, or check it while it runs with `hub rebuild --check`"
+    )]
+    ViewsTrail,
+    /// An offline check found no served model to compare with.
+    #[error("log: no served model to compare")]
+    NoServedModel,
+    /// A blocking part of the rebuild (opening, loading, comparing) panicked → a bug.
+    #[error("log: {what} task failed: {source}")]
+    Task {
+        /// Which part.
+        what: &'static str,
+        /// How it ended.
+        source: tokio::task::JoinError,
+    },
     /// The data directory could not be changed.
     #[error("data directory {path}: {source}")]
     Io {
@@ -266,7 +294,7 @@ impl Rebuilder {
         loop {
             let last = last_sequence(&self.js).await?;
             self.progress.target.store(last, Ordering::Relaxed);
-            views = projector::catch_up(&self.js, &model, views, last, self.settings, &self.progress.reached).await?;
+            views = catch_up(&self.js, &model, views, last, self.settings, &self.progress.reached).await?;
             let reached = self.progress.reached.load(Ordering::Relaxed);
             if last_sequence(&self.js).await?.saturating_sub(reached) <= self.settings.batch_max as u64 {
                 break;
@@ -282,12 +310,10 @@ impl Rebuilder {
         let at = paused_rx.await.map_err(|_| RebuildError::ProjectionGone)?;
         // From here the projection waits; dropping `resume_tx` on any error lets it carry on.
         self.progress.target.store(at, Ordering::Relaxed);
-        let views = projector::catch_up(&self.js, &model, views, at, self.settings, &self.progress.reached).await?;
+        let views = catch_up(&self.js, &model, views, at, self.settings, &self.progress.reached).await?;
         let reached = model.checkpoint()?;
         if reached != at {
-            return Err(RebuildError::Nats(format!(
-                "the log ended at {reached} before the projection's checkpoint {at}; is the stream intact?"
-            )));
+            return Err(RebuildError::LogEnded { reached, paused_at: at });
         }
         if check {
             self.progress.set(|r| r.phase = RebuildPhase::Comparing);
@@ -317,12 +343,12 @@ async fn open(dir: &Path) -> Result<ReadModel, RebuildError> {
     let dir = dir.to_path_buf();
     Ok(tokio::task::spawn_blocking(move || ReadModel::open(&dir))
         .await
-        .map_err(|e| RebuildError::Nats(format!("open task failed: {e}")))??)
+        .map_err(|source| RebuildError::Task { what: "open", source })??)
 }
 
 async fn last_sequence(js: &jetstream::Context) -> Result<u64, RebuildError> {
-    let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| RebuildError::Nats(e.to_string()))?;
-    Ok(stream.info().await.map_err(|e| RebuildError::Nats(e.to_string()))?.state.last_sequence)
+    let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| RebuildError::Nats(Box::new(e)))?;
+    Ok(stream.info().await.map_err(|e| RebuildError::Nats(Box::new(e)))?.state.last_sequence)
 }
 
 /// Removes a read model directory once nothing in this process holds it open (sled closes a
@@ -370,7 +396,7 @@ pub async fn compare(
         Ok((a_model.checkpoint()?, cells(&a_model)?, b_model.checkpoint()?, cells(&b_model)?))
     })
     .await
-    .map_err(|e| RebuildError::Nats(format!("compare task failed: {e}")))??;
+    .map_err(|source| RebuildError::Task { what: "compare", source })??;
     let (a_checkpoint, a_usage, b_checkpoint, b_usage) = usage;
     let mut differences = Vec::new();
     if a_checkpoint != b_checkpoint {
@@ -424,11 +450,7 @@ pub async fn offline(
     };
     if let (Some(served), true) = (&served, check) {
         if served.views_sequence()? != served.checkpoint()? {
-            return Err(RebuildError::Nats(
-                "the stored views trail the checkpoint (the hub stopped without writing them): start the hub \
-                 once, or check it while it runs with `hub rebuild --check`"
-                    .into(),
-            ));
+            return Err(RebuildError::ViewsTrail);
         }
     }
     for stale in
@@ -446,16 +468,15 @@ pub async fn offline(
             _ => last_sequence(js).await?,
         };
         progress.target.store(stop_at, Ordering::Relaxed);
-        let views =
-            projector::catch_up(js, &model, DomainViews::default(), stop_at, settings, &progress.reached).await?;
+        let views = catch_up(js, &model, DomainViews::default(), stop_at, settings, &progress.reached).await?;
         if check {
             progress.set(|r| r.phase = RebuildPhase::Comparing);
-            let served = served.as_ref().ok_or_else(|| RebuildError::Nats("no served model to compare".into()))?;
+            let served = served.as_ref().ok_or(RebuildError::NoServedModel)?;
             let served_views = {
                 let loader = served.clone();
                 tokio::task::spawn_blocking(move || loader.load_views())
                     .await
-                    .map_err(|e| RebuildError::Nats(e.to_string()))??
+                    .map_err(|source| RebuildError::Task { what: "views load", source })??
                     .all_records()
             };
             let differences = compare(served, served_views, &model, views.all_records()).await?;

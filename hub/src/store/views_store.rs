@@ -31,7 +31,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::projections::{table::EncodedRecords, DomainViews, TABLES};
+use crate::projections::{table::EncodedRecords, DomainViews};
 
 /// The first bytes of every views file (and the layout's version).
 pub const MAGIC: &[u8; 8] = b"SGDVIEW2";
@@ -58,8 +58,31 @@ pub enum ViewsStoreError {
         /// The file or directory.
         path: String,
         /// What is wrong.
-        reason: String,
+        reason: Damage,
     },
+}
+
+impl From<&'static str> for Damage {
+    fn from(found: &'static str) -> Self {
+        Self::Found(found)
+    }
+}
+
+/// What is wrong with a damaged views store.
+#[derive(Debug, thiserror::Error)]
+pub enum Damage {
+    /// What was found (a frame that does not decode, frames out of order, a missing file).
+    #[error("{0}")]
+    Found(&'static str),
+    /// A write failed earlier (its error, as reported then); the store takes no more frames.
+    #[error("{0}")]
+    Earlier(String),
+    /// A stored record does not load into the views.
+    #[error(transparent)]
+    Record(#[from] crate::projections::ViewLoadError),
+    /// A frame could not be encoded.
+    #[error("cannot encode a frame: {0}")]
+    Encode(#[from] postcard::Error),
 }
 
 /// One frame: records of some tables and the log sequence they reflect.
@@ -197,7 +220,7 @@ impl ViewsStore {
     /// (empty views at 0 when nothing is stored).
     pub fn load(&self) -> Result<DomainViews, ViewsStoreError> {
         if let Some(reason) = &self.journal.lock().unwrap_or_else(|p| p.into_inner()).damaged {
-            return Err(damaged(&self.dir, reason));
+            return Err(damaged(&self.dir, Damage::Earlier(reason.clone())));
         }
         let files = self.files()?;
         let mut views = DomainViews::default();
@@ -278,7 +301,8 @@ impl ViewsStore {
                 // After each slice, a pause as long as the slice took: the snapshot takes half a
                 // core instead of a whole one (at a million events, ~2 s of a core that the
                 // projection, the validator and nats-server wanted on a 2-core machine).
-                for table in 0..TABLES {
+                let tables = views.blocking_read().tables().len();
+                for table in 0..tables {
                     let slices = views.blocking_read().tables()[table].slices();
                     for slice in 0..slices {
                         let began = std::time::Instant::now();
@@ -332,10 +356,10 @@ impl ViewsStore {
         changes: &[(&'static str, EncodedRecords)],
     ) -> Result<(), ViewsStoreError> {
         if let Some(reason) = &journal.damaged {
-            return Err(damaged(&self.dir, reason));
+            return Err(damaged(&self.dir, Damage::Earlier(reason.clone())));
         }
-        let payload = postcard::to_stdvec(&FrameRef { sequence, tables: changes })
-            .map_err(|e| damaged(&self.dir, &format!("cannot encode a frame: {e}")))?;
+        let payload =
+            postcard::to_stdvec(&FrameRef { sequence, tables: changes }).map_err(|e| damaged(&self.dir, e))?;
         if journal.segment.is_none() {
             let n = journal.last_segment;
             journal.segment = Some((n, self.create(StoredFile::Journal(n), true)?));
@@ -376,7 +400,7 @@ impl ViewsStore {
                 return Ok(());
             }
             let payload = postcard::to_stdvec(&FrameRef { sequence: 0, tables: &[records] })
-                .map_err(|e| damaged(&temporary, &format!("cannot encode a frame: {e}")))?;
+                .map_err(|e| damaged(&temporary, e))?;
             out.write_all(&framed(&payload)).map_err(|e| io(&temporary, e))
         })?;
         let file = out.into_inner().map_err(|e| io(&temporary, e.into_error()))?;
@@ -465,7 +489,7 @@ fn newest_snapshot(files: &[StoredFile]) -> Option<(u64, u64)> {
 fn load_frame(views: &mut DomainViews, frame: Frame, path: &Path) -> Result<(), ViewsStoreError> {
     for (prefix, records) in frame.tables {
         for (key, value) in records {
-            views.load(&prefix, &key, &value).map_err(|reason| damaged(path, &reason))?;
+            views.load(&prefix, &key, &value).map_err(|e| damaged(path, e))?;
         }
     }
     Ok(())
@@ -531,8 +555,8 @@ fn io(path: &Path, source: std::io::Error) -> ViewsStoreError {
     ViewsStoreError::Io { path: path.display().to_string(), source }
 }
 
-fn damaged(path: &Path, reason: &str) -> ViewsStoreError {
-    ViewsStoreError::Damaged { path: path.display().to_string(), reason: reason.to_string() }
+fn damaged(path: &Path, reason: impl Into<Damage>) -> ViewsStoreError {
+    ViewsStoreError::Damaged { path: path.display().to_string(), reason: reason.into() }
 }
 
 #[cfg(test)]

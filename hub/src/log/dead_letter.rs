@@ -19,7 +19,7 @@ pub async fn publish(
 ) -> Result<async_nats::jetstream::context::PublishAckFuture, async_nats::jetstream::context::PublishError> {
     let mut headers = async_nats::HeaderMap::new();
     if let Some(msg_id) = msg_id {
-        headers.insert(crate::MSG_ID_HEADER, msg_id);
+        headers.insert(crate::log::streams::MSG_ID_HEADER, msg_id);
     }
     headers.insert(REASON_HEADER, dead_letter.reason.as_str());
     js.publish_with_headers(

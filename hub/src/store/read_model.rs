@@ -10,7 +10,7 @@
 //! - `usage/<YYYY-MM-DD>/<principal>/<type>` → count (u64, big-endian).
 //!
 //! The views' records ([`crate::projections::DomainViews`]) are not in the tree: they live in
-//! files in `views/` beside it, a snapshot and a journal ([`crate::views_store`]), written every
+//! files in `views/` beside it, a snapshot and a journal ([`crate::store::views_store`]), written every
 //! `views_flush_ms`, and reflect a log sequence at or below the checkpoint.
 
 use std::{collections::HashSet, path::Path};
@@ -18,13 +18,13 @@ use std::{collections::HashSet, path::Path};
 use chrono::NaiveDate;
 
 use crate::{
-    digest_set::DigestSet,
     projections::{
         table::EncodedRecords,
         usage::{TypeCounts, UsageDay},
         DomainViews,
     },
-    views_store::{ViewsStore, ViewsStoreError},
+    store::digest_set::DigestSet,
+    store::views_store::{ViewsStore, ViewsStoreError},
 };
 
 /// The layout version this build reads and writes (4: views in their own files; 5: consents
@@ -132,7 +132,7 @@ impl ReadModel {
             sled::Config::new().path(dir).cache_capacity(32 * 1024 * 1024).flush_every_ms(Some(FLUSH_EVERY_MS));
         // A handle closed a moment ago in this process may still hold sled's file lock while its
         // background flusher finishes: wait for it a little before reporting the lock as taken.
-        let db = sgd_adapters::outbox::open_sled(&config).map_err(storage)?;
+        let db = crate::store::open_sled(&config).map_err(storage)?;
         match db.get(FORMAT).map_err(storage)? {
             None => {
                 db.insert(FORMAT, &FORMAT_VERSION.to_be_bytes()).map_err(storage)?;

@@ -6,13 +6,13 @@ use std::{io::Write, time::Duration};
 use async_nats::jetstream;
 use futures::StreamExt;
 
-use super::{
-    client::{ApiClient, ClientError},
-    tail::{StartAt, TailError, TailFilter},
-};
-use crate::api::{
-    dlq::{DlqAnswer, DlqItem, ReplayAnswer, ReplayRequest},
-    status::HubStatus,
+use super::client::{ApiClient, ClientError};
+use crate::{
+    api::{
+        dlq::{DlqAnswer, DlqItem, ReplayAnswer, ReplayRequest},
+        status::HubStatus,
+    },
+    log::tail::{StartAt, TailError, TailFilter},
 };
 
 /// Why a command failed.
@@ -27,6 +27,12 @@ pub enum CommandError {
     /// Writing the output failed (a closed pipe).
     #[error("output: {0}")]
     Output(#[from] std::io::Error),
+    /// The rebuild failed (the hub's report says why) → exit status 2.
+    #[error("rebuild failed: {0}; the served read model is untouched")]
+    RebuildFailed(String),
+    /// `hub rebuild --check` found differences → exit status 2.
+    #[error("the served read model differs from a rebuild in {0} records")]
+    RebuildDiffers(usize),
 }
 
 /// `hub tail`: prints each followed message (a line, or the raw JSON with `json`) until `limit`
@@ -38,7 +44,7 @@ pub async fn tail(
     json: bool,
     limit: Option<usize>,
 ) -> Result<(), CommandError> {
-    let mut items = Box::pin(super::tail::follow(js, filter, start).await?);
+    let mut items = Box::pin(crate::log::tail::follow(js, filter, start).await?);
     let mut out = std::io::stdout().lock();
     let mut printed = 0;
     while limit.is_none_or(|limit| printed < limit) {
@@ -201,7 +207,7 @@ pub async fn dlq_list(
     }
     println!("{} dead letters in all; newest {} shown", answer.total, answer.items.len());
     for item in &answer.items {
-        let summary = super::tail::DeadLetterSummary::new(item.seq, &item.dead_letter);
+        let summary = crate::log::tail::DeadLetterSummary::new(item.seq, &item.dead_letter);
         let first = item.dead_letter.problems.first().map(|p| format!("{}: {}", p.path, p.message));
         println!(
             "{}  {}{}",
@@ -255,8 +261,11 @@ fn urlencode(text: &str) -> String {
 
 /// `hub rebuild` against a running hub: starts the rebuild and follows it with a progress bar
 /// until it is done; returns the final report.
-pub async fn rebuild_online(client: &ApiClient, check: bool) -> Result<crate::rebuild::RebuildReport, CommandError> {
-    use crate::rebuild::{RebuildPhase, RebuildReport};
+pub async fn rebuild_online(
+    client: &ApiClient,
+    check: bool,
+) -> Result<crate::projection::rebuild::RebuildReport, CommandError> {
+    use crate::projection::rebuild::{RebuildPhase, RebuildReport};
     let request = crate::api::admin::RebuildRequest { check };
     let _: RebuildReport = client.post("/api/v1/admin/rebuild", &request).await?;
     let bar = progress_bar();
@@ -275,10 +284,10 @@ pub async fn rebuild_online(client: &ApiClient, check: bool) -> Result<crate::re
 pub async fn rebuild_offline(
     js: &jetstream::Context,
     data_dir: &std::path::Path,
-    settings: crate::projector::ProjectorSettings,
+    settings: crate::projection::runner::ProjectorSettings,
     check: bool,
-) -> Result<crate::rebuild::RebuildReport, crate::rebuild::RebuildError> {
-    let progress = std::sync::Arc::new(crate::rebuild::Progress::default());
+) -> Result<crate::projection::rebuild::RebuildReport, crate::projection::rebuild::RebuildError> {
+    let progress = std::sync::Arc::new(crate::projection::rebuild::Progress::default());
     let bar = progress_bar();
     let ticker = {
         let (progress, bar) = (progress.clone(), bar.clone());
@@ -289,7 +298,7 @@ pub async fn rebuild_offline(
             }
         })
     };
-    let result = crate::rebuild::offline(js, data_dir, settings, check, &progress).await;
+    let result = crate::projection::rebuild::offline(js, data_dir, settings, check, &progress).await;
     ticker.abort();
     bar.finish_and_clear();
     result
@@ -305,7 +314,7 @@ fn progress_bar() -> indicatif::ProgressBar {
     bar
 }
 
-fn show_progress(bar: &indicatif::ProgressBar, report: &crate::rebuild::RebuildReport) {
+fn show_progress(bar: &indicatif::ProgressBar, report: &crate::projection::rebuild::RebuildReport) {
     bar.set_length(report.target.max(1));
     bar.set_position(report.reached);
     let phase = serde_json::to_value(report.phase).ok().and_then(|v| v.as_str().map(str::to_string));
@@ -313,17 +322,14 @@ fn show_progress(bar: &indicatif::ProgressBar, report: &crate::rebuild::RebuildR
 }
 
 /// The outcome of a rebuild for people; `Err` when it failed or (`check`) found differences.
-pub fn rebuild_outcome(report: &crate::rebuild::RebuildReport) -> Result<(), String> {
-    use crate::rebuild::RebuildPhase;
+pub fn rebuild_outcome(report: &crate::projection::rebuild::RebuildReport) -> Result<(), CommandError> {
+    use crate::projection::rebuild::RebuildPhase;
     let seconds = match (report.started_at, report.finished_at) {
         (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
         _ => 0.0,
     };
     if report.phase == RebuildPhase::Failed {
-        return Err(format!(
-            "rebuild failed: {}; the served read model is untouched",
-            report.error.as_deref().unwrap_or("unknown error")
-        ));
+        return Err(CommandError::RebuildFailed(report.error.clone().unwrap_or_else(|| "unknown error".into())));
     }
     let rate = if seconds > 0.0 { report.reached as f64 / seconds } else { 0.0 };
     if report.check {
@@ -336,7 +342,7 @@ pub fn rebuild_outcome(report: &crate::rebuild::RebuildReport) -> Result<(), Str
             println!("  {example}");
         }
         if differences > 0 {
-            return Err(format!("the served read model differs from a rebuild in {differences} records"));
+            return Err(CommandError::RebuildDiffers(differences));
         }
     } else {
         println!(

@@ -2,8 +2,8 @@
 
 use crate::{
     api::subscriptions::{CreatedSubscription, ParkedList, ReplayAnswer, SubscriptionItem, SubscriptionList},
+    cli::client::ClientError,
     cli::SubscriptionCommand,
-    ops::client::ClientError,
     webhooks::subscription::NewSubscription,
 };
 

@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sgd_schemas::{validate, RejectReason, ValidationContext};
 
-use crate::{dead_letter::DeadLetter, metrics::Metrics, streams, validator};
+use crate::{log::dead_letter::DeadLetter, log::streams, log::validator, metrics::Metrics};
 
 /// What happened to one dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -41,7 +41,7 @@ pub struct ReplayResult {
     pub reason: Option<String>,
     /// The new problems, when it failed again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub problems: Vec<crate::dead_letter::ProblemRecord>,
+    pub problems: Vec<crate::log::dead_letter::ProblemRecord>,
 }
 
 /// Why a replay could not run.
@@ -49,10 +49,15 @@ pub struct ReplayResult {
 pub enum ReplayError {
     /// NATS failed → nothing after the failing dead letter was touched; run it again.
     #[error("replay: {0}")]
-    Nats(String),
+    Nats(#[source] async_nats::Error),
     /// The reason named is not a reject reason code.
     #[error("{0:?} is not a reason code; one of pii, too_large, malformed, unknown_type, unknown_version, principal_mismatch, area_mismatch, envelope, schema")]
     UnknownReason(String),
+}
+
+/// NATS failed: `error`, its source kept.
+fn nats(error: impl std::error::Error + Send + Sync + 'static) -> ReplayError {
+    ReplayError::Nats(Box::new(error))
 }
 
 impl DeadLetter {
@@ -75,7 +80,7 @@ pub async fn replay_sequences(
     max_event_bytes: usize,
     metrics: &Metrics,
 ) -> Result<Vec<ReplayResult>, ReplayError> {
-    let stream = js.get_stream(streams::DLQ).await.map_err(|e| ReplayError::Nats(e.to_string()))?;
+    let stream = js.get_stream(streams::DLQ).await.map_err(nats)?;
     let mut results = Vec::with_capacity(sequences.len());
     for &seq in sequences {
         let result = match stream.get_raw_message(seq).await {
@@ -83,7 +88,7 @@ pub async fn replay_sequences(
             Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
                 ReplayResult { seq, outcome: ReplayOutcome::NotFound, reason: None, problems: vec![] }
             }
-            Err(e) => return Err(ReplayError::Nats(e.to_string())),
+            Err(e) => return Err(nats(e)),
         };
         results.push(result);
     }
@@ -102,13 +107,12 @@ pub async fn replay_reason(
     if !RejectReason::ALL.iter().any(|r| r.as_str() == reason) {
         return Err(ReplayError::UnknownReason(reason.to_string()));
     }
-    let nats = |e: &dyn std::fmt::Display| ReplayError::Nats(e.to_string());
-    let mut stream = js.get_stream(streams::DLQ).await.map_err(|e| nats(&e))?;
-    let info = stream.info().await.map_err(|e| nats(&e))?;
+    let mut stream = js.get_stream(streams::DLQ).await.map_err(nats)?;
+    let info = stream.info().await.map_err(nats)?;
     let last = info.state.last_sequence;
-    let mut counts = stream.info_with_subjects(format!("sgd.dlq.*.{reason}")).await.map_err(|e| nats(&e))?;
+    let mut counts = stream.info_with_subjects(format!("sgd.dlq.*.{reason}")).await.map_err(nats)?;
     let mut pending = 0;
-    while let Some((_, count)) = counts.try_next().await.map_err(|e| nats(&e))? {
+    while let Some((_, count)) = counts.try_next().await.map_err(nats)? {
         pending += count;
     }
     if pending == 0 {
@@ -121,12 +125,12 @@ pub async fn replay_reason(
             ..Default::default()
         })
         .await
-        .map_err(|e| nats(&e))?;
-    let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
+        .map_err(nats)?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
     let mut results = Vec::new();
     let mut more = false;
     while let Ok(Some(message)) = tokio::time::timeout(std::time::Duration::from_secs(2), messages.next()).await {
-        let message = message.map_err(|e| nats(&e))?;
+        let message = message.map_err(nats)?;
         let Ok(info) = message.info() else { continue };
         let seq = info.stream_sequence;
         if seq > last {
@@ -171,12 +175,8 @@ async fn replay_one(
     let body = bytes::Bytes::from(dead_letter.body.into_bytes());
     match validate(&body, &ctx) {
         Ok(event) => {
-            let ack = validator::publish_valid(js, event, body, metrics)
-                .await
-                .map_err(ReplayError::Nats)?
-                .await
-                .map_err(|e| ReplayError::Nats(e.to_string()))?;
-            stream.delete_message(seq).await.map_err(|e| ReplayError::Nats(e.to_string()))?;
+            let ack = validator::publish_valid(js, event, body, metrics).await.map_err(nats)?.await.map_err(nats)?;
+            stream.delete_message(seq).await.map_err(nats)?;
             let outcome = if ack.duplicate { ReplayOutcome::AlreadyLogged } else { ReplayOutcome::Logged };
             tracing::info!(seq, ?outcome, "dead letter replayed");
             Ok(result(outcome, None, vec![]))
@@ -192,12 +192,11 @@ async fn replay_one(
 /// Dead letters in `SGD_DLQ` by reason, counted by JetStream per subject (no message is read).
 /// Every reason code is present, at zero when none.
 pub async fn count_by_reason(js: &jetstream::Context) -> Result<std::collections::BTreeMap<String, u64>, ReplayError> {
-    let nats = |e: &dyn std::fmt::Display| ReplayError::Nats(e.to_string());
-    let stream = js.get_stream(streams::DLQ).await.map_err(|e| nats(&e))?;
+    let stream = js.get_stream(streams::DLQ).await.map_err(nats)?;
     let mut counts: std::collections::BTreeMap<String, u64> =
         RejectReason::ALL.iter().map(|r| (r.as_str().to_string(), 0)).collect();
-    let mut subjects = stream.info_with_subjects("sgd.dlq.>").await.map_err(|e| nats(&e))?;
-    while let Some((subject, count)) = subjects.try_next().await.map_err(|e| nats(&e))? {
+    let mut subjects = stream.info_with_subjects("sgd.dlq.>").await.map_err(nats)?;
+    while let Some((subject, count)) = subjects.try_next().await.map_err(nats)? {
         let reason = sgd_schemas::subjects::parse_dlq(&subject).map(|(_, r)| r).unwrap_or("unknown");
         *counts.entry(reason.to_string()).or_default() += count as u64;
     }

@@ -5,11 +5,11 @@
 //! insert holds the views' write lock. Measured on maps of the same shapes (a throwaway program,
 //! docs/performance.md): a string-keyed map doubling at 229,000 keys (the person timelines at a
 //! million events are ~206,000) took 54 ms, a set of 128-bit digests (the applied identities, since
-//! kept in [`crate::digest_set`]) 40 ms at 917,000 and 94 ms at 1.8 million; in the hub, single
+//! kept in [`crate::store::digest_set`]) 40 ms at 917,000 and 94 ms at 1.8 million; in the hub, single
 //! batches spent 45–92 ms applying a few events, the 99th percentile of publish → visible. Split in
 //! 256, a doubling moves at most 1/256 of the entries (by the same curve a few hundred microseconds
 //! at a million), for the same total work. Shards also let a snapshot read a table a slice at a
-//! time (see [`crate::views_store`]).
+//! time (see [`crate::store::views_store`]).
 //!
 //! The shard of a key comes from bits 40–47 of its hash under a seed of its own, independent of
 //! the per-shard tables' own (seeded) hashing.

@@ -13,7 +13,7 @@ use async_nats::{
     jetstream::{
         self,
         consumer::{pull, AckPolicy},
-        context::PublishAckFuture,
+        context::{PublishAckFuture, PublishError},
         AckKind,
     },
     HeaderMap,
@@ -26,7 +26,7 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use crate::{dead_letter::DeadLetter, metrics::Metrics, streams};
+use crate::{log::dead_letter::DeadLetter, log::streams, metrics::Metrics};
 
 /// Name of the validators' shared durable consumer on `SGD_INGRESS`.
 pub const CONSUMER: &str = "validator";
@@ -34,9 +34,15 @@ pub const CONSUMER: &str = "validator";
 /// Why the validator stopped → it is restarted by its supervisor (or the process exits non-zero).
 #[derive(Debug, thiserror::Error)]
 pub enum ValidatorError {
-    /// The consumer could not be created or read.
+    /// The consumer could not be created or read → restart when NATS is back.
     #[error("ingress consumer: {0}")]
-    Consumer(String),
+    Consumer(#[source] async_nats::Error),
+    /// The consumer's message stream ended (the connection closed).
+    #[error("ingress consumer: ingress message stream ended")]
+    Ended,
+    /// The task that acks ingress after each publish stopped (it panicked: a bug).
+    #[error("ingress consumer: ack task stopped")]
+    AckTaskStopped,
 }
 
 /// Validator settings.
@@ -55,7 +61,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ValidatorError> {
-    let stream = js.get_stream(streams::INGRESS).await.map_err(|e| ValidatorError::Consumer(e.to_string()))?;
+    let stream = js.get_stream(streams::INGRESS).await.map_err(|e| ValidatorError::Consumer(Box::new(e)))?;
     let consumer = stream
         .get_or_create_consumer(
             CONSUMER,
@@ -70,7 +76,7 @@ pub async fn run(
             },
         )
         .await
-        .map_err(|e| ValidatorError::Consumer(e.to_string()))?;
+        .map_err(|e| ValidatorError::Consumer(Box::new(e)))?;
     // On a cluster a new consumer elects its leader after it is created, and a pull request sent
     // before that is lost: wait for the leader (a few seconds at most; at once on one server).
     let mut consumer = consumer;
@@ -102,12 +108,12 @@ pub async fn run(
                 messages = pull(&consumer, settings).await?;
                 continue;
             }
-            None => break Err(ValidatorError::Consumer("ingress message stream ended".into())),
+            None => break Err(ValidatorError::Ended),
         };
         match route(&js, &message, settings, &metrics).await {
             Ok(ack) => {
                 if to_acker.send((ack, message, Instant::now() + PUBLISH_ACK_WAIT)).await.is_err() {
-                    break Err(ValidatorError::Consumer("ack task stopped".into()));
+                    break Err(ValidatorError::AckTaskStopped);
                 }
             }
             Err(e) => {
@@ -142,7 +148,7 @@ async fn pull(
         .expires(Duration::from_secs(30))
         .messages()
         .await
-        .map_err(|e| ValidatorError::Consumer(e.to_string()))
+        .map_err(|e| ValidatorError::Consumer(Box::new(e)))
 }
 
 /// Validates one ingress message and publishes it to the log or the DLQ; returns the publish's
@@ -152,7 +158,7 @@ async fn route(
     message: &jetstream::Message,
     settings: ValidatorSettings,
     metrics: &Metrics,
-) -> Result<PublishAckFuture, String> {
+) -> Result<PublishAckFuture, PublishError> {
     let subject = message.subject.as_str();
     let ctx = ValidationContext::from_ingress_subject(subject, settings.max_event_bytes);
     match validate(&message.payload, &ctx) {
@@ -164,7 +170,7 @@ async fn route(
             tracing::info!(reason = %dead_letter.reason, subject = %dead_letter.subject, "refused: {rejection}");
             let principal = ctx.transport_principal.filter(|p| sgd_schemas::principals::is_known(p));
             let msg_id = format!("dlq/{}", ingress_seq.unwrap_or_default());
-            crate::dead_letter::publish(js, principal, &dead_letter, Some(&msg_id)).await.map_err(|e| e.to_string())
+            crate::log::dead_letter::publish(js, principal, &dead_letter, Some(&msg_id)).await
         }
     }
 }
@@ -178,9 +184,9 @@ pub async fn publish_valid(
     event: sgd_schemas::ValidatedEvent,
     payload: bytes::Bytes,
     metrics: &Metrics,
-) -> Result<PublishAckFuture, String> {
+) -> Result<PublishAckFuture, PublishError> {
     let mut headers = HeaderMap::new();
-    headers.insert(crate::MSG_ID_HEADER, event.msg_id.as_str());
+    headers.insert(crate::log::streams::MSG_ID_HEADER, event.msg_id.as_str());
     let span = tracing::debug_span!(
         "validated",
         id = %event.envelope.id,
@@ -189,7 +195,7 @@ pub async fn publish_valid(
     metrics.count_validated(event.envelope.area(), &event.envelope.event_type);
     tracing::debug!(parent: &span, subject = %event.events_subject, "validated");
     // `instrument`, not `enter`: an entered span must not be held across an await.
-    js.publish_with_headers(event.events_subject, headers, payload).instrument(span).await.map_err(|e| e.to_string())
+    js.publish_with_headers(event.events_subject, headers, payload).instrument(span).await
 }
 
 /// How long a publish to the log may wait for its acknowledgement, counted from the publish.

@@ -18,6 +18,8 @@ use async_nats::jetstream::{
 };
 use sgd_schemas::subjects;
 
+/// The header JetStream deduplicates on.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// The ingress work queue.
 pub const INGRESS: &str = "SGD_INGRESS";
 /// The log.
