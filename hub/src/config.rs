@@ -88,6 +88,12 @@ pub struct HubConfig {
     /// How often the goals/follow-up views' changed records are written to disk, in milliseconds;
     /// after a crash the log since then is replayed into them. Default 2000.
     pub views_flush_ms: u64,
+    /// Applied identities kept in memory; beyond this they are handed over to sorted runs on
+    /// disk (16 bytes each there). Default 262144.
+    pub identities_in_memory: usize,
+    /// Persons' timeline entries kept in the views; beyond this they are handed over to sorted
+    /// runs on disk (48 bytes each there). Default 100000.
+    pub timeline_entries_in_memory: usize,
     /// Name of this hub instance, used in consumer names and logs. Default the host name.
     pub instance: String,
     /// Counts about persons below this are suppressed in statistics. Default 5.
@@ -127,6 +133,8 @@ impl Default for HubConfig {
             batch_max: 5000,
             batch_wait_ms: 2,
             views_flush_ms: 2000,
+            identities_in_memory: 262_144,
+            timeline_entries_in_memory: 100_000,
             instance: hostname(),
             privacy_threshold: 5,
             rate_limit_per_second: 100,
@@ -237,6 +245,10 @@ batch_wait_ms = 2
 # The goals/follow-up views are written every views_flush_ms (not every batch); after a crash
 # the log since then is replayed into them at start.
 views_flush_ms = 2000
+# What grows with the log stays in memory only up to these counts, then goes to sorted runs on
+# disk beside the read model (the hub's memory does not grow with the log).
+identities_in_memory = 262144
+timeline_entries_in_memory = 100000
 # Instance name (logs, metrics); default the host name.
 # instance = "hub-1"
 # Counts about persons below this are suppressed in statistics.

@@ -109,16 +109,21 @@ pub async fn audit(state: &ApiState, record: &AuditRecord) -> Result<(), ApiErro
     Ok(())
 }
 
-/// The person's events, read from the log by the sequences the read model keeps.
+/// The person's events, read from the log by the sequences the read model keeps: the newest in
+/// the views, the older in the read model's timeline runs on disk (the views first: an entry the
+/// runner hands over meanwhile is then in the runs).
 async fn read_timeline(state: &ApiState, person: &PersonId) -> Result<Vec<TimelineEntry>, ApiError> {
-    let sequences: Vec<u64> = state
-        .views
-        .read()
+    let mut refs: Vec<(i64, u64)> = state.views.read().await.timelines.get(person).cloned().unwrap_or_default();
+    let model = state.model.get();
+    let person_id = *person;
+    let on_disk = tokio::task::spawn_blocking(move || model.timelines().of(&person_id))
         .await
-        .timelines
-        .get(person)
-        .map(|refs| refs.iter().map(|(_, seq)| *seq).collect())
-        .unwrap_or_default();
+        .map_err(|e| ApiError::unavailable(format!("the timeline could not be read: {e}")))?
+        .map_err(|e| ApiError::unavailable(format!("the timeline could not be read: {e}")))?;
+    refs.extend(on_disk);
+    refs.sort_unstable();
+    refs.dedup();
+    let sequences: Vec<u64> = refs.into_iter().map(|(_, sequence)| sequence).collect();
     let stream = state.js.get_stream(streams::EVENTS).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     let mut entries = Vec::with_capacity(sequences.len());
     for sequence in sequences {

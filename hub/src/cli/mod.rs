@@ -632,11 +632,7 @@ pub fn main() -> ExitCode {
                 )
                 .await?;
                 let js = async_nats::jetstream::new(client);
-                let settings = crate::projection::runner::ProjectorSettings {
-                    batch_max: config.batch_max.max(1),
-                    batch_wait: config.batch_wait(),
-                    views_flush: std::time::Duration::from_millis(config.views_flush_ms),
-                };
+                let settings = crate::projection::runner::ProjectorSettings::of(&config);
                 let report = crate::cli::commands::rebuild_offline(&js, &config.data_dir, settings, check).await?;
                 Ok(crate::cli::commands::rebuild_outcome(&report)?)
             })

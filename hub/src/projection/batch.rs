@@ -10,13 +10,13 @@ use async_nats::jetstream;
 use sgd_schemas::upcast;
 
 use super::runner::{
-    identity_digest, task_error, CommitInFlight, ProjectorError, ProjectorStatus, RunnerState, SharedViews,
+    identity_digest, task_error, CommitInFlight, HandOverAt, ProjectorError, ProjectorStatus, RunnerState, SharedViews,
     CATCHING_UP_PENDING, VIEWS_WRITE_RECORDS,
 };
 use crate::{
     metrics::{Metrics, TypeLabels},
     projections::{usage::UsageDelta, ProjectedEvent},
-    store::read_model::ReadModel,
+    store::read_model::{ReadModel, ReadModelError},
 };
 
 pub(super) async fn project_batch(
@@ -24,7 +24,7 @@ pub(super) async fn project_batch(
     batch: &[jetstream::Message],
     model: &Arc<ReadModel>,
     views_shared: &SharedViews,
-    views_flush: Duration,
+    (views_flush, hand_over_at): (Duration, HandOverAt),
     metrics: &Metrics,
     status: &ProjectorStatus,
 ) -> Result<(), ProjectorError> {
@@ -61,7 +61,7 @@ pub(super) async fn project_batch(
         )
         .entered();
         let digest = identity_digest(envelope);
-        if !state.identities.insert(digest) {
+        if !state.identities.insert(digest).map_err(ReadModelError::from)? {
             metrics.duplicates.inc();
             tracing::debug!(sequence, id = %envelope.id, "identity applied before; skipped");
             continue;
@@ -143,6 +143,7 @@ pub(super) async fn project_batch(
         "projection batch applied"
     );
     state.checkpoint = last_sequence;
+    hand_over(state, model, views_shared, hand_over_at, metrics).await?;
     if whole {
         // (`whole` implies `flush`.) The end of a catch-up: one snapshot of everything (the projection waits for it once).
         flush_views(model, views_shared, state, metrics).await?;
@@ -239,6 +240,53 @@ pub(super) async fn start_views_write(
     }));
     state.views_flushed_at = std::time::Instant::now();
     Ok(())
+}
+
+/// Moves what grows with the log out of memory once there is enough of it: the applied
+/// identities (once every batch holding them is on disk, so a run never holds an identity a
+/// crash could un-apply) and the views' timeline entries (which may run ahead of the stored
+/// views: an entry handed over twice counts once).
+async fn hand_over(
+    state: &mut RunnerState,
+    model: &Arc<ReadModel>,
+    views: &SharedViews,
+    at: HandOverAt,
+    metrics: &Metrics,
+) -> Result<(), ProjectorError> {
+    if state.identities.recent() >= at.identities {
+        finish_commit(state, metrics).await?;
+        let through = state.checkpoint;
+        let identities = &mut state.identities;
+        blocking(|| -> Result<(), ReadModelError> {
+            model.flush()?;
+            identities.hand_over(through)?;
+            Ok(())
+        })?;
+        model.identities_handed_over(through);
+        tracing::debug!(through, "applied identities handed over to disk");
+    }
+    let entries = {
+        let views = views.read().await;
+        (views.timeline_entries() >= at.timeline_entries).then(|| views.timeline_refs())
+    };
+    if let Some(entries) = entries {
+        let through = state.checkpoint;
+        let count = entries.len();
+        blocking(|| model.timelines().hand_over(entries, through)).map_err(ReadModelError::from)?;
+        // Only this runner changes the views, so they hold exactly the entries just written.
+        views.write().await.take_timeline_entries();
+        tracing::debug!(through, count, "timeline entries handed over to disk");
+    }
+    Ok(())
+}
+
+/// Runs blocking file work from the runner's task: on a multi-threaded runtime without holding up
+/// the other tasks of its worker.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 /// Waits for the commit in flight, if any, and counts it.

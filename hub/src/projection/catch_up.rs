@@ -82,7 +82,8 @@ pub async fn catch_up(
             if !batch.is_empty() {
                 // Views are written once, at the end, not every interval.
                 let never = Duration::from_secs(u64::MAX / 4);
-                project_batch(&mut state, &batch, model, &views, never, &metrics, &status).await?;
+                project_batch(&mut state, &batch, model, &views, (never, settings.hand_over), &metrics, &status)
+                    .await?;
                 progress.store(state.checkpoint, Ordering::Relaxed);
             }
             if ended {

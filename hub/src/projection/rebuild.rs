@@ -386,6 +386,13 @@ pub async fn compare(
     b_views: BTreeMap<String, serde_json::Value>,
 ) -> Result<Vec<String>, RebuildError> {
     let (a_model, b_model) = (a.clone(), b.clone());
+    // Each model hands timeline entries over to disk at its own moments: compare whole timelines.
+    let (a_views, b_views) = tokio::task::spawn_blocking(move || -> Result<_, ReadModelError> {
+        Ok((with_timelines_on_disk(&a_model, a_views)?, with_timelines_on_disk(&b_model, b_views)?))
+    })
+    .await
+    .map_err(|source| RebuildError::Task { what: "compare", source })??;
+    let (a_model, b_model) = (a.clone(), b.clone());
     let usage = tokio::task::spawn_blocking(move || -> Result<_, ReadModelError> {
         let cells = |m: &ReadModel| -> Result<BTreeMap<String, u64>, ReadModelError> {
             Ok(m.usage_cells()?
@@ -406,6 +413,31 @@ pub async fn compare(
     differ(&a_views, &b_views, &mut differences);
     Ok(differences)
 }
+
+/// The views' records with each person's timeline entries on disk added to their record, each
+/// timeline sorted and without repeats.
+fn with_timelines_on_disk(
+    model: &ReadModel,
+    mut views: BTreeMap<String, serde_json::Value>,
+) -> Result<BTreeMap<String, serde_json::Value>, ReadModelError> {
+    let mut timelines: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+    for (key, value) in views.iter().filter(|(key, _)| key.starts_with(TIMELINE_PREFIX)) {
+        let entries: Vec<(i64, u64)> = serde_json::from_value(value.clone()).unwrap_or_default();
+        timelines.insert(key.clone(), entries);
+    }
+    model.timelines().for_each(|person, at, sequence| {
+        timelines.entry(format!("{TIMELINE_PREFIX}{person}")).or_default().push((at, sequence));
+    })?;
+    for (key, mut entries) in timelines {
+        entries.sort_unstable();
+        entries.dedup();
+        views.insert(key, serde_json::to_value(entries).unwrap_or_default());
+    }
+    Ok(views)
+}
+
+/// Where the views keep each person's timeline entries.
+const TIMELINE_PREFIX: &str = "v/timeline/";
 
 fn differ<V: PartialEq + std::fmt::Display>(a: &BTreeMap<String, V>, b: &BTreeMap<String, V>, out: &mut Vec<String>) {
     for (key, value) in a {

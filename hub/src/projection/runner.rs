@@ -35,7 +35,7 @@ use crate::{
         usage::{TypeCounts, UsageDay},
         DomainViews,
     },
-    store::digest_set::DigestSet,
+    store::applied_identities::AppliedIdentities,
     store::read_model::{ReadModel, ReadModelError},
     store::sharded::ShardedMap,
 };
@@ -83,6 +83,32 @@ pub struct ProjectorSettings {
     pub batch_wait: Duration,
     /// How often the views' changed records are written (with the batch that ends the interval).
     pub views_flush: Duration,
+    /// When what grows with the log leaves memory.
+    pub hand_over: HandOverAt,
+}
+
+/// How much of what grows with the log stays in memory before it is handed over to disk.
+#[derive(Debug, Clone, Copy)]
+pub struct HandOverAt {
+    /// Applied identities.
+    pub identities: usize,
+    /// Timeline entries in the views.
+    pub timeline_entries: usize,
+}
+
+impl ProjectorSettings {
+    /// The settings the configuration gives.
+    pub fn of(config: &crate::config::HubConfig) -> Self {
+        Self {
+            batch_max: config.batch_max.max(1),
+            batch_wait: config.batch_wait(),
+            views_flush: Duration::from_millis(config.views_flush_ms),
+            hand_over: HandOverAt {
+                identities: config.identities_in_memory.max(1),
+                timeline_entries: config.timeline_entries_in_memory.max(1),
+            },
+        }
+    }
 }
 
 /// What the API needs to know of the projection's progress (the checkpoint and the lag are in the
@@ -118,7 +144,7 @@ pub fn identity_digest(envelope: &Envelope) -> u128 {
 /// never reads sled (the runner is the read model's only writer).
 pub(super) struct RunnerState {
     pub(super) checkpoint: u64,
-    pub(super) identities: DigestSet,
+    pub(super) identities: AppliedIdentities,
     pub(super) usage_totals: ShardedMap<UsageDay, TypeCounts>,
     pub(super) views_flushed_at: std::time::Instant,
     /// Whether the last batch was [`CATCHING_UP_PENDING`] or more behind the log.
@@ -147,7 +173,7 @@ impl RunnerState {
         }
         Ok(Self {
             checkpoint: model.checkpoint()?,
-            identities: model.identities()?,
+            identities: model.applied_identities()?,
             usage_totals,
             views_flushed_at: std::time::Instant::now(),
             catching_up: false,
@@ -284,7 +310,16 @@ pub async fn run(
             }
         }
         if !batch.is_empty() {
-            project_batch(&mut state, &batch, &model, &views, settings.views_flush, &metrics, &status).await?;
+            project_batch(
+                &mut state,
+                &batch,
+                &model,
+                &views,
+                (settings.views_flush, settings.hand_over),
+                &metrics,
+                &status,
+            )
+            .await?;
             if let Some(last) = batch.last() {
                 if let Err(e) = last.ack().await {
                     // Harmless: the checkpoint is the resume point; redelivered messages are skipped.

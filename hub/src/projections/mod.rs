@@ -86,12 +86,17 @@ pub struct DomainViews {
     pub video: video::VideoView,
     /// The adapters' last heartbeats.
     pub heartbeats: heartbeats::HeartbeatView,
-    /// Each person's events as (time in nanoseconds, log sequence), sorted: references into the
-    /// log, which the timeline endpoint reads.
+    /// Each person's newest events as (time in nanoseconds, log sequence), sorted: references
+    /// into the log, which the timeline endpoint reads. Older ones are handed over to the read
+    /// model's timeline runs on disk ([`DomainViews::take_timeline_entries`]).
     pub timelines: Timelines,
     /// The log sequence these views reflect: set by loading them and by the projection runner
     /// whenever it brings them up to a checkpoint (a batch, a replay).
     pub applied_through: u64,
+    /// Timeline entries added since the views were loaded or last handed their entries over (a
+    /// count, not stored: after a restart the entries loaded with the views are not counted
+    /// until the next hand-over takes them along).
+    timeline_entries: usize,
 }
 
 impl Default for DomainViews {
@@ -106,6 +111,7 @@ impl Default for DomainViews {
             heartbeats: Default::default(),
             timelines: table::Table::new("v/timeline/"),
             applied_through: 0,
+            timeline_entries: 0,
         }
     }
 }
@@ -119,7 +125,18 @@ impl DomainViews {
     /// The area views, mutable, in the order of [`DomainViews::views`], and the timelines beside
     /// them (borrowed together, since the caller holds both).
     fn parts_mut(&mut self) -> ([&mut dyn View; 7], &mut Timelines) {
-        let Self { npo, sdk, plans, decision, deviation, video, heartbeats, timelines, applied_through: _ } = self;
+        let Self {
+            npo,
+            sdk,
+            plans,
+            decision,
+            deviation,
+            video,
+            heartbeats,
+            timelines,
+            applied_through: _,
+            timeline_entries: _,
+        } = self;
         ([npo, sdk, plans, decision, deviation, video, heartbeats], timelines)
     }
 
@@ -138,7 +155,25 @@ impl DomainViews {
             let refs = self.timelines.entry(&person);
             let index = refs.partition_point(|r| *r <= (at, sequence));
             exact::insert(refs, index, (at, sequence));
+            self.timeline_entries += 1;
         }
+    }
+
+    /// Timeline entries added since the last hand-over (see the field's caveat).
+    pub fn timeline_entries(&self) -> usize {
+        self.timeline_entries
+    }
+
+    /// Every timeline entry the views hold, as (person, time in nanoseconds, log sequence).
+    pub fn timeline_refs(&self) -> Vec<(ids::PersonId, i64, u64)> {
+        self.timelines.iter().flat_map(|(person, refs)| refs.iter().map(|(at, seq)| (*person, *at, *seq))).collect()
+    }
+
+    /// Forgets every timeline entry (once they are on disk); the next write of the views records
+    /// their removal.
+    pub fn take_timeline_entries(&mut self) {
+        self.timelines.remove_all();
+        self.timeline_entries = 0;
     }
 
     /// Every table, in a fixed order (the order they are stored in): the area views' tables, then

@@ -21,7 +21,8 @@ pub struct Table<V, K = Text> {
     all_changed: bool,
 }
 
-/// Changed or stored records of one table: (key, record encoded with postcard).
+/// Changed or stored records of one table: (key, record encoded with postcard); an empty
+/// encoding (no record encodes to nothing) stands for a record removed.
 pub type EncodedRecords = Vec<(String, Vec<u8>)>;
 
 /// A table seen without its record type: what storing and comparing the views needs.
@@ -88,6 +89,17 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
         self.rows.get(key)
     }
 
+    /// Removes every record; while keys are tracked each removal is a change (drained as a
+    /// removal), otherwise the table is stored whole anyway.
+    pub fn remove_all(&mut self) {
+        let rows = std::mem::take(&mut self.rows);
+        if !self.all_changed {
+            for (key, _) in rows.iter() {
+                self.dirty.insert(key.clone());
+            }
+        }
+    }
+
     /// Every record.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.rows.iter()
@@ -137,9 +149,8 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Tab
         }
         let mut out = Vec::with_capacity(self.dirty.len());
         for key in self.dirty.drain() {
-            if let Some(value) = self.rows.get(&key) {
-                out.push((key.to_string(), Self::encode_one(value)));
-            }
+            let encoded = self.rows.get(&key).map(Self::encode_one).unwrap_or_default();
+            out.push((key.to_string(), encoded));
         }
         out
     }
@@ -164,7 +175,11 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Tab
 
     fn load(&mut self, key: &str, value: &[u8]) -> Result<(), LoadError> {
         let key = K::parse_key(key).ok_or(LoadError::Key)?;
-        self.rows.insert(key, postcard::from_bytes(value)?);
+        if value.is_empty() {
+            self.rows.remove(&key);
+        } else {
+            self.rows.insert(key, postcard::from_bytes(value)?);
+        }
         Ok(())
     }
 
@@ -218,5 +233,22 @@ mod tests {
         table.mark_all_changed();
         table.clear_changes();
         assert_eq!(table.changed(), 0);
+    }
+
+    #[test]
+    fn removed_records_are_drained_as_removals_and_load_as_such() {
+        let mut table: Table<Vec<(i64, u64)>> = Table::new("v/test/");
+        table.entry("a").push((1, 2));
+        table.entry("b").push((3, 4));
+        let stored = table.drain_changes();
+        table.remove_all();
+        let removals = table.drain_changes();
+        assert_eq!(removals.len(), 2);
+        assert!(removals.iter().all(|(_, value)| value.is_empty()));
+        let mut copy: Table<Vec<(i64, u64)>> = Table::new("v/test/");
+        for (key, value) in stored.iter().chain(&removals) {
+            copy.load(key, value).unwrap();
+        }
+        assert!(copy.is_empty());
     }
 }

@@ -193,11 +193,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
     let status = config.projector.then(|| Arc::new(runner::ProjectorStatus::default()));
     let mut rebuilder = None;
     if let (Some(model), Some(status)) = (&model, &status) {
-        let settings = runner::ProjectorSettings {
-            batch_max: config.batch_max.max(1),
-            batch_wait: config.batch_wait(),
-            views_flush: Duration::from_millis(config.views_flush_ms),
-        };
+        let settings = runner::ProjectorSettings::of(&config);
         let (control, control_rx) = tokio::sync::mpsc::channel(1);
         rebuilder = Some(Arc::new(rebuild::Rebuilder::new(
             js.clone(),

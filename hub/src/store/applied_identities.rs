@@ -2,8 +2,8 @@
 //! memory that does not grow with the log.
 //!
 //! The projection runner asks about every event whether its identity was applied before (a retry
-//! days after JetStream's duplicate window). The newest identities (fewer than
-//! [`HAND_OVER_AT`]) are in memory; older ones are in sorted runs on disk
+//! days after JetStream's duplicate window). The newest identities (up to the configured
+//! `identities_in_memory`) are in memory; older ones are in sorted runs on disk
 //! ([`super::sorted_runs`]), in front of which a Bloom filter answers "never seen" for nearly
 //! every new event without reading the disk. The filter has 16 bits per identity, in powers of
 //! two from 1 MiB up to [`FILTER_MAX_BYTES`] (16 MiB, reached at 8,388,608 identities), and is
@@ -34,9 +34,6 @@ const FILTER_BITS_PER_IDENTITY: usize = 16;
 
 /// Hash functions of the filter (bits set per identity).
 const FILTER_HASHES: u64 = 6;
-
-/// Recent identities handed over to a new run once there are this many (~4.5 MB in memory).
-pub const HAND_OVER_AT: usize = 1 << 18;
 
 /// A Bloom filter over digests that are already uniform hashes (xxh3-128): bit positions come
 /// from the digest's two halves (double hashing), without hashing again.
@@ -85,11 +82,14 @@ pub struct AppliedIdentities {
 }
 
 impl AppliedIdentities {
-    /// Opens the runs in `dir` (reading them once to fill the filter) and takes `recent`: the
-    /// digests applied after [`AppliedIdentities::through`] (from sled).
-    pub fn open(dir: &Path, recent: impl IntoIterator<Item = u128>) -> Result<Self, RunsError> {
+    /// Opens the runs in `dir` (reading them once to fill the filter) and takes the digests
+    /// applied after their [`SortedRuns::through`], which `recent_after` gives (from sled).
+    pub fn open<E: From<RunsError>>(
+        dir: &Path,
+        recent_after: impl FnOnce(u64) -> Result<Vec<u128>, E>,
+    ) -> Result<Self, E> {
         let runs = SortedRuns::open(dir, |_| {})?;
-        let recent = DigestSet::from_digests(recent);
+        let recent = DigestSet::from_digests(recent_after(runs.through())?);
         let filter = Filter::for_identities(runs.size().1 + recent.len() as u64);
         let mut ids = Self { recent, filter, runs };
         ids.refill_filter()?;
@@ -134,11 +134,6 @@ impl AppliedIdentities {
         self.recent.len()
     }
 
-    /// Whether enough recent identities gathered for a run ([`HAND_OVER_AT`]).
-    pub fn wants_hand_over(&self) -> bool {
-        self.recent.len() >= HAND_OVER_AT
-    }
-
     /// Writes the recent identities as a run covering the log up to `through` and forgets them
     /// from memory. The caller makes sure every batch up to `through` is durable first.
     pub fn hand_over(&mut self, through: u64) -> Result<(), RunsError> {
@@ -171,7 +166,7 @@ mod tests {
     #[test]
     fn an_identity_is_new_once_whether_recent_or_handed_over() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ids = AppliedIdentities::open(dir.path(), []).unwrap();
+        let mut ids = AppliedIdentities::open(dir.path(), |_| Ok::<_, RunsError>(vec![])).unwrap();
         for n in 0..1000 {
             assert!(ids.insert(digest(n)).unwrap());
         }
@@ -185,7 +180,11 @@ mod tests {
         }
         // reopened with the recent ones given back, as the read model does from sled
         drop(ids);
-        let mut ids = AppliedIdentities::open(dir.path(), (1000..1500).map(digest)).unwrap();
+        let mut ids = AppliedIdentities::open(dir.path(), |through| {
+            assert_eq!(through, 10);
+            Ok::<_, RunsError>((1000..1500).map(digest).collect())
+        })
+        .unwrap();
         assert!(!ids.insert(digest(3)).unwrap());
         assert!(!ids.insert(digest(1400)).unwrap());
         assert!(ids.insert(digest(1500)).unwrap());
@@ -211,7 +210,7 @@ mod tests {
         assert_eq!(Filter::for_identities(1_000_000).words.len() * 8, 1 << 21);
         assert_eq!(Filter::for_identities(100_000_000).words.len() * 8, FILTER_MAX_BYTES);
         let dir = tempfile::tempdir().unwrap();
-        let mut ids = AppliedIdentities::open(dir.path(), []).unwrap();
+        let mut ids = AppliedIdentities::open(dir.path(), |_| Ok::<_, RunsError>(vec![])).unwrap();
         let small = ids.filter.capacity();
         for n in 0..small as u64 + 10 {
             ids.insert(digest(n)).unwrap();

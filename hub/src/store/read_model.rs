@@ -9,11 +9,21 @@
 //!   faster rebuilds and an 11× smaller store, see `../shared/ARCHITECTURE.md`).
 //! - `usage/<YYYY-MM-DD>/<principal>/<type>` → count (u64, big-endian).
 //!
+//! Beside the tree, records that grow with the log are kept in sorted runs on disk, so the hub's
+//! memory does not grow with them: `identities/` (the applied identities once there are many,
+//! [`crate::store::applied_identities`]; their `ids/` keys are then removed once the stored views
+//! no longer need them for a replay) and `timelines/` (persons' timeline entries the views handed
+//! over, [`crate::store::timeline_runs`]).
+//!
 //! The views' records ([`crate::projections::DomainViews`]) are not in the tree: they live in
 //! files in `views/` beside it, a snapshot and a journal ([`crate::store::views_store`]), written every
 //! `views_flush_ms`, and reflect a log sequence at or below the checkpoint.
 
-use std::{collections::HashSet, path::Path};
+use std::{
+    collections::HashSet,
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use chrono::NaiveDate;
 
@@ -23,8 +33,12 @@ use crate::{
         usage::{TypeCounts, UsageDay},
         DomainViews,
     },
-    store::digest_set::DigestSet,
-    store::views_store::{ViewsStore, ViewsStoreError},
+    store::{
+        applied_identities::AppliedIdentities,
+        sorted_runs::RunsError,
+        timeline_runs::TimelineRuns,
+        views_store::{ViewsStore, ViewsStoreError},
+    },
 };
 
 /// The layout version this build reads and writes (4: views in their own files; 5: consents
@@ -61,6 +75,9 @@ pub enum ReadModelError {
     /// The views' files could not be written (disk full, permissions) → stop projecting.
     #[error(transparent)]
     Views(#[from] ViewsStoreError),
+    /// The identities' or timelines' runs could not be read or written (disk full, damaged).
+    #[error(transparent)]
+    Runs(#[from] RunsError),
     /// Views were to be stored for a log sequence the checkpoint has not reached (the runner
     /// commits a batch before it stores the views that include it, so this is a bug).
     #[error("read model at {path}: views at log sequence {views} are ahead of the checkpoint {checkpoint}")]
@@ -115,6 +132,10 @@ pub struct UsageCell {
 pub struct ReadModel {
     db: sled::Db,
     views: ViewsStore,
+    timelines: TimelineRuns,
+    /// The log sequence up to which the applied identities are in runs on disk (set by the
+    /// projection runner as it hands them over).
+    identities_on_disk: AtomicU64,
     path: String,
 }
 
@@ -149,7 +170,13 @@ impl ReadModel {
             }
         }
         let views = ViewsStore::open(&dir.join("views"))?;
-        Ok(Self { db, views, path })
+        let timelines = TimelineRuns::open(&dir.join("timelines"))?;
+        Ok(Self { db, views, timelines, identities_on_disk: AtomicU64::new(0), path })
+    }
+
+    /// The persons' timeline entries handed over to disk.
+    pub fn timelines(&self) -> &TimelineRuns {
+        &self.timelines
     }
 
     fn storage(&self, source: sled::Error) -> ReadModelError {
@@ -168,26 +195,37 @@ impl ReadModel {
         }
     }
 
-    /// Every applied identity digest (loaded once by the projection runner at start), read
-    /// straight into the set: no list of them all on the side.
-    pub fn identities(&self) -> Result<DigestSet, ReadModelError> {
-        let mut failed = None;
-        let values = self.db.scan_prefix(IDS).map_while(|item| match item {
-            Ok((_, value)) if value.len() % 16 == 0 => Some(value),
-            Ok((key, _)) => {
-                failed = Some(self.corrupt(&key));
-                None
-            }
-            Err(e) => {
-                failed = Some(self.storage(e));
-                None
-            }
-        });
-        let set = DigestSet::from_digests(values.flat_map(digests_of));
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(set),
+    /// The applied identities (opened once by the projection runner at start): the runs in
+    /// `identities/` and, in memory, those of the batches after them (from the `ids/` keys).
+    pub fn applied_identities(&self) -> Result<AppliedIdentities, ReadModelError> {
+        let identities = AppliedIdentities::open(&self.dir().join("identities"), |through| {
+            self.identities_after(through).map(|set| set.into_iter().collect())
+        })?;
+        self.identities_on_disk.store(identities.through(), Ordering::Relaxed);
+        Ok(identities)
+    }
+
+    /// Notes that the applied identities up to log `sequence` are in runs on disk: their `ids/`
+    /// keys go once the stored views are past them too (a replay of the views reads them).
+    pub fn identities_handed_over(&self, sequence: u64) {
+        self.identities_on_disk.fetch_max(sequence, Ordering::Relaxed);
+    }
+
+    /// Removes the `ids/` keys that neither a replay of views stored at `views_sequence` nor the
+    /// identities in memory need any more.
+    fn forget_identities(&self, views_sequence: u64) -> Result<(), ReadModelError> {
+        let through = views_sequence.min(self.identities_on_disk.load(Ordering::Relaxed));
+        if through == 0 {
+            return Ok(());
         }
+        let mut end = IDS.to_vec();
+        end.extend_from_slice(&through.to_be_bytes());
+        let mut batch = sled::Batch::default();
+        for item in self.db.range(IDS.to_vec()..=end) {
+            let (key, _) = item.map_err(|e| self.storage(e))?;
+            batch.remove(key);
+        }
+        self.db.apply_batch(batch).map_err(|e| self.storage(e))
     }
 
     /// Every usage cell (loaded once by the projection runner at start, to add to).
@@ -321,6 +359,7 @@ impl ReadModel {
         self.flush_through(sequence)?;
         let flushed = began.elapsed();
         self.views.append(sequence, changes, views)?;
+        self.forget_identities(sequence)?;
         tracing::debug!(
             sequence,
             sled_flush_ms = flushed.as_secs_f64() * 1000.0,
@@ -333,7 +372,8 @@ impl ReadModel {
     /// Stores every record of `views` (at log `sequence`, held by the caller) as a new snapshot.
     pub fn write_all_views(&self, sequence: u64, views: &DomainViews) -> Result<(), ReadModelError> {
         self.flush_through(sequence)?;
-        Ok(self.views.write_all(sequence, views)?)
+        self.views.write_all(sequence, views)?;
+        self.forget_identities(sequence)
     }
 
     fn flush_through(&self, sequence: u64) -> Result<(), ReadModelError> {
@@ -464,7 +504,7 @@ mod tests {
         let mut key = IDS.to_vec();
         key.extend_from_slice(&9u64.to_be_bytes());
         model.db.insert(key, &[0u8; 17][..]).unwrap();
-        let error = model.identities().map(|set| set.len()).unwrap_err();
+        let error = model.applied_identities().map(|set| set.recent()).unwrap_err();
         assert!(matches!(error, ReadModelError::Corrupt { .. }), "{error}");
     }
 
@@ -483,7 +523,8 @@ mod tests {
         }
         let model = ReadModel::open(dir.path()).unwrap();
         assert_eq!(model.checkpoint().unwrap(), 12);
-        let mut identities: Vec<u128> = model.identities().unwrap().iter().collect();
+        let mut identities = Vec::new();
+        model.applied_identities().unwrap().for_each(|d| identities.push(d)).unwrap();
         identities.sort();
         assert_eq!(identities, [1, 2, 3]);
         assert_eq!(model.views_sequence().unwrap(), 10);
@@ -492,6 +533,29 @@ mod tests {
         assert_eq!(cells.len(), 1);
         assert_eq!(cells[0].count, 5);
         assert!(model.usage_between(Some(day.succ_opt().unwrap()), None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn handed_over_identities_leave_sled_once_the_stored_views_are_past_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = ReadModel::open(dir.path()).unwrap();
+        model.commit(&[], &[1, 2], 10).unwrap();
+        model.commit(&[], &[3], 20).unwrap();
+        let mut ids = model.applied_identities().unwrap();
+        model.flush().unwrap();
+        ids.hand_over(20).unwrap();
+        model.identities_handed_over(20);
+        // views stored at 10: a replay from 10 still needs the batch at 20
+        model.write_all_views(10, &DomainViews::default()).unwrap();
+        assert_eq!(model.identities_after(0).unwrap(), HashSet::from([3]));
+        model.write_all_views(20, &DomainViews::default()).unwrap();
+        assert!(model.identities_after(0).unwrap().is_empty());
+        // reopened: every identity is still known, none of them in memory
+        drop(ids);
+        let mut ids = model.applied_identities().unwrap();
+        assert_eq!(ids.recent(), 0);
+        assert!((1..=3).all(|d| !ids.insert(d).unwrap()));
+        assert!(ids.insert(4).unwrap());
     }
 
     #[test]

@@ -301,6 +301,99 @@ async fn goals_follow_up_and_timeline_match_a_hand_computed_scenario() -> Result
     hub.stop().await
 }
 
+/// The applied identities and the persons' timelines leave memory for sorted runs on disk (here
+/// after a handful of each): retries past the log's duplicate window are still skipped, a
+/// timeline read from the views and the runs together is whole and in order, and a hub rebuilt
+/// from the log (handing over at other moments) answers the same.
+#[tokio::test]
+async fn identities_and_timelines_on_disk_keep_answers_exact() -> Result<()> {
+    let nats = TestNats::start().await?;
+    let small = |c: &mut sgd_hub::config::HubConfig| {
+        c.privacy_threshold = 0;
+        c.dedup_window_secs = 1;
+        c.identities_in_memory = 3;
+        c.timeline_entries_in_memory = 2;
+    };
+    let hub = InProcessHub::start(&nats.url(), small).await?;
+    let js = nats.jetstream().await?;
+    let mut events = scenario();
+    events.push(ce(
+        900,
+        "1280",
+        "se.sgd.npo.consent.given",
+        "2026-03-01T08:00:00+01:00",
+        json!({"person": A, "consumer_unit": "SE2120001124-C", "scope": "care_documentation"}),
+    ));
+    for (subject, event) in &events {
+        publish(&js, subject, event).await?;
+    }
+    let analyst = hub.api(Role::Analyst, None)?;
+    let total = events.len() as u64;
+    wait_until(Duration::from_secs(20), || async { Ok(analyst.usage_total("").await? == total) }).await?;
+    // Every event again, past the log's one-second duplicate window: the log takes them, the
+    // projection must skip each one (most of their identities are on disk by now).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (subject, event) in &events {
+        publish(&js, subject, event).await?;
+    }
+    let log_last = js.get_stream("SGD_EVENTS").await?.info().await?.state.last_sequence;
+    assert_eq!(log_last, 2 * total, "the log should hold the retries past its window");
+    let operator = hub.api(Role::Operator, None)?;
+    wait_until(Duration::from_secs(20), || async { Ok(super::faults::checkpoint(&operator).await? >= log_last) })
+        .await?;
+    assert_eq!(analyst.usage_total("").await?, total, "a retry past the duplicate window was counted again");
+    let files = |dir: &str| -> Result<usize> {
+        let path = hub.config.data_dir.join("read-model").join(dir);
+        Ok(std::fs::read_dir(&path).with_context(|| format!("{}", path.display()))?.count())
+    };
+    assert!(files("identities")? > 0 && files("timelines")? > 0, "nothing was handed over to disk");
+
+    let coordinator = hub.api(Role::Coordinator, Some("1280"))?;
+    let path = format!("/api/v1/persons/{A}/timeline");
+    let timeline = coordinator.get_json(&path).await?;
+    let types: Vec<&str> =
+        timeline["entries"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "se.sgd.decision.assessment.completed",
+            "se.sgd.decision.score.raised",
+            "se.sgd.npo.consent.given",
+            "se.sgd.plans.plan.created",
+            "se.sgd.plans.admission.notified",
+            "se.sgd.plans.sip.held",
+            "se.sgd.plans.patient.discharged",
+        ],
+        "{timeline}"
+    );
+
+    let rebuilt = InProcessHub::start(&nats.url(), |c| {
+        small(c);
+        c.identities_in_memory = 5;
+        c.timeline_entries_in_memory = 3;
+    })
+    .await?;
+    let again = rebuilt.api(Role::Analyst, None)?;
+    let rebuilt_operator = rebuilt.api(Role::Operator, None)?;
+    wait_until(Duration::from_secs(20), || async {
+        Ok(super::faults::checkpoint(&rebuilt_operator).await? >= log_last)
+    })
+    .await?;
+    for path in [
+        "/api/v1/goals?as_of=2026-06-30",
+        "/api/v1/followup/summary?as_of=2026-06-30",
+        "/api/v1/followup/open?as_of=2026-06-30",
+        "/api/v1/usage?bucket=month",
+    ] {
+        assert_eq!(again.get_json(path).await?, analyst.get_json(path).await?, "{path} differs after a rebuild");
+    }
+    let coordinator_again = rebuilt.api(Role::Coordinator, Some("1280"))?;
+    let entries = |t: &Value| t["entries"].clone();
+    assert_eq!(entries(&coordinator_again.get_json(&path).await?), entries(&timeline));
+    rebuilt.stop().await?;
+    hub.stop().await
+}
+
 #[tokio::test]
 async fn small_counts_about_persons_are_suppressed_with_the_cell_that_would_reveal_them() -> Result<()> {
     let nats = TestNats::start().await?;
