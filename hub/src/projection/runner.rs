@@ -35,9 +35,11 @@ use crate::{
         usage::{TypeCounts, UsageDay},
         DomainViews,
     },
-    store::digest_set::DigestSet,
-    store::read_model::{ReadModel, ReadModelError},
-    store::sharded::ShardedMap,
+    store::{
+        digest_set::DigestSet,
+        read_model::{ReadModel, ReadModelError},
+        sharded::ShardedMap,
+    },
 };
 
 /// Why projection stopped.

@@ -16,8 +16,14 @@ use async_nats::jetstream;
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
-    api, config::HubConfig, log::ingest_requests, log::streams, log::validator, metrics, projection::rebuild,
-    projection::runner, routing, store::read_model, tokens, webhooks,
+    api,
+    config::HubConfig,
+    log::{ingest_requests, streams, validator},
+    metrics,
+    projection::{rebuild, runner},
+    routing,
+    store::read_model,
+    tokens, webhooks,
 };
 
 /// Why the hub stopped.

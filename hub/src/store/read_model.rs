@@ -23,8 +23,10 @@ use crate::{
         usage::{TypeCounts, UsageDay},
         DomainViews,
     },
-    store::digest_set::DigestSet,
-    store::views_store::{ViewsStore, ViewsStoreError},
+    store::{
+        digest_set::DigestSet,
+        views_store::{ViewsStore, ViewsStoreError},
+    },
 };
 
 /// The layout version this build reads and writes (4: views in their own files; 5: consents
