@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{auth::Caller, ApiError, ApiState};
 use crate::{
-    log::dead_letter::DeadLetter,
-    log::replay::{self as replay, ReplayError, ReplayOutcome, ReplayResult},
-    log::streams,
+    log::{
+        dead_letter::DeadLetter,
+        replay::{self as replay, ReplayError, ReplayOutcome, ReplayResult},
+        streams,
+    },
     tokens::Role,
 };
 

@@ -9,7 +9,10 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sgd_schemas::{validate, RejectReason, ValidationContext};
 
-use crate::{log::dead_letter::DeadLetter, log::streams, log::validator, metrics::Metrics};
+use crate::{
+    log::{dead_letter::DeadLetter, streams, validator},
+    metrics::Metrics,
+};
 
 /// What happened to one dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

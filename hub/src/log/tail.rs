@@ -13,7 +13,7 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use sgd_schemas::{catalogue, principals, Envelope};
 
-use crate::{log::dead_letter::DeadLetter, log::streams};
+use crate::log::{dead_letter::DeadLetter, streams};
 
 /// Why a tail could not start or went wrong.
 #[derive(Debug, thiserror::Error)]

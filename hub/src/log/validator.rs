@@ -26,7 +26,10 @@ use tokio::{
 };
 use tracing::Instrument;
 
-use crate::{log::dead_letter::DeadLetter, log::streams, metrics::Metrics};
+use crate::{
+    log::{dead_letter::DeadLetter, streams},
+    metrics::Metrics,
+};
 
 /// Name of the validators' shared durable consumer on `SGD_INGRESS`.
 pub const CONSUMER: &str = "validator";

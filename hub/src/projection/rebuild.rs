@@ -31,8 +31,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     log::streams,
-    projection::catch_up::catch_up,
-    projection::runner::{Control, Handover, ProjectorError, ProjectorSettings, SharedViews},
+    projection::{
+        catch_up::catch_up,
+        runner::{Control, Handover, ProjectorError, ProjectorSettings, SharedViews},
+    },
     projections::DomainViews,
     store::read_model::{ModelDirs, ReadModel, ReadModelError, ServingModel},
 };

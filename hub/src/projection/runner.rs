@@ -35,9 +35,11 @@ use crate::{
         usage::{TypeCounts, UsageDay},
         DomainViews,
     },
-    store::applied_identities::AppliedIdentities,
-    store::read_model::{ReadModel, ReadModelError},
-    store::sharded::ShardedMap,
+    store::{
+        applied_identities::AppliedIdentities,
+        read_model::{ReadModel, ReadModelError},
+        sharded::ShardedMap,
+    },
 };
 
 /// Why projection stopped.

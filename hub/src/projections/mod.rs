@@ -53,8 +53,8 @@ pub fn swedish_day(envelope: &Envelope) -> NaiveDate {
 }
 
 /// One area's view: what it makes of the events, and the tables it keeps them in. The projection
-/// runner applies every event to every view and stores their tables, so a view adds a table by
-/// listing it here, and nowhere else.
+/// runner applies every event to every view and stores every view's tables, so a view that gains a
+/// table lists it in its own [`View::tables`] and [`View::tables_mut`], and nowhere else.
 pub trait View {
     /// Applies one event (a view ignores what is not its own).
     fn apply(&mut self, event: &ProjectedEvent<'_>);

@@ -27,7 +27,10 @@ use super::{
     store::{RouterStore, RouterStoreError},
     RoutingState, LOG_SEQUENCE_HEADER,
 };
-use crate::{log::streams, log::streams::MSG_ID_HEADER, metrics::Metrics};
+use crate::{
+    log::{streams, streams::MSG_ID_HEADER},
+    metrics::Metrics,
+};
 
 /// Why one pass of the router ended early; it starts again from its checkpoint.
 #[derive(Debug, thiserror::Error)]

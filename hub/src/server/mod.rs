@@ -16,8 +16,14 @@ use async_nats::jetstream;
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
-    api, config::HubConfig, log::ingest_requests, log::streams, log::validator, metrics, projection::rebuild,
-    projection::runner, routing, store::read_model, tokens, webhooks,
+    api,
+    config::HubConfig,
+    log::{ingest_requests, streams, validator},
+    metrics,
+    projection::{rebuild, runner},
+    routing,
+    store::read_model,
+    tokens, webhooks,
 };
 
 /// Why the hub stopped.
@@ -193,7 +199,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
     let status = config.projector.then(|| Arc::new(runner::ProjectorStatus::default()));
     let mut rebuilder = None;
     if let (Some(model), Some(status)) = (&model, &status) {
-        let settings = runner::ProjectorSettings::of(&config);
+        let settings = runner::ProjectorSettings::of(config);
         let (control, control_rx) = tokio::sync::mpsc::channel(1);
         rebuilder = Some(Arc::new(rebuild::Rebuilder::new(
             js.clone(),

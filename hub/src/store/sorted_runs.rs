@@ -117,7 +117,7 @@ impl<const N: usize> Run<N> {
             if previous.is_some_and(|p| p >= record) {
                 return Err(damaged(format!("record {index} is out of order")));
             }
-            if index % Self::PER_BLOCK == 0 {
+            if index.is_multiple_of(Self::PER_BLOCK) {
                 fences.push(record);
             }
             each(&record);
@@ -146,7 +146,7 @@ impl<const N: usize> Run<N> {
         let mut count = 0u64;
         for record in records {
             let record = record?;
-            if count as usize % Self::PER_BLOCK == 0 {
+            if (count as usize).is_multiple_of(Self::PER_BLOCK) {
                 fences.push(record);
             }
             hasher.update(&record);

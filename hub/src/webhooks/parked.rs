@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{delivery::Attempt, subscription::Subscription};
-use crate::{log::streams, log::streams::MSG_ID_HEADER};
+use crate::log::{streams, streams::MSG_ID_HEADER};
 
 /// Header: why the last attempt failed.
 pub const REASON_HEADER: &str = "Sgd-Park-Reason";
