@@ -25,6 +25,19 @@ if [ -z "${NATS_SERVER_BIN:-}" ]; then
   "$nats_prefix/bin/nats-server" --version >/dev/null 2>&1 || { echo "nats-server could not be installed" >&2; exit 1; }
 fi
 
+# The oldest supported nats-server (Debian 12's package, 2.9.10), for the part of the suite run
+# against it too: unpacked into .tools/nats-server-oldest/, nothing installed system-wide.
+if [ "$want_python" = "--with-python" ] && [ "${SGD_TEST_OLDEST_NATS:-1}" != 0 ]; then
+  oldest="$PWD/.tools/nats-server-oldest"
+  if [ ! -x "$oldest/usr/sbin/nats-server" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "unpacking Debian's nats-server (the oldest supported) into .tools/nats-server-oldest" >&2
+    mkdir -p "$oldest/deb"
+    ( cd "$oldest/deb" && apt-get download -qq nats-server 2>/dev/null ) \
+      && dpkg -x "$oldest"/deb/nats-server_*.deb "$oldest" \
+      || echo "Debian's nats-server could not be fetched: the oldest-server part of the suite is skipped" >&2
+  fi
+fi
+
 if [ "$want_python" = "--with-python" ]; then
   if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
     echo "installing chromium for the dashboard's browser tests" >&2

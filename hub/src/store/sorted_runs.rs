@@ -48,7 +48,7 @@ pub enum RunsError {
         source: std::io::Error,
     },
     /// A run file is not what its header says (damaged, or another layout).
-    #[error("run {path} is damaged: {reason}")]
+    #[error("run {path} is damaged: {reason}; rebuild the read model from the log (hub rebuild, or delete the read-model directory and restart)")]
     Damaged {
         /// The file.
         path: PathBuf,
