@@ -22,7 +22,7 @@ use super::faults::{answers, assert_same_answers, metric_sum, publish_all, simul
 use super::{ingress_subject, publish_raw};
 
 /// Publishes every valid example to ingress; returns how many.
-async fn publish_examples(js: &jetstream::Context) -> Result<u64> {
+pub(crate) async fn publish_examples(js: &jetstream::Context) -> Result<u64> {
     let examples = sgd_tests::valid_examples();
     for (path, bytes) in &examples {
         let event: Value = serde_json::from_slice(bytes)?;
