@@ -70,13 +70,15 @@ nats_image() {
   local base dockerfile tag context="$work/nats"
   base=$(base_image | cut -d= -f2)
   mkdir -p "$context"
-  # nats-server needs nothing of the base but its own binary; curl is for the healthcheck.
+  # nats-server needs nothing of the base but its own binary; curl is for the healthcheck. /data
+  # belongs to its user, so a named volume mounted there (compose) starts out owned by it. No
+  # VOLUME: a container without a mount keeps its storage in its own layer, removed with it (the
+  # tests' containers leave no anonymous volumes behind).
   dockerfile="FROM $base
 COPY nats-server /usr/local/bin/nats-server
 RUN echo 'nats:x:10002:10002:nats-server:/data:/usr/sbin/nologin' >> /etc/passwd \\
  && echo 'nats:x:10002:' >> /etc/group && mkdir -p /data && chown 10002:10002 /data
 USER 10002:10002
-VOLUME [\"/data\"]
 EXPOSE 4222 6222 8222
 ENTRYPOINT [\"nats-server\"]
 CMD [\"-js\", \"-sd\", \"/data\", \"-m\", \"8222\"]

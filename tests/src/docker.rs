@@ -365,7 +365,7 @@ impl NatsContainerCluster {
                     // containers' own.
                     "--no_advertise",
                 ])
-                .with_network(&network)
+                        .with_network(&network)
                 .with_container_name(name)
                 .with_mapped_port(port, ContainerPort::Tcp(4222))
                 .with_startup_timeout(Duration::from_secs(60))
