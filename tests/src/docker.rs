@@ -430,6 +430,12 @@ impl NatsContainerCluster {
         Ok(async_nats::jetstream::new(client))
     }
 
+    /// A JetStream context on node `i` alone (to ask the majority side during a partition).
+    pub async fn jetstream_on(&self, i: usize) -> Result<async_nats::jetstream::Context> {
+        let client = async_nats::connect(self.urls()[i].as_str()).await.map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+        Ok(async_nats::jetstream::new(client))
+    }
+
     /// Cuts node `i` off: its container leaves the network, so neither the other nodes nor any
     /// client reach it (packets to it go nowhere; its published port closes).
     pub fn disconnect(&self, i: usize) -> Result<()> {

@@ -270,6 +270,20 @@ async fn a_node_cut_off_and_healed_loses_and_doubles_nothing() -> Result<()> {
         let (released, (answered, failed)) =
             tokio::join!(enqueue(&adapters, &chunks, released), keep_asking(&both, PARTITION));
         released?;
+        // The majority's view before healing: the log has a leader, and it is not the node cut off.
+        let majority = cluster.jetstream_on((victim + 1) % 3).await?;
+        let asked_since = Instant::now();
+        let leader_during = loop {
+            let leader = log_leader(&majority).await.ok();
+            if leader.is_some_and(|l| l != victim) || asked_since.elapsed() > Duration::from_secs(20) {
+                break leader;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        ensure!(
+            leader_during.is_some_and(|l| l != victim),
+            "the majority still has node {victim} (or nobody) as the log's leader: {leader_during:?}"
+        );
         if round == 0 {
             cluster.reconnect(victim)?;
         } else {
@@ -280,10 +294,12 @@ async fn a_node_cut_off_and_healed_loses_and_doubles_nothing() -> Result<()> {
             .await
             .with_context(|| format!("node {victim} did not catch up after the partition"))?;
         eprintln!(
-            "partition: round {}: node {victim} (the log's leader: {}) {how} for {healed_after:.1?}; the hubs answered \
-             {answered} queries and failed {failed}; current again after {:.1?}",
+            "partition: round {}: node {victim} (the log's leader: {}) {how} for {healed_after:.1?}; the majority's \
+             leader meanwhile: node {}; the hubs answered {answered} queries and failed {failed}; current again after \
+             {:.1?}",
             round + 1,
             leader == victim,
+            leader_during.unwrap_or(usize::MAX),
             cut.elapsed()
         );
         ensure!(failed == 0, "the hubs failed {failed} queries while node {victim} was cut off");
