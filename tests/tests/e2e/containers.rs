@@ -164,9 +164,11 @@ async fn compose_cluster_profile_runs_three_nodes_at_r3_and_two_hubs() -> Result
         ("SGD_HUB_B_PORT", port_b.to_string()),
     ])?;
     project.run(&["--profile", "cluster", "up", "-d", "nats-1", "nats-2", "nats-3", "hub-a", "hub-b"])?;
+    let up = started.elapsed();
     let (base_a, base_b) = (format!("http://127.0.0.1:{port_a}"), format!("http://127.0.0.1:{port_b}"));
     wait_healthy(&base_a, Duration::from_secs(120), || project.logs("hub-a")).await?;
     wait_healthy(&base_b, Duration::from_secs(120), || project.logs("hub-b")).await?;
+    let healthy = started.elapsed();
     let token = |service: &str| -> Result<Api> {
         let out = project.run(&["exec", "-T", service, "hub", "token", "add", "--role", "operator"])?;
         let token = out.lines().last().context("no token printed")?.trim().to_string();
@@ -192,7 +194,7 @@ async fn compose_cluster_profile_runs_three_nodes_at_r3_and_two_hubs() -> Result
     ensure!(by_a + by_b == published, "validated {by_a} + {by_b} times, {published} published");
     eprintln!(
         "containers: compose cluster profile: 5 streams at R3, {published} events validated {by_a} + {by_b} times, \
-         both hubs at {published}; {:.1?}",
+         both hubs at {published}; {:.1?} (compose up returned after {up:.1?}, both hubs healthy after {healthy:.1?})",
         started.elapsed()
     );
     Ok(())
