@@ -13,7 +13,8 @@
 #
 # Idempotent: each tag names a hash of what the image is made of (the recipe below, the
 # Dockerfile, the hub binary), so an image is built only when no image of that content exists;
-# a changed recipe or binary gives a new tag, and a stale image is never used. Several runs at
+# a changed recipe or binary gives a new tag, and a stale image is never used (and removed once
+# it is a day old). Several runs at
 # once (tests, other checkouts) wait for each other on a lock.
 #
 # Environment:
@@ -48,6 +49,20 @@ flock 9
 work=$(mktemp -d "${TMPDIR:-/tmp}/sgd-images.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
+# Tags of a repository other than `keep` and `latest` whose image is over a day old: earlier
+# binaries and recipes. A day, so that another checkout's current image is not taken from under it;
+# an image a container still uses is refused by docker and stays.
+prune_stale() {
+  local repository=$1 keep=$2 cutoff
+  cutoff=$(date -d '1 day ago' +%s)
+  docker image ls "$repository" --format '{{.Repository}}:{{.Tag}} {{.CreatedAt}}' | while read -r ref day time _; do
+    case "$ref" in "$keep" | *:latest | *:bookworm) continue ;; esac
+    if [ "$(date -d "$day $time UTC" +%s 2>/dev/null || echo "$cutoff")" -lt "$cutoff" ]; then
+      docker image rm "$ref" >/dev/null 2>&1 && log "removed the stale image $ref" || true
+    fi
+  done
+}
+
 base_image() {
   local recipe tag
   recipe="debootstrap --variant=minbase --include=$BASE_PACKAGES bookworm"
@@ -63,6 +78,7 @@ base_image() {
     rm -rf "$rootfs"
   fi
   docker tag "$tag" sgd-base:bookworm
+  prune_stale sgd-base "$tag"
   echo "SGD_BASE_IMAGE=$tag"
 }
 
@@ -100,6 +116,7 @@ EOF
     build "$context" --tag "$tag"
   fi
   docker tag "$tag" sgd-nats:latest
+  prune_stale sgd-nats "$tag"
   echo "SGD_NATS_IMAGE=$tag"
 }
 
@@ -124,6 +141,7 @@ hub_image() {
     build "$context" --build-arg "BASE=$base" --file Dockerfile --tag "$tag"
   fi
   [ "$latest" = 0 ] || docker tag "$tag" sgd-hub:latest
+  prune_stale sgd-hub "$tag"
   echo "SGD_HUB_IMAGE=$tag"
 }
 

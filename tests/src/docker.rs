@@ -149,11 +149,9 @@ pub fn api_shim() -> Result<()> {
 
 fn start_api_shim() -> Result<()> {
     let _ = original_docker_host();
-    let engine_api = String::from_utf8(
-        run(docker().args(["version", "--format", "{{.Server.APIVersion}}"]))?.stdout,
-    )?
-    .trim()
-    .to_string();
+    let engine_api = String::from_utf8(run(docker().args(["version", "--format", "{{.Server.APIVersion}}"]))?.stdout)?
+        .trim()
+        .to_string();
     let client_api = testcontainers::bollard::API_DEFAULT_VERSION.to_string();
     let as_pair = |v: &str| -> Option<(u32, u32)> {
         let (major, minor) = v.split_once('.')?;
@@ -365,7 +363,7 @@ impl NatsContainerCluster {
                     // containers' own.
                     "--no_advertise",
                 ])
-                        .with_network(&network)
+                .with_network(&network)
                 .with_container_name(name)
                 .with_mapped_port(port, ContainerPort::Tcp(4222))
                 .with_startup_timeout(Duration::from_secs(60))
@@ -462,11 +460,13 @@ impl NatsContainerCluster {
     }
 
     fn route_rules(&self, i: usize, action: &str) -> Result<()> {
-        let pid = String::from_utf8(run(docker().args(["inspect", "--format", "{{.State.Pid}}", &self.names[i]]))?.stdout)?;
+        let pid =
+            String::from_utf8(run(docker().args(["inspect", "--format", "{{.State.Pid}}", &self.names[i]]))?.stdout)?;
         let pid = pid.trim();
         for rule in [["INPUT", "--dport"], ["INPUT", "--sport"], ["OUTPUT", "--dport"], ["OUTPUT", "--sport"]] {
-            run(Command::new("nsenter")
-                .args(["--target", pid, "--net", "iptables", action, rule[0], "-p", "tcp", rule[1], "6222", "-j", "DROP"]))
+            run(Command::new("nsenter").args([
+                "--target", pid, "--net", "iptables", action, rule[0], "-p", "tcp", rule[1], "6222", "-j", "DROP",
+            ]))
             .context("changing the node's firewall (needs root, nsenter and iptables)")?;
         }
         Ok(())

@@ -33,7 +33,10 @@ pub struct TestNats {
 enum Backend {
     Process(nats_server::NatsServer),
     /// The container is held so that dropping the backend removes it.
-    Container { _container: Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>, url: String },
+    Container {
+        _container: Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>,
+        url: String,
+    },
 }
 
 impl TestNats {

@@ -12,13 +12,15 @@ use async_nats::jetstream;
 use serde_json::Value;
 use sgd_adapters::outbox::{Outbox, OutboxPublisher, SenderOptions};
 use sgd_adapters::SourceSystem;
+use sgd_hub::nats_server::free_port;
 use sgd_hub::tokens::Role;
 use sgd_tests::docker::{self, ComposeProject, NatsContainerCluster};
-use sgd_hub::nats_server::free_port;
 use sgd_tests::{log_census, wait_until, Api, HubProcess, TestNats};
 
 use super::cluster::{enqueue, keep_asking, log_leader, replicas_current};
-use super::faults::{answers, assert_same_answers, metric_sum, publish_all, simulated, simulated_drafts, wait_for_total};
+use super::faults::{
+    answers, assert_same_answers, metric_sum, publish_all, simulated, simulated_drafts, wait_for_total,
+};
 use super::{ingress_subject, publish_raw};
 
 /// Publishes every valid example to ingress; returns how many.
@@ -104,7 +106,9 @@ async fn compose_up_serves_the_demo_on_nats_with_nkeys() -> Result<()> {
         async move { Ok(found) }
     })
     .await
-    .with_context(|| format!("the demo printed no token; hub log:\n{}\nnats log:\n{}", project.logs("hub"), project.logs("nats")))?;
+    .with_context(|| {
+        format!("the demo printed no token; hub log:\n{}\nnats log:\n{}", project.logs("hub"), project.logs("nats"))
+    })?;
     wait_healthy(&base, Duration::from_secs(30), || project.logs("hub")).await?;
     let analyst = Api { base: base.clone(), token: token.context("token")?, client: reqwest::Client::new() };
     let demo_total = analyst.usage_total("").await?;

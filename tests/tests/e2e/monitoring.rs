@@ -88,7 +88,8 @@ fn registry_with_every_family() -> String {
     let metrics = Metrics::default();
     let subscription = SubscriptionLabels { subscription: "wh-test".into(), principal: "1280".into() };
     let rule = RuleLabels { rule: "test".into() };
-    let _ = metrics.adapter_heartbeat_age.get_or_create(&AdapterLabels { principal: "1280".into(), adapter: "a".into() });
+    let _ =
+        metrics.adapter_heartbeat_age.get_or_create(&AdapterLabels { principal: "1280".into(), adapter: "a".into() });
     let _ = metrics.http_seconds.get_or_create(&HttpLabels { method: "GET".into(), route: "/".into(), status: 200 });
     let _ = metrics.routed.get_or_create(&rule);
     let _ = metrics.routing_unresolved.get_or_create(&rule);
@@ -121,8 +122,9 @@ fn dashboard_expressions(dashboard: &Value) -> Vec<(String, String)> {
 async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() -> Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let alerts = std::fs::read_to_string(format!("{root}/deploy/prometheus/alerts.yml"))?;
-    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(format!("{root}/deploy/grafana/sgd-hub.json"))?)
-        .context("the dashboard is not JSON")?;
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{root}/deploy/grafana/sgd-hub.json"))?)
+            .context("the dashboard is not JSON")?;
 
     // The hub binary's own scrape, after it took every valid example and answered a request (so
     // the HTTP histogram has a series and its labels are known).
@@ -137,9 +139,9 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() -> Result<
     ensure!(scraped.len() > 20, "the scrape holds only {scraped:?}");
     let mut from_registry = Vec::new();
     for (name, labels) in exported(&registry_with_every_family()) {
-        if !scraped.contains_key(&name) {
-            from_registry.push(name.clone());
-            scraped.insert(name, labels);
+        if let std::collections::btree_map::Entry::Vacant(entry) = scraped.entry(name) {
+            from_registry.push(entry.key().clone());
+            entry.insert(labels);
         }
     }
 
@@ -147,7 +149,11 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() -> Result<
     let rules = alerts.matches("- alert:").count();
     ensure!(rules >= 10, "only {rules} alert rules");
     for (what, count) in [("expr:", rules), ("severity:", rules), ("summary:", rules)] {
-        ensure!(alerts.matches(what).count() == count, "{} of {rules} alert rules have {what}", alerts.matches(what).count());
+        ensure!(
+            alerts.matches(what).count() == count,
+            "{} of {rules} alert rules have {what}",
+            alerts.matches(what).count()
+        );
     }
     // Each dashboard panel with a query reads from the dashboard's Prometheus variable.
     let expressions = dashboard_expressions(&dashboard);
@@ -203,7 +209,9 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() -> Result<
 
 #[test]
 fn the_name_scanner_finds_names_and_selector_labels() {
-    let found = named(r#"sum by (le) (rate(sgd_http_request_duration_seconds_bucket{route!="/x", status=~"5.."}[5m])) / xsgd_no"#);
+    let found = named(
+        r#"sum by (le) (rate(sgd_http_request_duration_seconds_bucket{route!="/x", status=~"5.."}[5m])) / xsgd_no"#,
+    );
     assert_eq!(
         found,
         vec![("sgd_http_request_duration_seconds_bucket".to_string(), vec!["route".to_string(), "status".to_string()])]
