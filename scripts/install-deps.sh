@@ -4,8 +4,11 @@
 #     NATS project builds), in .tools/nats-server/ of this checkout. The scripts that run the hub
 #     or the tests point NATS_SERVER_BIN at it (scripts/nats-server-path.sh); set NATS_SERVER_BIN
 #     yourself to use another build.
-#   - for the tests: the Python packages the integrator examples use (nats-py, cloudevents), and
-#     Debian's chromium, which the dashboard's browser tests drive headless (/usr/bin/chromium)
+#   - for the tests: the Python packages the integrator examples use (nats-py, cloudevents),
+#     Debian's chromium, which the dashboard's browser tests drive headless (/usr/bin/chromium),
+#     Debian's nats-server 2.9.10 unpacked into .tools/ (the oldest supported, for part of the
+#     suite), and, where a Docker engine answers, debootstrap and docker-compose, and the base and
+#     NATS images (scripts/images.sh; the tests build the hub's image from the binary they run)
 # Supported nats-server versions: see docs/operations.md ("NATS server versions").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,5 +52,14 @@ if [ "$want_python" = "--with-python" ]; then
   if ! python3 -c 'import nats, cloudevents' >/dev/null 2>&1; then
     echo "installing Python packages for the integrator examples" >&2
     pip_install 'nats-py>=2.6' 'cloudevents>=1.10'
+  fi
+  if docker version >/dev/null 2>&1; then
+    if ! command -v debootstrap >/dev/null 2>&1 \
+      || { ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; }; then
+      echo "installing debootstrap and docker-compose for the container images and tests" >&2
+      as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap docker-compose \
+        || echo "debootstrap or docker-compose could not be installed: the container tests will fail" >&2
+    fi
+    "$(dirname "$0")/images.sh" base nats >/dev/null || echo "the container images could not be built: the container tests will fail" >&2
   fi
 fi

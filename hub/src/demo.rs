@@ -355,6 +355,8 @@ pub struct DemoOptions {
     pub data_dir: PathBuf,
     /// A NATS server to use; `None` starts one.
     pub nats_url: Option<String>,
+    /// The hub's nkey seed file, for a `nats_url` that requires one (`hub nats-config`).
+    pub nats_nkey_file: Option<PathBuf>,
     /// The API address; if taken, a free port is used instead.
     pub http_addr: SocketAddr,
     /// Events per type and principal in the every-type sample.
@@ -409,6 +411,7 @@ pub async fn run(options: DemoOptions, shutdown: tokio::sync::watch::Receiver<bo
     };
     let config = crate::config::HubConfig {
         nats_url: nats_url.clone(),
+        nats_nkey_file: options.nats_nkey_file.clone(),
         data_dir: data_dir.clone(),
         http_addr,
         ..Default::default()

@@ -1,5 +1,4 @@
-//! Test harness for sgd-hub: real `nats-server` processes on free ports (or containers, with the
-//! `docker` feature), the `hub` binary as a child process that tests can SIGKILL, an in-process
+//! Test harness for sgd-hub: real `nats-server` processes on free ports (or containers), the `hub` binary as a child process that tests can SIGKILL, an in-process
 //! hub, and small helpers. Everything started here is stopped and deleted on `Drop`.
 //!
 //! # Layout
@@ -9,6 +8,8 @@
 //! - [`InProcessHub`]: the hub's library started inside the test.
 //! - [`Api`]: an HTTP client with a token.
 //! - [`wait_until`]: polls a condition with a deadline.
+//! - [`docker`]: the project's images, compose projects and a NATS cluster of containers that can
+//!   be partitioned (the container tests).
 
 use std::{
     future::Future,
@@ -22,6 +23,7 @@ use anyhow::{bail, Context as _, Result};
 use sgd_hub::{config::HubConfig, tokens::Role};
 use tempfile::TempDir;
 
+pub mod docker;
 pub mod nats_server;
 
 /// A JetStream-enabled NATS server for one test.
@@ -32,31 +34,21 @@ pub struct TestNats {
 
 enum Backend {
     Process(nats_server::NatsServer),
-    #[cfg(feature = "docker")]
-    /// The container is held so that dropping the backend stops it.
+    /// The container is held so that dropping the backend removes it.
     Container {
-        _container: Box<testcontainers::ContainerAsync<testcontainers_modules::nats::Nats>>,
+        _container: Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>,
         url: String,
     },
 }
 
 impl TestNats {
-    /// Starts a server: a local `nats-server` process, or a container when built with the
-    /// `docker` feature and `SGD_TEST_DOCKER=1`.
+    /// Starts a server: a local `nats-server` process, or with `SGD_TEST_DOCKER=1` a container
+    /// ([`TestNats::start_container`]).
     pub async fn start() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        #[cfg(feature = "docker")]
         if std::env::var("SGD_TEST_DOCKER").as_deref() == Ok("1") {
-            use testcontainers::{runners::AsyncRunner, ImageExt};
-            let container = testcontainers_modules::nats::Nats::default()
-                .with_cmd(["-js"])
-                .start()
-                .await
-                .context("starting a nats container")?;
-            let port = container.get_host_port_ipv4(4222).await?;
-            let url = format!("nats://127.0.0.1:{port}");
-            return Ok(Self { backend: Backend::Container { _container: Box::new(container), url }, _dir: dir });
+            return Self::start_container().await;
         }
+        let dir = tempfile::tempdir()?;
         let server = nats_server::NatsServer::start(nats_server::NatsServerOptions {
             store_dir: dir.path().join("nats"),
             port: None,
@@ -65,11 +57,17 @@ impl TestNats {
         Ok(Self { backend: Backend::Process(server), _dir: dir })
     }
 
+    /// Starts a server in a container of the project's nats image, through testcontainers
+    /// ([`docker::nats_container`]); the image is built first when missing.
+    pub async fn start_container() -> Result<Self> {
+        let (container, url) = docker::nats_container().await?;
+        Ok(Self { backend: Backend::Container { _container: Box::new(container), url }, _dir: tempfile::tempdir()? })
+    }
+
     /// The client URL.
     pub fn url(&self) -> String {
         match &self.backend {
             Backend::Process(server) => server.url(),
-            #[cfg(feature = "docker")]
             Backend::Container { url, .. } => url.clone(),
         }
     }
@@ -84,7 +82,6 @@ impl TestNats {
     pub fn process(&mut self) -> Option<&mut nats_server::NatsServer> {
         match &mut self.backend {
             Backend::Process(server) => Some(server),
-            #[cfg(feature = "docker")]
             Backend::Container { .. } => None,
         }
     }

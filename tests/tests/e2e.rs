@@ -516,3 +516,9 @@ mod hostile;
 
 #[path = "e2e/routing.rs"]
 mod routing;
+
+#[path = "e2e/containers.rs"]
+mod containers;
+
+#[path = "e2e/monitoring.rs"]
+mod monitoring;

@@ -421,6 +421,9 @@ pub struct DemoArgs {
     /// Use this NATS server instead of starting one.
     #[arg(long, env = "HUB_NATS_URL")]
     pub nats_url: Option<String>,
+    /// The hub's nkey seed file, when that server requires one (`hub nats-config`).
+    #[arg(long, env = "HUB_NATS_NKEY_FILE")]
+    pub nats_nkey_file: Option<PathBuf>,
     /// Data directory.
     #[arg(long, env = "HUB_DATA_DIR", default_value = "demo-data")]
     pub data_dir: PathBuf,
@@ -641,6 +644,7 @@ pub fn main() -> ExitCode {
             let options = crate::demo::DemoOptions {
                 data_dir: args.data_dir,
                 nats_url: args.nats_url,
+                nats_nkey_file: args.nats_nkey_file,
                 http_addr: args.http_addr,
                 per_type: args.per_type,
                 simulated: args.simulated,

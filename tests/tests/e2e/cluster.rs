@@ -24,7 +24,7 @@ const CHUNK: usize = 500;
 
 /// Whether the ingress and log streams and the validator consumer have a leader and two current
 /// followers.
-async fn replicas_current(js: &jetstream::Context) -> Result<bool> {
+pub(crate) async fn replicas_current(js: &jetstream::Context) -> Result<bool> {
     let current = |cluster: Option<&async_nats::jetstream::stream::ClusterInfo>| {
         cluster.is_some_and(|c| {
             c.leader.is_some() && c.replicas.len() == 2 && c.replicas.iter().all(|r| r.current && !r.offline)
@@ -42,7 +42,7 @@ async fn replicas_current(js: &jetstream::Context) -> Result<bool> {
 }
 
 /// The node leading the log's RAFT group.
-async fn log_leader(js: &jetstream::Context) -> Result<usize> {
+pub(crate) async fn log_leader(js: &jetstream::Context) -> Result<usize> {
     let mut stream = js.get_stream("SGD_EVENTS").await?;
     let info = stream.info().await?;
     let leader = info.cluster.as_ref().and_then(|c| c.leader.clone()).context("the log has no leader")?;
@@ -50,7 +50,7 @@ async fn log_leader(js: &jetstream::Context) -> Result<usize> {
 }
 
 /// Asks both hubs for usage every 100 ms for `period`: (answered, failed).
-async fn keep_asking(hubs: &[&Api], period: Duration) -> (u64, u64) {
+pub(crate) async fn keep_asking(hubs: &[&Api], period: Duration) -> (u64, u64) {
     let (mut answered, mut failed) = (0, 0);
     let started = Instant::now();
     while started.elapsed() < period {
@@ -66,7 +66,7 @@ async fn keep_asking(hubs: &[&Api], period: Duration) -> (u64, u64) {
 }
 
 /// Enqueues `range` of `chunks` in turn on the adapters, one chunk every 100 ms.
-async fn enqueue(
+pub(crate) async fn enqueue(
     adapters: &[OutboxPublisher],
     chunks: &[&[(SourceSystem, Draft)]],
     range: std::ops::Range<usize>,
