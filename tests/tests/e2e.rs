@@ -516,3 +516,7 @@ mod hostile;
 
 #[path = "e2e/routing.rs"]
 mod routing;
+
+/// OpenTelemetry spans over OTLP: one trace per event from ingest to delivery; off by default.
+#[path = "e2e/tracing_export.rs"]
+mod tracing_export;
