@@ -231,6 +231,20 @@ async fn start_hub(nats: &TestNats, dir: &Path, env: &[(&str, &str)]) -> Result<
     HubProcess::start_with_env(&nats.url(), &["--config", config.to_str().context("a UTF-8 path")?], env).await
 }
 
+/// `text` without its ANSI colour sequences (`ESC [ … m`), as the text log format writes them.
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Subscribes `url` to what is routed to 1283.
 async fn subscribe_1283(hub: &HubProcess, url: &str) -> Result<()> {
     let api = hub.api(Role::Integrator, Some("1283"))?;
@@ -249,6 +263,7 @@ async fn subscribe_1283(hub: &HubProcess, url: &str) -> Result<()> {
 }
 
 fn assert_no_span_noise(log: &str) {
+    let log = without_colours(log);
     for noise in SPAN_NOISE {
         let line = log.lines().find(|l| l.contains(noise));
         assert!(line.is_none(), "a log line carries the pipeline's spans ({noise}): {}", line.unwrap_or_default());
