@@ -85,8 +85,8 @@ pub fn init(lines: LogLines, otlp: Option<&str>, service_name: &str) -> Result<T
     // was built and dropped (~250-450 ns, measured) instead of skipped at its call site. The
     // level hint lets `and` keep the environment filter's, so call sites above it are skipped
     // by a static level check.
-    let not_pipeline = filter::filter_fn(|metadata| metadata.target() != PIPELINE)
-        .with_max_level_hint(filter::LevelFilter::TRACE);
+    let not_pipeline =
+        filter::filter_fn(|metadata| metadata.target() != PIPELINE).with_max_level_hint(filter::LevelFilter::TRACE);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match lines {
         LogLines::Text => fmt.boxed(),
