@@ -102,6 +102,10 @@ pub struct HubConfig {
     pub rate_limit_per_second: u32,
     /// Requests one token may make at once above that rate. Default 200.
     pub rate_limit_burst: u32,
+    /// OTLP/HTTP traces endpoint (e.g. `http://collector:4318/v1/traces`) to export the pipeline's
+    /// spans to (`HUB_OTLP_ENDPOINT`, `--otlp-endpoint`; when none of these sets it, the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`). Default none: no spans are made.
+    pub otlp_endpoint: Option<String>,
     /// The goals: the agreed NPÖ minimum and the targets.
     pub goals: crate::projections::goals::GoalSettings,
     /// The follow-up limits (defaults from EVENTS.md).
@@ -139,6 +143,7 @@ impl Default for HubConfig {
             privacy_threshold: 5,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            otlp_endpoint: None,
             goals: Default::default(),
             followup: Default::default(),
             webhook: Default::default(),
@@ -182,7 +187,21 @@ impl HubConfig {
     pub fn batch_wait(&self) -> Duration {
         Duration::from_millis(self.batch_wait_ms)
     }
+
+    /// Takes `otlp_endpoint` from `standard` (the value of [`OTEL_TRACES_ENDPOINT`]) when the file,
+    /// `HUB_OTLP_ENDPOINT` and `--otlp-endpoint` left it unset; an empty value is no endpoint.
+    pub fn with_otlp_fallback(mut self, standard: Option<String>) -> Self {
+        self.otlp_endpoint = self.otlp_endpoint.filter(|e| !e.trim().is_empty());
+        if self.otlp_endpoint.is_none() {
+            self.otlp_endpoint = standard.filter(|e| !e.trim().is_empty());
+        }
+        self
+    }
 }
+
+/// The standard OpenTelemetry variable naming a traces endpoint, honoured when `otlp_endpoint`
+/// is not set otherwise.
+pub const OTEL_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
@@ -257,6 +276,10 @@ privacy_threshold = 5
 # more get 429 rate_limited.
 rate_limit_per_second = 100
 rate_limit_burst = 200
+# Tracing: export the pipeline's spans (ingest, validate, project, route, deliver.webhook) to this
+# OTLP/HTTP traces endpoint. Off when unset: no span is made at all (docs/operations.md, "Tracing")
+# (HUB_OTLP_ENDPOINT, --otlp-endpoint; else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
+# otlp_endpoint = "http://otel-collector:4318/v1/traces"
 
 [goals]
 # The agreed minimum of NPÖ information sets every producer principal shares (npo.minimum_sets).
@@ -301,6 +324,19 @@ mod tests {
     fn the_example_parses_to_the_defaults() {
         let parsed: HubConfig = toml::from_str(EXAMPLE).unwrap();
         assert_eq!(parsed, HubConfig { instance: parsed.instance.clone(), ..HubConfig::default() });
+    }
+
+    #[test]
+    fn the_standard_otlp_variable_is_a_fallback_and_empty_is_off() {
+        let standard = || Some("http://standard:4318/v1/traces".to_string());
+        let set = HubConfig { otlp_endpoint: Some("http://hub:4318/v1/traces".into()), ..HubConfig::default() };
+        assert_eq!(set.with_otlp_fallback(standard()).otlp_endpoint.as_deref(), Some("http://hub:4318/v1/traces"));
+        let unset = HubConfig::default();
+        assert_eq!(unset.clone().with_otlp_fallback(standard()).otlp_endpoint, standard());
+        assert_eq!(unset.clone().with_otlp_fallback(None).otlp_endpoint, None);
+        assert_eq!(unset.with_otlp_fallback(Some(" ".into())).otlp_endpoint, None);
+        let empty = HubConfig { otlp_endpoint: Some(String::new()), ..HubConfig::default() };
+        assert_eq!(empty.with_otlp_fallback(None).otlp_endpoint, None);
     }
 
     #[test]

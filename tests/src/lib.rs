@@ -167,6 +167,7 @@ pub struct HubProcess {
     pub client: reqwest::Client,
     nats_url: String,
     extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
     _dir: TempDir,
 }
 
@@ -174,6 +175,15 @@ impl HubProcess {
     /// Starts `hub serve` against `nats_url` and waits for `/healthz`.
     pub async fn start(nats_url: &str, extra_args: &[&str]) -> Result<Self> {
         Self::start_with_client(nats_url, extra_args, "http", reqwest::Client::new()).await
+    }
+
+    /// [`HubProcess::start`] with these environment variables besides the harness's own (which
+    /// they override, e.g. `RUST_LOG`), kept across restarts.
+    pub async fn start_with_env(nats_url: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        let mut hub = Self::new(nats_url, extra_args, "http", reqwest::Client::new())?;
+        hub.extra_env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        hub.spawn().await?;
+        Ok(hub)
     }
 
     /// Starts `hub serve` whose API speaks HTTPS (`extra_args` name its `--tls-cert` and
@@ -188,10 +198,16 @@ impl HubProcess {
         scheme: &str,
         client: reqwest::Client,
     ) -> Result<Self> {
+        let mut hub = Self::new(nats_url, extra_args, scheme, client)?;
+        hub.spawn().await?;
+        Ok(hub)
+    }
+
+    fn new(nats_url: &str, extra_args: &[&str], scheme: &str, client: reqwest::Client) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = nats_server::free_port()?;
         let http_addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut hub = Self {
+        Ok(Self {
             child: None,
             data_dir: dir.path().join("data"),
             http_addr,
@@ -200,10 +216,9 @@ impl HubProcess {
             client,
             nats_url: nats_url.into(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: Vec::new(),
             _dir: dir,
-        };
-        hub.spawn().await?;
-        Ok(hub)
+        })
     }
 
     async fn spawn(&mut self) -> Result<()> {
@@ -221,6 +236,10 @@ impl HubProcess {
             .env("HUB_HTTP_ADDR", self.http_addr.to_string())
             .env("HUB_TOKENS_FILE", &self.tokens_file)
             .env("RUST_LOG", "info,async_nats=warn")
+            // Spans are exported only by the tests that ask for it.
+            .env_remove("HUB_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -259,6 +278,7 @@ impl HubProcess {
             client: reqwest::Client::new(),
             nats_url: nats_url.into(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: Vec::new(),
             _dir: dir,
         };
         hub.spawn_child()?;

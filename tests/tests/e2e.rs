@@ -522,3 +522,7 @@ mod containers;
 
 #[path = "e2e/monitoring.rs"]
 mod monitoring;
+
+/// OpenTelemetry spans over OTLP: one trace per event from ingest to delivery; off by default.
+#[path = "e2e/tracing_export.rs"]
+mod tracing_export;

@@ -16,9 +16,13 @@ use cloudevents::{event::Data, AttributesReader, AttributesWriter};
 use serde::Serialize;
 use serde_json::json;
 use sgd_schemas::{validate, ValidationContext};
+use tracing::field::Empty;
 
 use super::{auth::Caller, ApiError, ApiState};
-use crate::tokens::Role;
+use crate::{
+    telemetry::{self, PIPELINE, TRACEPARENT},
+    tokens::Role,
+};
 
 /// The answer to an accepted request.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -62,10 +66,22 @@ pub async fn post_events(
     };
     let mut valid = Vec::with_capacity(bodies.len());
     let mut refused = Vec::new();
+    // One `ingest.http` span per event (docs/operations.md, "Tracing"): a child of the event's
+    // traceparent, else of the request's, else a new trace.
+    let request_traceparent = parts.headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
     for (index, body) in bodies.iter().enumerate() {
+        let span = tracing::info_span!(target: PIPELINE, "ingest.http", otel.kind = "server", principal = %principal,
+            "event.id" = Empty, "event.type" = Empty, outcome = Empty, reason = Empty, "log.sequence" = Empty);
         match validate(body, &ctx) {
-            Ok(event) => valid.push(event),
+            Ok(event) => {
+                telemetry::follow(&span, event.envelope.traceparent.as_deref().or(request_traceparent));
+                span.record("event.id", event.envelope.id.as_str())
+                    .record("event.type", event.envelope.event_type.as_str());
+                valid.push((event, span));
+            }
             Err(rejection) => {
+                telemetry::follow(&span, request_traceparent);
+                span.record("outcome", "refused").record("reason", rejection.reason().as_str());
                 state.metrics.count_refused(rejection.reason().as_str(), "http");
                 refused.push(json!({
                     "index": index,
@@ -77,6 +93,9 @@ pub async fn post_events(
         }
     }
     if !refused.is_empty() {
+        for (_, span) in &valid {
+            span.record("outcome", "withheld");
+        }
         let n = refused.len();
         return Err(ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -87,9 +106,10 @@ pub async fn post_events(
     }
 
     let mut pending = Vec::with_capacity(valid.len());
-    for (event, body) in valid.iter().zip(bodies) {
+    for ((event, span), body) in valid.iter().zip(bodies) {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(crate::log::streams::MSG_ID_HEADER, event.msg_id.as_str());
+        telemetry::pass_on(span, event.envelope.traceparent.as_deref(), &mut headers);
         let ack = state
             .js
             .publish_with_headers(event.events_subject.clone(), headers, body)
@@ -98,10 +118,13 @@ pub async fn post_events(
         pending.push(ack);
     }
     let mut answer = Accepted { accepted: Vec::new(), duplicates: Vec::new() };
-    for (event, ack) in valid.iter().zip(pending) {
+    for ((event, span), ack) in valid.iter().zip(pending) {
         let ack = ack.await.map_err(|e| {
+            span.record("outcome", "unavailable");
             ApiError::unavailable(format!("the log did not acknowledge ({e}); retry with the same ids"))
         })?;
+        span.record("outcome", if ack.duplicate { "duplicate" } else { "accepted" })
+            .record("log.sequence", ack.sequence);
         state.metrics.count_validated(event.envelope.area(), &event.envelope.event_type);
         if ack.duplicate {
             answer.duplicates.push(event.envelope.id.clone());

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::{
     config::{HubConfig, LogFormat},
+    telemetry::LogLines,
     tokens::Role,
 };
 
@@ -373,6 +374,10 @@ pub struct ServeArgs {
     /// Do not deliver webhooks from this process (another hub of the deployment does).
     #[arg(long)]
     pub no_webhooks: bool,
+    /// Export the pipeline's spans to this OTLP/HTTP traces endpoint (e.g.
+    /// http://collector:4318/v1/traces); else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; off when neither.
+    #[arg(long, env = "HUB_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServeArgs {
@@ -406,12 +411,15 @@ impl ServeArgs {
         if let Some(v) = &self.tokens_file {
             config.tokens_file = Some(v.clone());
         }
+        if let Some(v) = &self.otlp_endpoint {
+            config.otlp_endpoint = Some(v.clone());
+        }
         config.validator &= !self.no_validator;
         config.projector &= !self.no_projector;
         config.api &= !self.no_api;
         config.router &= !self.no_router;
         config.webhooks &= !self.no_webhooks;
-        Ok(config)
+        Ok(config.with_otlp_fallback(std::env::var(crate::config::OTEL_TRACES_ENDPOINT).ok()))
     }
 }
 
@@ -480,7 +488,21 @@ pub enum ConfigCommand {
 /// Runs the command line; the binary's `main` calls only this.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // Only `hub serve` runs the pipeline, so only its configuration may turn the export of spans
+    // on; the guard lives to the end of `main`, flushing the spans still queued at exit.
+    let mut serve_config = match &cli.command {
+        Command::Serve(args) => Some(args.to_config()),
+        _ => None,
+    };
+    let otlp = serve_config.as_ref().and_then(|c| c.as_ref().ok()).and_then(|c| c.otlp_endpoint.clone());
+    let lines = match cli.log_format {
+        LogFormat::Text => LogLines::Text,
+        LogFormat::Json => LogLines::Json,
+    };
+    let _telemetry = match crate::telemetry::init(lines, otlp.as_deref(), "sgd-hub") {
+        Ok(telemetry) => telemetry,
+        Err(e) => return fail(&e),
+    };
     match cli.command {
         Command::Validate { files } => {
             let mut out = std::io::stdout().lock();
@@ -546,8 +568,8 @@ pub fn main() -> ExitCode {
             print!("{}", crate::config::EXAMPLE);
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => {
-            let config = match args.to_config() {
+        Command::Serve(_) => {
+            let config = match serve_config.take().unwrap_or_else(|| unreachable!("read above for serve")) {
                 Ok(config) => config,
                 Err(e) => return fail(&e),
             };
@@ -621,6 +643,7 @@ pub fn main() -> ExitCode {
                 no_api: true,
                 no_router: true,
                 no_webhooks: true,
+                otlp_endpoint: None,
             };
             let config = match serve.to_config() {
                 Ok(config) => config,
@@ -714,14 +737,4 @@ async fn wait_for_signal() {
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

@@ -16,8 +16,13 @@ use futures::StreamExt;
 use serde::Serialize;
 use sgd_schemas::{subjects, validate, ValidationContext};
 use tokio::sync::{watch, Semaphore};
+use tracing::{field::Empty, Instrument};
 
-use crate::{log::dead_letter::DeadLetter, metrics::Metrics};
+use crate::{
+    log::dead_letter::DeadLetter,
+    metrics::Metrics,
+    telemetry::{self, PIPELINE},
+};
 
 /// The queue group every hub's responder joins, so each request is answered once.
 pub const QUEUE_GROUP: &str = "sgd-hub-ingest";
@@ -122,10 +127,16 @@ async fn answer(
     settings: IngestSettings,
     metrics: &Metrics,
 ) -> IngestAnswer {
+    // A child of the event's traceparent, else of the request's `traceparent` header, else a new
+    // trace; passed on to the log message when the event has none (docs/operations.md, "Tracing").
+    let span = tracing::info_span!(target: PIPELINE, "ingest.nats", otel.kind = "server", principal = Empty,
+        "event.id" = Empty, "event.type" = Empty, outcome = Empty, reason = Empty, "log.sequence" = Empty);
     let refused = |id: Option<String>, reason: &str, problems: Vec<crate::log::dead_letter::ProblemRecord>| {
+        span.record("outcome", "refused").record("reason", reason);
         IngestAnswer { id, reason: Some(reason.into()), problems: Some(problems), ..Default::default() }
     };
     let Some((principal, area)) = subjects::parse_ingest_request(&request.subject) else {
+        telemetry::follow_message(&span, None, request.headers.as_ref());
         return refused(
             None,
             "subject",
@@ -141,14 +152,29 @@ async fn answer(
         transport_area: Some(area),
         max_bytes: settings.max_event_bytes,
     };
+    span.record("principal", principal);
     match validate(&request.payload, &ctx) {
         Ok(event) => {
             let id = event.envelope.id.clone();
-            let published = crate::log::validator::publish_valid(js, event, request.payload.clone(), metrics).await;
+            telemetry::follow_message(&span, event.envelope.traceparent.as_deref(), request.headers.as_ref());
+            span.record("event.id", id.as_str()).record("event.type", event.envelope.event_type.as_str());
+            // Instrumented: `publish_valid` passes the current span on to the log message.
+            let published = crate::log::validator::publish_valid(js, event, request.payload.clone(), metrics)
+                .instrument(span.clone())
+                .await;
             let acked = match published {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
             };
+            let outcome = match &acked {
+                Ok(ack) if ack.duplicate => "duplicate",
+                Ok(_) => "accepted",
+                Err(_) => "unavailable",
+            };
+            span.record("outcome", outcome);
+            if let Ok(ack) = &acked {
+                span.record("log.sequence", ack.sequence);
+            }
             match acked {
                 Ok(ack) => IngestAnswer {
                     accepted: true,
@@ -166,6 +192,7 @@ async fn answer(
             }
         }
         Err(rejection) => {
+            telemetry::follow_message(&span, None, request.headers.as_ref());
             metrics.count_refused(rejection.reason().as_str(), "nats");
             let dead_letter = DeadLetter::from_rejection(&rejection, &request.subject, None);
             if request.reply.is_none() {

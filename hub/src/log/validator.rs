@@ -24,7 +24,7 @@ use tokio::{
     sync::{mpsc, watch},
     time::Instant,
 };
-use tracing::Instrument;
+use tracing::{field::Empty, Instrument};
 
 use crate::{
     log::{dead_letter::DeadLetter, streams},
@@ -164,16 +164,23 @@ async fn route(
 ) -> Result<PublishAckFuture, PublishError> {
     let subject = message.subject.as_str();
     let ctx = ValidationContext::from_ingress_subject(subject, settings.max_event_bytes);
+    let span = tracing::info_span!(target: crate::telemetry::PIPELINE, "validate", "event.id" = Empty, outcome = Empty);
     match validate(&message.payload, &ctx) {
-        Ok(event) => publish_valid(js, event, message.payload.clone(), metrics).await,
+        Ok(event) => {
+            crate::telemetry::follow_message(&span, event.envelope.traceparent.as_deref(), message.headers.as_ref());
+            span.record("event.id", event.envelope.id.as_str()).record("outcome", "valid");
+            publish_valid(js, event, message.payload.clone(), metrics).instrument(span).await
+        }
         Err(rejection) => {
+            crate::telemetry::follow_message(&span, None, message.headers.as_ref());
+            span.record("outcome", rejection.reason().as_str());
             let ingress_seq = message.info().ok().map(|i| i.stream_sequence);
             let dead_letter = DeadLetter::from_rejection(&rejection, subject, ingress_seq);
             metrics.count_refused(&dead_letter.reason, "nats");
             tracing::info!(reason = %dead_letter.reason, subject = %dead_letter.subject, "refused: {rejection}");
             let principal = ctx.transport_principal.filter(|p| sgd_schemas::principals::is_known(p));
             let msg_id = format!("dlq/{}", ingress_seq.unwrap_or_default());
-            crate::log::dead_letter::publish(js, principal, &dead_letter, Some(&msg_id)).await
+            crate::log::dead_letter::publish(js, principal, &dead_letter, Some(&msg_id)).instrument(span).await
         }
     }
 }
@@ -190,6 +197,8 @@ pub async fn publish_valid(
 ) -> Result<PublishAckFuture, PublishError> {
     let mut headers = HeaderMap::new();
     headers.insert(crate::log::streams::MSG_ID_HEADER, event.msg_id.as_str());
+    // The caller's `validate` or `ingest.nats` span, for the log's readers to follow.
+    crate::telemetry::pass_on_current(event.envelope.traceparent.as_deref(), &mut headers);
     let span = tracing::debug_span!(
         "validated",
         id = %event.envelope.id,

@@ -31,6 +31,8 @@ pub(super) async fn project_batch(
     let began = std::time::Instant::now();
     // Decoded before the views are locked (readers wait less), on every core for large batches.
     let decoded = decode_batch(batch, state.checkpoint);
+    // Empty unless spans are exported: what an event without a traceparent of its own follows.
+    let log_traceparents = crate::telemetry::traceparents_by_sequence(batch);
     let mut views = views_shared.write().await;
     let mut delta = UsageDelta::default();
     let mut digests = Vec::with_capacity(batch.len());
@@ -60,8 +62,19 @@ pub(super) async fn project_batch(
             traceparent = envelope.traceparent.as_deref().unwrap_or("")
         )
         .entered();
+        // The pipeline's `project` span, not while catching up (a start far behind, a rebuild).
+        let project = if pending < CATCHING_UP_PENDING {
+            tracing::info_span!(target: crate::telemetry::PIPELINE, "project", "log.sequence" = sequence,
+                "event.id" = %envelope.id, "event.type" = %envelope.event_type, duplicate = false)
+        } else {
+            tracing::Span::none()
+        };
+        let traceparent = envelope.traceparent.as_deref().or_else(|| log_traceparents.get(&sequence).copied());
+        crate::telemetry::follow(&project, traceparent);
+        let project = project.entered();
         let digest = identity_digest(envelope);
         if !state.identities.insert(digest).map_err(ReadModelError::from)? {
+            project.record("duplicate", true);
             metrics.duplicates.inc();
             tracing::debug!(sequence, id = %envelope.id, "identity applied before; skipped");
             continue;

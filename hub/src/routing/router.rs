@@ -21,6 +21,7 @@ use async_nats::{
 use futures::StreamExt;
 use sgd_schemas::{subjects, upcast};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::{
     routed_msg_id,
@@ -223,18 +224,26 @@ async fn route_batch(
             .map(|v| v.as_str().to_string())
             .unwrap_or_else(|| envelope.identity());
         for recipient in &routing.recipients {
+            // One `route` span per copy: a child of the event's traceparent, else of the log
+            // message's; the copy carries the event's, else this span's (docs/operations.md).
+            let span = tracing::info_span!(target: crate::telemetry::PIPELINE, "route", otel.kind = "producer",
+                "log.sequence" = last, "event.id" = %envelope.id, "event.type" = %envelope.event_type,
+                rule = routing.rule, recipient = %recipient);
+            crate::telemetry::follow_message(&span, envelope.traceparent.as_deref(), message.headers.as_ref());
             let mut headers = HeaderMap::new();
             headers.insert(MSG_ID_HEADER, routed_msg_id(&log_msg_id, recipient).as_str());
             headers.insert(LOG_SEQUENCE_HEADER, last.to_string().as_str());
             if let Some(traceparent) = envelope.traceparent.as_deref() {
-                headers.insert("traceparent", traceparent);
+                headers.insert(crate::telemetry::TRACEPARENT, traceparent);
             }
+            crate::telemetry::pass_on(&span, envelope.traceparent.as_deref(), &mut headers);
             let ack = js
                 .publish_with_headers(
                     subjects::routed(recipient, &envelope.event_type),
                     headers,
                     message.payload.clone(),
                 )
+                .instrument(span)
                 .await
                 .map_err(PassError::Publish)?;
             acks.push(ack);

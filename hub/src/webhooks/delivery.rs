@@ -17,6 +17,7 @@ use futures::StreamExt;
 use rand::Rng;
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::{field::Empty, Instrument};
 
 use super::{parked, signature, store::SubscriptionStore, subscription::Subscription, WebhookSettings};
 use crate::metrics::{Metrics, SubscriptionLabels};
@@ -37,23 +38,30 @@ impl Attempt {
         Self { client, policy }
     }
 
-    /// POSTs `body` signed to the subscription's URL; Ok on a 2xx.
-    pub async fn send(&self, subscription: &Subscription, webhook_id: &str, body: &[u8]) -> Result<(), AttemptError> {
+    /// POSTs `body` signed to the subscription's URL, with `traceparent` as its W3C trace
+    /// context header when given; Ok on a 2xx.
+    pub async fn send(
+        &self,
+        subscription: &Subscription,
+        webhook_id: &str,
+        body: &[u8],
+        traceparent: Option<&str>,
+    ) -> Result<(), AttemptError> {
         // Checked at every attempt: an address literal never reaches the guarded resolver.
         self.policy.check_url(&subscription.url)?;
         let key = signature::key(&subscription.secret)?;
         let timestamp = chrono::Utc::now().timestamp();
-        let response = self
+        let mut request = self
             .client
             .post(&subscription.url)
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .header("webhook-id", webhook_id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature::sign(&key, webhook_id, timestamp, body))
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(AttemptError::Transport)?;
+            .header("webhook-signature", signature::sign(&key, webhook_id, timestamp, body));
+        if let Some(traceparent) = traceparent {
+            request = request.header(crate::telemetry::TRACEPARENT, traceparent);
+        }
+        let response = request.body(body.to_vec()).send().await.map_err(AttemptError::Transport)?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -352,7 +360,28 @@ async fn deliver_batch(
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match ctx.attempt.send(&current, &webhook_id, &message.payload).await {
+            // One `deliver.webhook` span per attempt, a child of the routed copy's traceparent
+            // (the event's, else the `route` span's); the receiver gets this span's, else that.
+            let span = tracing::info_span!(target: crate::telemetry::PIPELINE, "deliver.webhook", otel.kind = "client",
+                subscription = %current.id, recipient = %current.principal, "webhook.id" = %webhook_id,
+                attempt = attempts, outcome = Empty, "error.message" = Empty, otel.status_code = Empty);
+            crate::telemetry::follow_message(&span, None, message.headers.as_ref());
+            let routed_traceparent =
+                message.headers.as_ref().and_then(|h| h.get(crate::telemetry::TRACEPARENT)).map(|v| v.as_str());
+            let traceparent = crate::telemetry::traceparent_of(&span);
+            let sent = ctx
+                .attempt
+                .send(&current, &webhook_id, &message.payload, traceparent.as_deref().or(routed_traceparent))
+                .instrument(span.clone())
+                .await;
+            match &sent {
+                Ok(()) => span.record("outcome", "delivered"),
+                Err(e) => span
+                    .record("outcome", "failed")
+                    .record("error.message", tracing::field::display(e))
+                    .record("otel.status_code", "error"),
+            };
+            match sent {
                 Ok(()) => {
                     if let Err(e) = message.ack().await {
                         tracing::warn!(subscription = %current.id, error = %e, "ack failed; the event may be delivered again");

@@ -169,7 +169,7 @@ pub async fn replay(
     let stream = js.get_stream(streams::PARKED).await.map_err(nats)?;
     let mut results = Vec::new();
     for Parked { delivery, payload } in parked {
-        match attempt.send(subscription, &delivery.webhook_id, &payload).await {
+        match attempt.send(subscription, &delivery.webhook_id, &payload, None).await {
             Ok(()) => {
                 stream.delete_message(delivery.seq).await.map_err(nats)?;
                 results.push(ReplayResult {
