@@ -117,7 +117,8 @@ pub fn document() -> Value {
         json!({
             "type": "object",
             "properties": {
-                "Nats-Msg-Id": { "type": "string", "description": "`<source>/<id>`: JetStream drops a repeat within its duplicate window; the hub skips one applied before at any age." }
+                "Nats-Msg-Id": { "type": "string", "description": "`<source>/<id>`: JetStream drops a repeat within its duplicate window; the hub skips one applied before at any age." },
+                "traceparent": { "type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$", "description": "W3C trace context of the message, when the event carries none of its own: the hub's spans follow it (docs/operations.md, Tracing); on the log and on routed copies the hub sets it." }
             }
         }),
     );
