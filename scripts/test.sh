@@ -12,3 +12,6 @@ cargo fmt --all -- --check
 # benchmark build it). The benchmark's own target is compiled by clippy; its library runs in the
 # suite (hub/tests/bench_smoke.rs).
 cargo test --workspace --no-default-features "$@"
+# The API fuzzer (docs/testing.md, "The API fuzzer"): every role's token against docs/openapi.json
+# on a demo hub, with a fixed seed so a run repeats; bounded to a few minutes.
+python3 scripts/api_fuzz.py --max-examples "${API_FUZZ_EXAMPLES:-20}" --seed 1

@@ -255,6 +255,10 @@ pub async fn replay_handler(
             if request.seq.len() > MAX_REPLAY {
                 return Err(ApiError::bad_request("at most 10,000 sequences per replay"));
             }
+            // The document's integers are int64.
+            if request.seq.iter().any(|seq| i64::try_from(*seq).is_err()) {
+                return Err(ApiError::bad_request("a sequence is at most 9223372036854775807"));
+            }
             let results =
                 replay::replay_sequences(&state.js, &request.seq, state.max_event_bytes, &state.metrics).await;
             (results.map_err(error)?, false)

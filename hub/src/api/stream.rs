@@ -41,8 +41,9 @@ pub struct StreamQuery {
     /// Dead letters instead of log events (operators only).
     pub dlq: Option<bool>,
     /// Start at this stream sequence (default: only new messages); with `since`, at whichever of
-    /// the two comes later.
-    pub from_seq: Option<u64>,
+    /// the two comes later. (Signed, as the document's int64 is.)
+    #[param(minimum = 0)]
+    pub from_seq: Option<i64>,
     /// Start this long ago: a number and s, m, h or d (`90s`, `15m`, `2h`, `1d`); with `from_seq`,
     /// at whichever of the two comes later.
     #[param(value_type = Option<super::params::SinceDuration>)]
@@ -79,6 +80,10 @@ pub async fn live(
     if dlq {
         caller.require(&[Role::Operator])?;
     }
+    let from_seq = match query.from_seq {
+        Some(seq) => Some(u64::try_from(seq).map_err(|_| ApiError::bad_request("from_seq is a sequence from 0"))?),
+        None => None,
+    };
     if let Some(since) = query.since.as_deref() {
         if !super::params::is_since(since) {
             return Err(ApiError::bad_request(format!(
@@ -98,7 +103,7 @@ pub async fn live(
     let filter = TailFilter { area, principal: query.principal, event_type: query.event_type, dlq, routed_to: None };
     // Both starts given: follow from `since` and skip what lies before `from_seq`, which starts at
     // the later of the two.
-    let (start, skip_before) = match (query.from_seq, query.since.as_deref()) {
+    let (start, skip_before) = match (from_seq, query.since.as_deref()) {
         (Some(seq), Some(since)) => (StartAt::from_parameters(None, Some(since)), seq),
         (from_seq, since) => (StartAt::from_parameters(from_seq, since), 0),
     };
