@@ -122,8 +122,6 @@ def main() -> int:
                 url,
                 "-H",
                 f"Authorization: Bearer {tokens[role]}",
-                "--checks",
-                "all",
                 "--max-examples",
                 str(args.max_examples),
                 "--seed",

@@ -290,7 +290,10 @@ pub async fn asyncapi(_caller: Caller) -> impl IntoResponse {
     )
 )]
 /// One event type's JSON Schema at one version, as the validator applies it.
-pub async fn schema(_caller: Caller, Path((event_type, version)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn schema(
+    _caller: Caller,
+    Path((event_type, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let version: u32 = version
         .parse()
         .ok()
@@ -360,7 +363,10 @@ mod tests {
                 }
                 // the embedded schema is the catalogue's, unchanged
                 let embedded = &doc["components"]["schemas"][format!("{name}.data")]["schema"];
-                assert_eq!(embedded, &serde_json::from_str::<Value>(catalogue.schema(event_type, version).unwrap().text).unwrap());
+                assert_eq!(
+                    embedded,
+                    &serde_json::from_str::<Value>(catalogue.schema(event_type, version).unwrap().text).unwrap()
+                );
             }
         }
         assert_eq!(doc["channels"]["ingress"]["messages"].as_object().unwrap().len(), published);
@@ -407,11 +413,17 @@ mod tests {
             sgd_schemas::subjects::ingress("1280", "plans")
         );
         assert_eq!(
-            sample(&address("log"), &[("principal", "1280"), ("area", "plans"), ("entity", "plan"), ("action", "created")]),
+            sample(
+                &address("log"),
+                &[("principal", "1280"), ("area", "plans"), ("entity", "plan"), ("action", "created")]
+            ),
             sgd_schemas::subjects::events("1280", "se.sgd.plans.plan.created")
         );
         assert_eq!(
-            sample(&address("routed"), &[("recipient", "12"), ("area", "plans"), ("entity", "plan"), ("action", "created")]),
+            sample(
+                &address("routed"),
+                &[("recipient", "12"), ("area", "plans"), ("entity", "plan"), ("action", "created")]
+            ),
             sgd_schemas::subjects::routed("12", "se.sgd.plans.plan.created")
         );
         assert_eq!(

@@ -164,7 +164,12 @@ impl utoipa::PartialSchema for ReplayRequest {
         };
         let sequences = |min: usize, max: usize| {
             ArrayBuilder::new()
-                .items(ObjectBuilder::new().schema_type(Type::Integer).format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64))).minimum(Some(0)))
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+                        .minimum(Some(0)),
+                )
                 .min_items(Some(min))
                 .max_items(Some(max))
         };
@@ -263,11 +268,9 @@ pub async fn replay_handler(
                 replay::replay_sequences(&state.js, &request.seq, state.max_event_bytes, &state.metrics).await;
             (results.map_err(error)?, false)
         }
-        (true, Some(reason)) => {
-            replay::replay_reason(&state.js, &reason, limit, state.max_event_bytes, &state.metrics)
-                .await
-                .map_err(error)?
-        }
+        (true, Some(reason)) => replay::replay_reason(&state.js, &reason, limit, state.max_event_bytes, &state.metrics)
+            .await
+            .map_err(error)?,
         _ => return Err(ApiError::bad_request("give either seq (a list of sequences) or reason")),
     };
     let count = |f: fn(&ReplayOutcome) -> bool| results.iter().filter(|r| f(&r.outcome)).count();

@@ -185,7 +185,8 @@ fn standalone(mut schema: serde_json::Value) -> serde_json::Value {
     fn inline(value: &mut serde_json::Value, defs: &serde_json::Value) {
         match value {
             serde_json::Value::Object(object) => {
-                let target = object.get("$ref").and_then(serde_json::Value::as_str).and_then(|r| r.strip_prefix("#/$defs/"));
+                let target =
+                    object.get("$ref").and_then(serde_json::Value::as_str).and_then(|r| r.strip_prefix("#/$defs/"));
                 if let Some(definition) = target.and_then(|name| defs.get(name)).cloned() {
                     object.remove("$ref");
                     let mut definition = definition;

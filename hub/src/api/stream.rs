@@ -50,6 +50,39 @@ pub struct StreamQuery {
     pub since: Option<String>,
 }
 
+/// One Server-Sent Event of the live stream (the keep-alive comments are not events).
+pub struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        ObjectBuilder::new()
+            .description(Some("One Server-Sent Event."))
+            .property(
+                "event",
+                string()
+                    .enum_values(Some(["event", "dead_letter", "error"]))
+                    .description(Some("`event` (a log event), `dead_letter` (with dlq=true) or `error`.")),
+            )
+            .required("event")
+            .property(
+                "id",
+                string().pattern(Some("^[0-9]+$")).description(Some("The stream sequence (not on `error`).")),
+            )
+            .property(
+                "data",
+                string().description(Some(
+                    "An EventSummary (`event`) or DeadLetterSummary (`dead_letter`) as JSON, or what went wrong (`error`).",
+                )),
+            )
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StreamEvent {}
+
 /// A principal's code, or `unknown` (dead letters whose sender could not be trusted).
 pub struct StreamPrincipal;
 
@@ -67,7 +100,7 @@ impl utoipa::PartialSchema for StreamPrincipal {
 
 impl utoipa::ToSchema for StreamPrincipal {}
 
-#[utoipa::path(get, path = "/api/v1/stream", tag = "operations", params(StreamQuery), responses((status = 200, description = "Server-Sent Events: `event: event` with an EventSummary as data (`event: dead_letter` with a DeadLetterSummary for `dlq=true`), `id:` the stream sequence, a keep-alive comment every 15 s", content_type = "text/event-stream", body = String), (status = 400, description = "A filter names nothing that exists", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable, or too many live streams", body = super::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/stream", tag = "operations", params(StreamQuery), responses((status = 200, description = "Server-Sent Events: `event: event` with an EventSummary as data (`event: dead_letter` with a DeadLetterSummary for `dlq=true`), `id:` the stream sequence, a keep-alive comment every 15 s", content_type = "text/event-stream", body = StreamEvent), (status = 400, description = "A filter names nothing that exists", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 503, description = "NATS unavailable, or too many live streams", body = super::ErrorBody)))]
 /// Follows the log (or the dead letters) live as Server-Sent Events, filtered.
 pub async fn live(
     State(state): State<ApiState>,

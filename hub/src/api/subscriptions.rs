@@ -109,7 +109,9 @@ impl utoipa::PartialSchema for NewSubscriptionBody {
     fn schema() -> RefOr<Schema> {
         use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Type};
         let string = || ObjectBuilder::new().schema_type(Type::String);
-        let nullable = || ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::Array(vec![Type::String, Type::Null]));
+        let nullable = || {
+            ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::Array(vec![Type::String, Type::Null]))
+        };
         let listed = |values: Vec<String>, description: &str| {
             ArrayBuilder::new().items(string().enum_values(Some(values))).description(Some(description))
         };
@@ -184,9 +186,9 @@ async fn visible(state: &ApiState, caller: &Caller, id: &str) -> Result<Subscrip
     caller.require(&[Role::Integrator, Role::Operator])?;
     let not_found = || ApiError::not_found(format!("no subscription {id}"));
     // Anything but an id the hub makes is no subscription (and not a key to ask the store for).
-    let well_formed = id.strip_prefix("wh-").is_some_and(|hex| {
-        hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
+    let well_formed = id
+        .strip_prefix("wh-")
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     if !well_formed {
         return Err(not_found());
     }

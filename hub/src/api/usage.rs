@@ -176,9 +176,8 @@ pub async fn usage(
 pub fn wants_csv(format: Option<super::params::Format>, headers: &HeaderMap) -> bool {
     match format {
         Some(format) => format == super::params::Format::Csv,
-        None => headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/csv")),
+        None => {
+            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/csv"))
+        }
     }
 }
