@@ -126,8 +126,6 @@ def main() -> int:
                 str(args.max_examples),
                 "--seed",
                 str(args.seed),
-                "--request-timeout",
-                "10",
                 "--workers",
                 "1",
                 "--no-color",

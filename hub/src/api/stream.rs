@@ -128,7 +128,8 @@ pub async fn live(
     // only (an error here is a rule between two parameters no schema can state).
     let matches_nothing = match (&query.area, &query.event_type) {
         (Some(area), Some(event_type)) => {
-            sgd_schemas::catalogue::TypeName::parse(event_type).is_some_and(|t| t.area != area)
+            sgd_schemas::catalogue::AREAS.contains(&area.as_str())
+                && sgd_schemas::catalogue::TypeName::parse(event_type).is_some_and(|t| t.area != area)
         }
         _ => false,
     };
