@@ -12,6 +12,9 @@ cargo fmt --all -- --check
 # benchmark build it). The benchmark's own target is compiled by clippy; its library runs in the
 # suite (hub/tests/bench_smoke.rs).
 cargo test --workspace --no-default-features "$@"
+# The API fuzzer (docs/testing.md, "The API fuzzer"): every role's token against docs/openapi.json
+# on a demo hub, with a fixed seed so a run repeats; bounded to a few minutes.
+python3 scripts/api_fuzz.py --max-examples "${API_FUZZ_EXAMPLES:-20}" --seed 1
 # The oldest supported nats-server (Debian 12's 2.9.10, docs/operations.md "NATS server
 # versions"): the end-to-end tests of NATS security (per-principal nkeys, consumers, KV) and the
 # hand-computed goals scenario again, when the whole suite was asked for.

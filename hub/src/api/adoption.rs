@@ -21,8 +21,8 @@ use crate::tokens::Role;
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AdoptionQuery {
-    /// `json` (default) or `csv`.
-    pub format: Option<String>,
+    /// `json` (default) or `csv` (as `Accept: text/csv`).
+    pub format: Option<super::params::Format>,
 }
 
 /// One principal × area.
@@ -59,7 +59,7 @@ pub async fn adoption(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Analyst, Role::Operator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let csv = super::usage::wants_csv(query.format.as_deref(), &headers)?;
+    let csv = super::usage::wants_csv(query.format, &headers);
     let model = state.model.get();
     let cells = tokio::task::spawn_blocking(move || model.usage_cells())
         .await

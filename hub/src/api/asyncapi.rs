@@ -28,7 +28,7 @@ const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 const SCHEMA_FORMAT: &str = "application/schema+json;version=draft-2020-12";
 
 /// A component name for an event type and version: `plans.plan.created.v1`.
-fn message_name(event_type: &str, version: u32) -> String {
+pub(super) fn message_name(event_type: &str, version: u32) -> String {
     format!("{}.v{version}", event_type.strip_prefix(sgd_schemas::catalogue::TYPE_PREFIX).unwrap_or(event_type))
 }
 
@@ -42,8 +42,9 @@ fn principal_codes() -> Vec<String> {
 }
 
 /// The envelope of one event type and version: the CloudEvents attributes the validator accepts,
-/// with `data` the catalogue's schema.
-fn envelope_schema(event_type: &str, version: u32, data_ref: &str) -> Value {
+/// with `data` the catalogue's schema (at `data_ref`). The OpenAPI document uses it too, for the
+/// body of `POST /api/v1/events`.
+pub(super) fn envelope_schema(event_type: &str, version: u32, data_ref: &str) -> Value {
     let urn = TypeName::parse(event_type).map(|t| t.schema_urn(version)).unwrap_or_default();
     let dataschema = if version == 1 {
         json!({ "type": "string", "const": urn, "description": "May be left out for version 1." })
@@ -57,20 +58,24 @@ fn envelope_schema(event_type: &str, version: u32, data_ref: &str) -> Value {
     json!({
         "type": "object",
         "required": required,
-        "additionalProperties": false,
         "properties": {
             "specversion": { "type": "string", "const": "1.0" },
-            "id": { "type": "string", "minLength": 1, "description": "Unique per source; source and id are the event's identity (its Nats-Msg-Id: `<source>/<id>`)." },
-            "source": { "type": "string", "pattern": "^/principals/[0-9]{2,4}/systems/[^/]+$" },
+            "id": { "type": "string", "minLength": 1, "maxLength": 256, "description": "Unique per source; source and id are the event's identity (its Nats-Msg-Id: `<source>/<id>`). At most 256 bytes." },
+            "source": { "type": "string", "pattern": "^/principals/[0-9]{1,64}/systems/[A-Za-z0-9._-]{1,64}$", "description": "`/principals/<principal>/systems/<system>`, naming the same principal as `principal`." },
             "type": { "type": "string", "const": event_type },
-            "time": { "type": "string", "format": "date-time" },
-            "subject": { "type": "string" },
+            "time": { "type": "string", "format": "date-time", "description": format!("When it happened in the sending system, with an offset; at most {} days after the hub's clock.", sgd_schemas::validate::MAX_FUTURE_DAYS) },
+            "subject": { "type": "string", "minLength": 1 },
             "dataschema": dataschema,
-            "datacontenttype": { "type": "string", "const": "application/json" },
-            "principal": { "type": "string", "enum": principal_codes() },
-            "traceparent": { "type": "string", "description": "W3C trace context." },
-            "tracestate": { "type": "string" },
+            "datacontenttype": { "type": "string", "pattern": "^\\s*[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]\\s*(;.*)?$", "description": "application/json (parameters allowed)." },
+            "principal": { "type": "string", "enum": principal_codes(), "description": "The sender's principal: the one its credentials (nkey, API token) are for." },
+            "traceparent": { "type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$", "description": "W3C trace context." },
+            "tracestate": { "description": "W3C trace state, passed on as sent (not checked)." },
             "data": { "$ref": data_ref }
+        },
+        "propertyNames": { "pattern": "^[a-z0-9]{1,20}$" },
+        "additionalProperties": {
+            "type": ["string", "number", "boolean"],
+            "description": "An extension attribute (CloudEvents 1.0): 1–20 lower-case letters or digits, a string, number or boolean."
         }
     })
 }

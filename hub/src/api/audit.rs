@@ -15,6 +15,7 @@ use crate::{log::streams, tokens::Role};
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// How many, newest first: 1–1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 

@@ -19,6 +19,7 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     /// A day (its end in Sweden) or an RFC 3339 moment; default now.
+    #[param(value_type = Option<super::params::AsOf>)]
     pub as_of: Option<String>,
 }
 
@@ -59,10 +60,13 @@ pub async fn summary_handler(
 #[serde(deny_unknown_fields)]
 pub struct OpenQuery {
     /// Only this rule.
+    #[param(value_type = Option<super::params::RuleName>)]
     pub rule: Option<String>,
     /// Only this principal.
+    #[param(value_type = Option<super::params::PrincipalCode>)]
     pub principal: Option<String>,
     /// A day (its end in Sweden) or an RFC 3339 moment; default now.
+    #[param(value_type = Option<super::params::AsOf>)]
     pub as_of: Option<String>,
 }
 

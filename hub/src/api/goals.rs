@@ -18,6 +18,7 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct GoalsQuery {
     /// A day (its end in Sweden) or an RFC 3339 moment; default now.
+    #[param(value_type = Option<super::params::AsOf>)]
     pub as_of: Option<String>,
 }
 

@@ -33,7 +33,7 @@ pub struct Accepted {
     pub duplicates: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/events", tag = "ingest", request_body(description = "Structured mode (application/cloudevents+json), batch mode (application/cloudevents-batch+json, an array) or binary mode (ce-* headers, application/json data). All or nothing.", content((Object = "application/cloudevents+json"), (Vec<Object> = "application/cloudevents-batch+json"), (Object = "application/json"))), responses((status = 202, description = "Every event is in the log", body = Accepted), (status = 400, description = "Refused; nothing was published; details lists each refused event and its problems", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 413, description = "Body too large", body = super::ErrorBody), (status = 415, description = "Not a CloudEvents content type", body = super::ErrorBody), (status = 503, description = "The log is unavailable; retry with the same ids", body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/events", tag = "ingest", request_body(description = "Structured mode (`application/cloudevents+json`, or `application/json` without `ce-*` headers: one event), batch mode (`application/cloudevents-batch+json`: an array of events) or binary mode (`ce-*` headers, the `data` as the `application/json` body). Each event is a CloudEvent of a published type and version, for the token's own principal, with no personal identity number anywhere in it. All or nothing.", content((CloudEvent = "application/cloudevents+json"), (CloudEventBatch = "application/cloudevents-batch+json"), (CloudEvent = "application/json"))), responses((status = 202, description = "Every event is in the log", body = Accepted), (status = 400, description = "Refused; nothing was published; details lists each refused event and its problems", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody), (status = 413, description = "Body too large", body = super::ErrorBody), (status = 415, description = "Not a CloudEvents content type", body = super::ErrorBody), (status = 503, description = "The log is unavailable; retry with the same ids", body = super::ErrorBody)))]
 /// Validates CloudEvents and publishes them to the log, all or nothing.
 pub async fn post_events(
     State(state): State<ApiState>,
@@ -132,6 +132,104 @@ pub async fn post_events(
         answer.accepted.push(event.envelope.id.clone());
     }
     Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+/// One event in structured mode. The document's schema of it is a `oneOf` of every published type
+/// and version, made from the catalogue by [`add_event_schemas`]; this type only names it.
+pub struct CloudEvent;
+
+impl utoipa::PartialSchema for CloudEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        utoipa::openapi::ObjectBuilder::new().description(Some("A CloudEvent (replaced from the catalogue)")).into()
+    }
+}
+
+impl utoipa::ToSchema for CloudEvent {}
+
+/// Events in batch mode (see [`CloudEvent`]).
+pub struct CloudEventBatch;
+
+impl utoipa::PartialSchema for CloudEventBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        utoipa::openapi::ObjectBuilder::new().description(Some("CloudEvents (replaced from the catalogue)")).into()
+    }
+}
+
+impl utoipa::ToSchema for CloudEventBatch {}
+
+/// Puts the catalogue's events into the OpenAPI document `doc`: for every published type and
+/// version a component `<area>.<entity>.<action>.v<n>.event` (the envelope the AsyncAPI document
+/// has, from the same function) with its `….data` (the catalogue's schema, its `$defs` inlined so
+/// that it stands alone among the components), `CloudEvent` as one of them and `CloudEventBatch`
+/// as a non-empty array of them.
+pub fn add_event_schemas(doc: &mut serde_json::Value) {
+    let catalogue = sgd_schemas::catalogue::Catalogue::get();
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(serde_json::Value::as_object_mut) else {
+        return;
+    };
+    let mut events = Vec::new();
+    for event_type in catalogue.types() {
+        for version in catalogue.versions(event_type) {
+            let Some(published) = catalogue.schema(event_type, version) else { continue };
+            let name = super::asyncapi::message_name(event_type, version);
+            let data: serde_json::Value = serde_json::from_str(published.text).unwrap_or_default();
+            schemas.insert(format!("{name}.data"), standalone(data));
+            let data_ref = format!("#/components/schemas/{name}.data");
+            let mut envelope = super::asyncapi::envelope_schema(event_type, version, &data_ref);
+            envelope["title"] = json!(format!("{event_type} v{version}"));
+            schemas.insert(format!("{name}.event"), envelope);
+            events.push(json!({ "$ref": format!("#/components/schemas/{name}.event") }));
+        }
+    }
+    schemas.insert(
+        "CloudEvent".into(),
+        json!({ "description": "A CloudEvent 1.0 of a published type and version, in structured mode.", "oneOf": events }),
+    );
+    schemas.insert(
+        "CloudEventBatch".into(),
+        json!({
+            "description": "CloudEvents in batch mode: all are logged, or none.",
+            "type": "array",
+            "minItems": 1,
+            "items": { "$ref": "#/components/schemas/CloudEvent" }
+        }),
+    );
+}
+
+/// A catalogue schema without what ties it to its own file: `$schema` and `$id` dropped, every
+/// `#/$defs/…` reference replaced by the definition (with the referring object's own keywords,
+/// e.g. its description, kept).
+fn standalone(mut schema: serde_json::Value) -> serde_json::Value {
+    let defs = schema.as_object_mut().and_then(|o| o.remove("$defs")).unwrap_or_default();
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("$schema");
+        object.remove("$id");
+    }
+    fn inline(value: &mut serde_json::Value, defs: &serde_json::Value) {
+        match value {
+            serde_json::Value::Object(object) => {
+                let target =
+                    object.get("$ref").and_then(serde_json::Value::as_str).and_then(|r| r.strip_prefix("#/$defs/"));
+                if let Some(definition) = target.and_then(|name| defs.get(name)).cloned() {
+                    object.remove("$ref");
+                    let mut definition = definition;
+                    inline(&mut definition, defs);
+                    if let serde_json::Value::Object(definition) = definition {
+                        for (key, value) in definition {
+                            object.entry(key).or_insert(value);
+                        }
+                    }
+                }
+                for value in object.values_mut() {
+                    inline(value, defs);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|item| inline(item, defs)),
+            _ => {}
+        }
+    }
+    inline(&mut schema, &defs);
+    schema
 }
 
 /// The request's events as structured-mode JSON bodies.

@@ -39,6 +39,7 @@ pub mod followup;
 pub mod goals;
 pub mod health;
 pub mod ingest;
+pub mod params;
 pub mod persons;
 pub mod rate_limit;
 pub mod status;
@@ -74,7 +75,19 @@ adoption, follow-up) are shared between callers with the same role and principal
 current checkpoint and, for answers as of now, is at most 5 s behind the clock."
     ),
     modifiers(&BearerAuth),
-    security(("bearer" = []))
+    security(("bearer" = [])),
+    // Schemas named only by query and path parameters (utoipa collects those of bodies itself).
+    components(schemas(
+        params::AsOf,
+        params::AreaName,
+        params::EventTypeName,
+        params::Format,
+        params::PrincipalCode,
+        params::RuleName,
+        params::SinceDuration,
+        stream::StreamPrincipal,
+        usage::Bucket
+    ))
 )]
 pub struct ApiDoc;
 
@@ -123,16 +136,74 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(subscriptions::parked_replay))
 }
 
-/// The OpenAPI document of the whole API, generated from the handlers.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+/// The OpenAPI document of the whole API: generated from the handlers, with the event schemas
+/// of the catalogue and the answers every route shares.
+pub fn openapi() -> serde_json::Value {
+    let generated = routes().split_for_parts().1;
+    let mut doc = serde_json::to_value(&generated).unwrap_or_default();
+    ingest::add_event_schemas(&mut doc);
+    add_shared_responses(&mut doc);
+    doc
 }
 
 /// The OpenAPI document as pretty JSON (served at `/api/v1/openapi.json`; `docs/openapi.json` is a
 /// copy that a test keeps current).
 pub fn openapi_json() -> &'static str {
     static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    JSON.get_or_init(|| openapi().to_pretty_json().unwrap_or_default())
+    JSON.get_or_init(|| serde_json::to_string_pretty(&openapi()).unwrap_or_default())
+}
+
+/// Adds to every operation the answers that do not depend on the route, where the handler's own
+/// list lacks them: 401 and 429 wherever a token is needed (the rate limiter answers before any
+/// handler), 400 wherever there is a parameter or a body to be malformed, and 413, 415 wherever
+/// there is a body.
+fn add_shared_responses(doc: &mut serde_json::Value) {
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } }
+        })
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(serde_json::Value::as_object_mut) else { return };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for operation in item.values_mut() {
+            let Some(operation) = operation.as_object_mut() else { continue };
+            // `security: [{}]` (as on /healthz) means no token.
+            let open = operation
+                .get("security")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|s| s.iter().any(|r| r.as_object().is_some_and(|r| r.is_empty())));
+            let has_parameters =
+                operation.get("parameters").and_then(serde_json::Value::as_array).is_some_and(|p| !p.is_empty());
+            let has_body = operation.contains_key("requestBody");
+            let Some(responses) = operation.get_mut("responses").and_then(serde_json::Value::as_object_mut) else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses.entry(status).or_insert_with(|| error(description));
+            };
+            if has_parameters || has_body {
+                add("400", "A parameter or the body is not what this document describes");
+            }
+            if !open {
+                add("401", "No token, or an unknown or revoked one");
+                add(
+                    "429",
+                    "This token made more requests per second than the hub allows (`rate_limit_per_second`, burst \
+                     `rate_limit_burst`); retry in a moment",
+                );
+            }
+            if has_body {
+                add("413", "The body is larger than the hub accepts");
+                add("415", "The body's Content-Type is not one this route reads");
+            }
+            // Keep the answers in status order, as the handlers list theirs.
+            let mut sorted: Vec<(String, serde_json::Value)> = std::mem::take(responses).into_iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            responses.extend(sorted);
+        }
+    }
 }
 
 /// What every handler may use: the [`ApiParts`], shared. axum clones the state for every
@@ -301,13 +372,16 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON body that could not be read: 413 `too_large` over the body limit (as on the ingest
-/// route), else 400 `bad_request` with the parser's reason.
+/// route), 415 `unsupported_media_type` without a JSON Content-Type, else 400 `bad_request` with
+/// the parser's reason.
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self { status: e.status(), code: "too_large", message: e.body_text(), details: None };
-        }
-        Self::bad_request(e.body_text())
+        let code = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => return Self::bad_request(e.body_text()),
+        };
+        Self { status: e.status(), code, message: e.body_text(), details: None }
     }
 }
 
@@ -330,6 +404,30 @@ mod tests {
         assert_eq!(paths.len(), routed, "a route without its OpenAPI description: {:?}", paths.keys());
         for route in ["/healthz", "/api/v1/goals", "/api/v1/events", "/api/v1/persons/{pseudonym}/timeline"] {
             assert!(paths.contains_key(route), "{route} is not described");
+        }
+        // Every reference resolves (a parameter's schema is not collected by utoipa on its own).
+        fn references<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match value {
+                serde_json::Value::Object(object) => {
+                    out.extend(object.get("$ref").and_then(serde_json::Value::as_str));
+                    object.values().for_each(|v| references(v, out));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+                _ => {}
+            }
+        }
+        let mut refs = Vec::new();
+        references(&doc, &mut refs);
+        let dangling: Vec<_> =
+            refs.iter().filter(|r| r.strip_prefix('#').is_none_or(|p| doc.pointer(p).is_none())).collect();
+        assert!(dangling.is_empty(), "references to nothing: {dangling:?}");
+        // Every route that needs a token documents the rate limiter's answer.
+        for (route, item) in paths {
+            for (method, operation) in item.as_object().unwrap() {
+                let open = route == "/healthz";
+                assert_eq!(operation["responses"].get("429").is_some(), !open, "{method} {route}");
+                assert!(!operation["summary"].as_str().unwrap_or_default().contains('\n'), "{method} {route}");
+            }
         }
         let copy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
         if std::env::var_os("UPDATE_OPENAPI").is_some() {

@@ -48,7 +48,7 @@ pub struct Timeline {
     pub entries: Vec<TimelineEntry>,
 }
 
-#[utoipa::path(get, path = "/api/v1/persons/{pseudonym}/timeline", tag = "follow-up", params(("pseudonym" = String, Path, description = "The person's 64-hex pseudonym")), responses((status = 200, description = "The person's events across areas, oldest first", body = Timeline), (status = 400, description = "Not a pseudonym", body = super::ErrorBody), (status = 401, description = "No token", body = super::ErrorBody), (status = 403, description = "Not a coordinator (forbidden), or no unrevoked, unexpired consent (no_consent)", body = super::ErrorBody), (status = 503, description = "The audit log is unavailable: nothing is served unaudited", body = super::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/persons/{pseudonym}/timeline", tag = "follow-up", params(("pseudonym" = String, Path, description = "The person's pseudonym: 64 lowercase hex digits", pattern = "^[0-9a-f]{64}$")), responses((status = 200, description = "The person's events across areas, oldest first", body = Timeline), (status = 400, description = "Not a pseudonym", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Not a coordinator (forbidden), or no unrevoked, unexpired consent (no_consent)", body = super::ErrorBody), (status = 503, description = "The audit log is unavailable: nothing is served unaudited", body = super::ErrorBody)))]
 /// A person's events across areas, oldest first: coordinators only, with the person's consent, audited.
 pub async fn timeline(
     State(state): State<ApiState>,

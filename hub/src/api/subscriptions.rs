@@ -16,6 +16,7 @@ use axum::{
     Json,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
 
 use super::{auth::Caller, ApiError, ApiState};
 use crate::{
@@ -66,13 +67,93 @@ pub struct ParkedList {
 
 /// What a replay did.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ParkedReplayAnswer)]
 pub struct ReplayAnswer {
     /// Delivered now (no longer parked).
     pub delivered: usize,
     /// Still parked (the replay stops at the first failure).
     pub failed: usize,
     /// Each one tried.
+    #[schema(value_type = Vec<ParkedReplayResult>)]
     pub results: Vec<ReplayResult>,
+}
+
+/// A parked delivery's `ReplayResult` under a name of its own (the DLQ's replays have another).
+pub struct ParkedReplayResult;
+
+impl utoipa::PartialSchema for ParkedReplayResult {
+    fn schema() -> RefOr<Schema> {
+        <ReplayResult as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for ParkedReplayResult {}
+
+/// The pattern of a subscription's id.
+pub const ID_PATTERN: &str = "^wh-[0-9a-f]{16}$";
+
+/// The pattern of a signing secret as the hub reads it: `whsec_` and the canonical base64 (with
+/// its padding, unused bits zero) of 24–64 bytes.
+pub const SECRET_PATTERN: &str = "^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)$";
+
+/// The pattern of a receiver's URL: https, a host name whose last label starts with a letter (so
+/// that it is not read as an IPv4 address), an optional port and path. Hosts that are internal
+/// (`localhost`) are refused all the same (see the route's description).
+pub const URL_PATTERN: &str = "^https://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?[.])*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?(?::[1-9][0-9]{0,3})?(?:/[A-Za-z0-9._~-]*)*$";
+
+/// The request body of `POST /api/v1/subscriptions`: [`NewSubscription`] with the values the hub
+/// accepts.
+pub struct NewSubscriptionBody;
+
+impl utoipa::PartialSchema for NewSubscriptionBody {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Type};
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let nullable = || {
+            ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::Array(vec![Type::String, Type::Null]))
+        };
+        let listed = |values: Vec<String>, description: &str| {
+            ArrayBuilder::new().items(string().enum_values(Some(values))).description(Some(description))
+        };
+        let areas = crate::webhooks::subscription::AREAS.iter().map(|a| a.to_string()).collect();
+        let types = sgd_schemas::events::DomainEvent::TYPES.iter().map(|t| t.to_string()).collect();
+        let principals: Vec<Option<String>> =
+            sgd_schemas::principals::all().iter().map(|p| Some(p.code.to_string())).chain([None]).collect();
+        ObjectBuilder::new()
+            .description(Some("A request for a new subscription."))
+            .property(
+                "url",
+                string().pattern(Some(URL_PATTERN)).description(Some(
+                    "The receiver's URL: https, to a host that is not internal (loopback, private, link-local, \
+                     … addresses are refused at creation and at every delivery).",
+                )),
+            )
+            .required("url")
+            .property("areas", listed(areas, "Only these areas (default all)."))
+            .property("types", listed(types, "Only these event types (default all)."))
+            .property(
+                "secret",
+                nullable().pattern(Some(SECRET_PATTERN)).description(Some(
+                    "The signing secret, `whsec_` + base64 of 24–64 bytes; made by the hub when absent (and \
+                     then shown once, in the answer).",
+                )),
+            )
+            .property(
+                "principal",
+                nullable().enum_values(Some(principals)).description(Some(
+                    "The principal: an operator names it; an integrator's is its token's (another one is \
+                     refused with 403).",
+                )),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NewSubscriptionBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("NewSubscription")
+    }
 }
 
 /// `limit` of the parked list and replay.
@@ -81,6 +162,7 @@ pub struct ReplayAnswer {
 #[serde(deny_unknown_fields)]
 pub struct LimitQuery {
     /// How many, oldest first: 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -103,6 +185,13 @@ fn item(state: &ApiState, subscription: &Subscription) -> SubscriptionItem {
 async fn visible(state: &ApiState, caller: &Caller, id: &str) -> Result<Subscription, ApiError> {
     caller.require(&[Role::Integrator, Role::Operator])?;
     let not_found = || ApiError::not_found(format!("no subscription {id}"));
+    // Anything but an id the hub makes is no subscription (and not a key to ask the store for).
+    let well_formed = id
+        .strip_prefix("wh-")
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    if !well_formed {
+        return Err(not_found());
+    }
     let subscription = state.subscriptions.get(id).await.map_err(unavailable)?.ok_or_else(not_found)?;
     match caller.0.role {
         Role::Operator => Ok(subscription),
@@ -111,7 +200,7 @@ async fn visible(state: &ApiState, caller: &Caller, id: &str) -> Result<Subscrip
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions", tag = "subscriptions", request_body = NewSubscription, responses((status = 201, description = "Made; the answer holds the secret, shown only now", body = CreatedSubscription), (status = 400, description = "A bad URL (not https, an internal address), area, type, secret or principal", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator (own principal) and operator tokens", body = super::ErrorBody), (status = 413, description = "Body too large", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/subscriptions", tag = "subscriptions", request_body = NewSubscriptionBody, responses((status = 201, description = "Made; the answer holds the secret, shown only now", body = CreatedSubscription), (status = 400, description = "A body this document does not describe; a URL to an internal host (localhost, a private or loopback address); an operator's request without a principal", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator (own principal) and operator tokens", body = super::ErrorBody), (status = 413, description = "Body too large", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// Subscribes a URL to the events routed to a principal.
 pub async fn create(
     State(state): State<ApiState>,
@@ -152,7 +241,7 @@ pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Json<
     Ok(Json(SubscriptionList { items: all.iter().map(|s| item(&state, s)).collect() }))
 }
 
-#[utoipa::path(get, path = "/api/v1/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id, wh- and 16 hex digits")), responses((status = 200, description = "The subscription with its figures", body = SubscriptionItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id: wh- and 16 hex digits", pattern = "^wh-[0-9a-f]{16}$")), responses((status = 200, description = "The subscription with its figures", body = SubscriptionItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// One subscription.
 pub async fn show(
     State(state): State<ApiState>,
@@ -163,7 +252,7 @@ pub async fn show(
     Ok(Json(item(&state, &subscription)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id")), responses((status = 204, description = "Removed, with its consumer and parked deliveries"), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/subscriptions/{id}", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id: wh- and 16 hex digits", pattern = "^wh-[0-9a-f]{16}$")), responses((status = 204, description = "Removed, with its consumer and parked deliveries"), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// Removes a subscription.
 pub async fn remove(
     State(state): State<ApiState>,
@@ -189,7 +278,7 @@ async fn set_paused(
     Ok(Json(item(state, &subscription)))
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions/{id}/pause", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id")), responses((status = 200, description = "Paused: nothing is delivered; routed events wait at its position", body = SubscriptionItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/subscriptions/{id}/pause", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id: wh- and 16 hex digits", pattern = "^wh-[0-9a-f]{16}$")), responses((status = 200, description = "Paused: nothing is delivered; routed events wait at its position", body = SubscriptionItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// Pauses a subscription.
 pub async fn pause(
     State(state): State<ApiState>,
@@ -199,7 +288,7 @@ pub async fn pause(
     set_paused(&state, &caller, &id, true).await
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions/{id}/resume", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id")), responses((status = 200, description = "Delivering again, from where it paused", body = SubscriptionItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/subscriptions/{id}/resume", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id: wh- and 16 hex digits", pattern = "^wh-[0-9a-f]{16}$")), responses((status = 200, description = "Delivering again, from where it paused", body = SubscriptionItem), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// Resumes a paused subscription.
 pub async fn resume(
     State(state): State<ApiState>,
@@ -218,7 +307,7 @@ fn limit(query: Result<Query<LimitQuery>, axum::extract::rejection::QueryRejecti
     Ok(limit)
 }
 
-#[utoipa::path(get, path = "/api/v1/subscriptions/{id}/parked", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id"), LimitQuery), responses((status = 200, description = "Parked deliveries, oldest first", body = ParkedList), (status = 400, description = "Bad limit", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/subscriptions/{id}/parked", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id: wh- and 16 hex digits", pattern = "^wh-[0-9a-f]{16}$"), LimitQuery), responses((status = 200, description = "Parked deliveries, oldest first", body = ParkedList), (status = 400, description = "Bad limit", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
 /// Lists a subscription's parked deliveries.
 pub async fn parked_list(
     State(state): State<ApiState>,
@@ -233,9 +322,10 @@ pub async fn parked_list(
     Ok(Json(ParkedList { total, items: parked.into_iter().map(|p| p.delivery).collect() }))
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions/{id}/parked/replay", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id"), LimitQuery), responses((status = 200, description = "What happened to each parked delivery tried", body = ReplayAnswer), (status = 400, description = "Bad limit", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
-/// Delivers a subscription's parked deliveries again, oldest first, once each; stops at the
-/// first failure.
+#[utoipa::path(post, path = "/api/v1/subscriptions/{id}/parked/replay", tag = "subscriptions", params(("id" = String, Path, description = "The subscription's id: wh- and 16 hex digits", pattern = "^wh-[0-9a-f]{16}$"), LimitQuery), responses((status = 200, description = "What happened to each parked delivery tried", body = ReplayAnswer), (status = 400, description = "Bad limit", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "Only integrator and operator tokens", body = super::ErrorBody), (status = 404, description = "No such subscription of the caller's principal", body = super::ErrorBody), (status = 503, description = "NATS unavailable", body = super::ErrorBody)))]
+/// Delivers a subscription's parked deliveries again, oldest first.
+///
+/// Each is tried once; the replay stops at the first failure.
 pub async fn parked_replay(
     State(state): State<ApiState>,
     caller: Caller,

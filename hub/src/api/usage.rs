@@ -21,22 +21,35 @@ use crate::tokens::Role;
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Only this area.
+    #[param(value_type = Option<super::params::AreaName>)]
     pub area: Option<String>,
     /// Only this event type.
     #[serde(rename = "type")]
+    #[param(rename = "type", value_type = Option<super::params::EventTypeName>)]
     pub event_type: Option<String>,
     /// Only this principal.
+    #[param(value_type = Option<super::params::PrincipalCode>)]
     pub principal: Option<String>,
     /// First day (inclusive), `YYYY-MM-DD`.
     #[param(value_type = Option<String>, format = Date)]
     pub from: Option<NaiveDate>,
-    /// Last day (inclusive), `YYYY-MM-DD`.
+    /// Last day (inclusive), `YYYY-MM-DD`; before `from`, the range holds no day and no row.
     #[param(value_type = Option<String>, format = Date)]
     pub to: Option<NaiveDate>,
     /// `day` (default) or `month`.
-    pub bucket: Option<String>,
-    /// `json` (default) or `csv`.
-    pub format: Option<String>,
+    pub bucket: Option<Bucket>,
+    /// `json` (default) or `csv` (as `Accept: text/csv`).
+    pub format: Option<super::params::Format>,
+}
+
+/// How usage is counted over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    /// Per day, `YYYY-MM-DD`.
+    Day,
+    /// Per month, `YYYY-MM`.
+    Month,
 }
 
 /// One row of the answer.
@@ -78,11 +91,7 @@ pub async fn usage(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Analyst, Role::Operator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let by_month = match query.bucket.as_deref() {
-        None | Some("day") => false,
-        Some("month") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("bucket must be day or month, not {other:?}"))),
-    };
+    let by_month = query.bucket == Some(Bucket::Month);
     if let Some(area) = &query.area {
         if !catalogue::AREAS.contains(&area.as_str()) {
             return Err(ApiError::bad_request(format!(
@@ -91,23 +100,30 @@ pub async fn usage(
             )));
         }
     }
+    if let Some(t) = &query.event_type {
+        if !catalogue::Catalogue::get().knows(t) {
+            return Err(ApiError::bad_request(format!("unknown event type {t:?}")));
+        }
+    }
     if let Some(p) = &query.principal {
         if !principals::is_known(p) {
             return Err(ApiError::bad_request(format!("{p:?} is not the code of one of the 34 principals")));
         }
     }
-    if let (Some(from), Some(to)) = (query.from, query.to) {
-        if from > to {
-            return Err(ApiError::bad_request("from is after to"));
-        }
-    }
-    let csv = wants_csv(query.format.as_deref(), &headers)?;
+    let csv = wants_csv(query.format, &headers);
 
     let model = state.model.get();
     let (from, to) = (query.from, query.to);
-    let cells = tokio::task::spawn_blocking(move || model.usage_between(from, to))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))??;
+    // `to` before `from` is a range without days: no rows (not an error, which no schema could
+    // describe).
+    let empty = matches!((from, to), (Some(from), Some(to)) if from > to);
+    let cells = if empty {
+        Vec::new()
+    } else {
+        tokio::task::spawn_blocking(move || model.usage_between(from, to))
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))??
+    };
     let mut rows: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
     for cell in cells {
         let area = catalogue::TypeName::parse(&cell.event_type).map(|t| t.area).unwrap_or("unknown");
@@ -156,15 +172,12 @@ pub async fn usage(
     Ok(Json(UsageAnswer { total, rows }).into_response())
 }
 
-/// Whether the caller asked for CSV (`format=csv` or `Accept: text/csv`).
-pub fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
+/// Whether the caller asked for CSV (`format=csv`, or no `format` and `Accept: text/csv`).
+pub fn wants_csv(format: Option<super::params::Format>, headers: &HeaderMap) -> bool {
     match format {
-        Some("csv") => Ok(true),
-        Some("json") => Ok(false),
-        Some(other) => Err(ApiError::bad_request(format!("format must be json or csv, not {other:?}"))),
-        None => Ok(headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/csv"))),
+        Some(format) => format == super::params::Format::Csv,
+        None => {
+            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/csv"))
+        }
     }
 }
