@@ -128,13 +128,7 @@ mod nats_ingest {
             .send()
             .await?;
         assert!(via_accept.headers()["content-type"].to_str()?.starts_with("text/csv"));
-        for bad in [
-            "bucket=week",
-            "from=yesterday",
-            "area=nothing",
-            "principal=9999",
-            "unknown=1",
-        ] {
+        for bad in ["bucket=week", "from=yesterday", "area=nothing", "principal=9999", "unknown=1"] {
             let response = api.get(&format!("/api/v1/usage?{bad}")).await?;
             assert_eq!(response.status(), 400, "{bad}");
         }
