@@ -23,7 +23,7 @@ use testcontainers::{
     ContainerAsync, GenericImage, ImageExt,
 };
 
-use crate::{nats_server, wait_until};
+use crate::nats_server;
 
 /// The Docker engine's version, or `None` (with the reason) when there is none to talk to. Tests
 /// that need containers skip with that message only then.
@@ -397,24 +397,9 @@ impl NatsContainerCluster {
 
     /// Waits until node `i` answers JetStream requests (a meta leader is known to it).
     pub async fn wait_jetstream(&self, i: usize, limit: Duration) -> Result<()> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(self.urls()[i].as_str())
+        crate::wait_for_jetstream(self.urls()[i].as_str(), limit)
             .await
-            .map_err(|e| anyhow::anyhow!("connect to node {i}: {e}"))?;
-        let js = async_nats::jetstream::new(client);
-        wait_until(limit, || {
-            let js = js.clone();
-            async move {
-                match js.get_stream("SGD_PROBE_NO_SUCH_STREAM").await {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.to_string().contains("10059") => Ok(true),
-                    Err(e) => Err(anyhow::anyhow!("JetStream request: {e}")),
-                }
-            }
-        })
-        .await
-        .with_context(|| format!("JetStream on node {i} did not come up"))
+            .with_context(|| format!("JetStream on node {i} did not come up"))
     }
 
     /// A JetStream context on a connection that knows all three nodes (and fails over).

@@ -575,25 +575,9 @@ impl TestCluster {
 
     /// Waits until node `i` answers JetStream requests.
     pub async fn wait_jetstream(&self, i: usize, limit: Duration) -> Result<()> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(self.nodes[i].url())
+        wait_for_jetstream(&self.nodes[i].url(), limit)
             .await
-            .map_err(|e| anyhow::anyhow!("connect to node {i}: {e}"))?;
-        let js = async_nats::jetstream::new(client);
-        wait_until(limit, || {
-            let js = js.clone();
-            async move {
-                // A meta leader answers "stream not found" (10059); without one the request fails.
-                match js.get_stream("SGD_PROBE_NO_SUCH_STREAM").await {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.to_string().contains("10059") => Ok(true),
-                    Err(e) => Err(anyhow::anyhow!("JetStream request: {e}")),
-                }
-            }
-        })
-        .await
-        .with_context(|| format!("JetStream on node {i} did not come up; its log:\n{}", self.node_log(i)))
+            .with_context(|| format!("JetStream on node {i} did not come up; its log:\n{}", self.node_log(i)))
     }
 
     /// The client URLs of the three nodes.
@@ -765,4 +749,26 @@ pub async fn log_census(js: &async_nats::jetstream::Context, stream: &str) -> Re
         }
     }
     Ok(census)
+}
+
+/// Waits until the NATS server at `url` answers JetStream requests: a meta leader answers "stream
+/// not found" (10059) for a stream that does not exist; without one the request fails.
+pub async fn wait_for_jetstream(url: &str, limit: Duration) -> Result<()> {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("connect to {url}: {e}"))?;
+    let js = async_nats::jetstream::new(client);
+    wait_until(limit, || {
+        let js = js.clone();
+        async move {
+            match js.get_stream("SGD_PROBE_NO_SUCH_STREAM").await {
+                Ok(_) => Ok(true),
+                Err(e) if e.to_string().contains("10059") => Ok(true),
+                Err(e) => Err(anyhow::anyhow!("JetStream request: {e}")),
+            }
+        }
+    })
+    .await
 }

@@ -113,9 +113,7 @@ impl AppliedIdentities {
 
     /// Records `digest` as applied; whether it was new.
     pub fn insert(&mut self, digest: u128) -> Result<bool, RunsError> {
-        if self.filter.may_contain(digest)
-            && (self.recent.contains(digest) || self.runs.contains(&digest.to_be_bytes())?)
-        {
+        if self.contains(digest)? {
             return Ok(false);
         }
         self.recent.insert(digest);

@@ -218,8 +218,8 @@ impl<const N: usize> Run<N> {
     }
 
     /// Every record, in order, read sequentially.
-    fn records(&self) -> Result<RunReader<'_, N>, RunsError> {
-        Ok(RunReader { run: self, next: 0, buffer: Vec::new(), at: 0 })
+    fn records(&self) -> RunReader<'_, N> {
+        RunReader { run: self, next: 0, buffer: Vec::new(), at: 0 }
     }
 }
 
@@ -342,7 +342,7 @@ impl<const N: usize> SortedRuns<N> {
     }
 
     fn merge(&self, older: &Run<N>, newer: &Run<N>) -> Result<Run<N>, RunsError> {
-        let (mut a, mut b) = (older.records()?, newer.records()?);
+        let (mut a, mut b) = (older.records(), newer.records());
         let (mut next_a, mut next_b) = (a.next_record()?, b.next_record()?);
         let merged = std::iter::from_fn(|| {
             let mut step = || -> Result<Option<[u8; N]>, RunsError> {
@@ -401,7 +401,7 @@ impl<const N: usize> SortedRuns<N> {
     /// stores and for tests.
     pub fn for_each(&self, mut each: impl FnMut(&[u8; N])) -> Result<(), RunsError> {
         for run in self.list().iter() {
-            let mut reader = run.records()?;
+            let mut reader = run.records();
             while let Some(record) = reader.next_record()? {
                 each(&record);
             }

@@ -167,6 +167,17 @@ async fn publish(js: &async_nats::jetstream::Context, subject: &str, event: &Val
     super::publish_raw(js, subject, &msg_id, serde_json::to_vec(event)?).await
 }
 
+/// Person A's timeline in the scenario (with A's consent), in time order.
+const TIMELINE_OF_A: [&str; 7] = [
+    "se.sgd.decision.assessment.completed",
+    "se.sgd.decision.score.raised",
+    "se.sgd.npo.consent.given",
+    "se.sgd.plans.plan.created",
+    "se.sgd.plans.admission.notified",
+    "se.sgd.plans.sip.held",
+    "se.sgd.plans.patient.discharged",
+];
+
 #[tokio::test]
 async fn goals_follow_up_and_timeline_match_a_hand_computed_scenario() -> Result<()> {
     let nats = TestNats::start().await?;
@@ -254,19 +265,7 @@ async fn goals_follow_up_and_timeline_match_a_hand_computed_scenario() -> Result
     let timeline = coordinator.get_json(&path).await?;
     let types: Vec<&str> =
         timeline["entries"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(
-        types,
-        vec![
-            "se.sgd.decision.assessment.completed",
-            "se.sgd.decision.score.raised",
-            "se.sgd.npo.consent.given",
-            "se.sgd.plans.plan.created",
-            "se.sgd.plans.admission.notified",
-            "se.sgd.plans.sip.held",
-            "se.sgd.plans.patient.discharged",
-        ],
-        "{timeline}"
-    );
+    assert_eq!(types, TIMELINE_OF_A, "{timeline}");
     assert_eq!(coordinator.get("/api/v1/persons/19121212-1212/timeline").await?.status(), 400);
 
     let operator = hub.api(Role::Operator, None)?;
@@ -353,19 +352,7 @@ async fn identities_and_timelines_on_disk_keep_answers_exact() -> Result<()> {
     let timeline = coordinator.get_json(&path).await?;
     let types: Vec<&str> =
         timeline["entries"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(
-        types,
-        vec![
-            "se.sgd.decision.assessment.completed",
-            "se.sgd.decision.score.raised",
-            "se.sgd.npo.consent.given",
-            "se.sgd.plans.plan.created",
-            "se.sgd.plans.admission.notified",
-            "se.sgd.plans.sip.held",
-            "se.sgd.plans.patient.discharged",
-        ],
-        "{timeline}"
-    );
+    assert_eq!(types, TIMELINE_OF_A, "{timeline}");
 
     let rebuilt = InProcessHub::start(&nats.url(), |c| {
         small(c);
