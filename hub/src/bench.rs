@@ -224,6 +224,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     })
     .await
     .map_err(err)?;
+    let server_cpu = CpuTime::of(server.pid());
     let started = Instant::now();
     publish_all(
         &js,
@@ -233,6 +234,8 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     .await?;
     let raw_publish = events.len() as f64 / started.elapsed().as_secs_f64();
     figures.plain("raw publish with Nats-Msg-Id", raw_publish, "events/s");
+    let raw_server_cpu = server_cpu.per_thousand(events.len());
+    figures.plain(SERVER_CPU_RAW, raw_server_cpu, "ms");
     let raw_consume = consume_all(&js, "BENCH_RAW", events.len(), settings.consume_batch).await?;
     figures.plain("raw pull consume, AckPolicy::All", raw_consume, "events/s");
     // The raw copy is not needed any more; the server should not carry it through the hub's phases.
@@ -241,6 +244,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     // Ingest: publish to the ingress until the hub's read model holds every event.
     let hub = BenchHub::start(&settings.hub_binary, &server.url(), &work_dir.join("hub"), true).await?;
     let disk_peak = DiskPeak::watch(hub.data_dir());
+    let (server_cpu, hub_cpu) = (CpuTime::of(server.pid()), CpuTime::of(hub.pid()?));
     let started = Instant::now();
     publish_all(
         &js,
@@ -254,6 +258,14 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     }
     let ingest = events.len() as f64 / started.elapsed().as_secs_f64();
     figures.ratio("ingest: published → validated → projected", ingest, raw_publish, 0.35);
+    // Throughput above moves with whatever else the machine runs; the CPU each process spent per
+    // event does much less, and says whose work bounds ingest (docs/performance.md, "Ingest").
+    let ingest_server_cpu = server_cpu.per_thousand(events.len());
+    figures.plain(SERVER_CPU_INGEST, ingest_server_cpu, "ms");
+    if let Some(figure) = figures.0.last_mut() {
+        figure.ratio = Some(raw_server_cpu / ingest_server_cpu);
+    }
+    figures.plain("hub CPU per 1000 events, ingest", hub_cpu.per_thousand(events.len()), "ms");
     figures.at_most("hub peak RSS, ingest", hub.peak_rss_mb()?, "MB", 128.0);
     figures.plain(DISK_LARGEST, disk_peak.stop().await as f64 / events.len() as f64, "bytes");
 
@@ -352,6 +364,42 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     rebuilt.stop().await?;
 
     Ok(BenchReport { events: events.len(), nats_server: version, figures: figures.0 })
+}
+
+/// nats-server CPU time per 1,000 events while the bench publishes to a plain stream.
+pub const SERVER_CPU_RAW: &str = "nats-server CPU per 1000 events, raw publish";
+/// nats-server CPU time per 1,000 events during ingest; its × raw is raw's figure over this one.
+pub const SERVER_CPU_INGEST: &str = "nats-server CPU per 1000 events, ingest";
+
+/// The CPU time (user + system) a process has used since [`CpuTime::of`].
+struct CpuTime {
+    pid: u32,
+    start: Option<f64>,
+}
+
+impl CpuTime {
+    fn of(pid: u32) -> Self {
+        Self { pid, start: cpu_seconds(pid) }
+    }
+
+    /// Milliseconds of CPU per 1,000 of `events` since the start (NaN when `/proc` cannot tell).
+    fn per_thousand(&self, events: usize) -> f64 {
+        match (self.start, cpu_seconds(self.pid)) {
+            (Some(start), Some(now)) => (now - start) * 1000.0 * 1000.0 / events.max(1) as f64,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// User + system CPU seconds of a process (Linux `/proc/<pid>/stat`, fields 14 and 15).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf reads a constant of the running system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (per_second > 0.0).then(|| ticks / per_second)
 }
 
 /// Returns (as the error to report) once the validator has refused any event: the ingest would

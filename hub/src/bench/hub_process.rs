@@ -106,7 +106,7 @@ impl BenchHub {
     }
 
     /// The hub's process id.
-    fn pid(&self) -> Result<u32, BenchError> {
+    pub fn pid(&self) -> Result<u32, BenchError> {
         match self.child.lock().map_err(err)?.is_some() {
             true => Ok(self.pid),
             false => Err(BenchError("the hub is not running".into())),

@@ -142,6 +142,11 @@ impl NatsServer {
     pub fn store_dir(&self) -> &Path {
         &self.store_dir
     }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for NatsServer {
