@@ -75,15 +75,15 @@ fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
-async fn checkpoint(api: &Api) -> Result<u64> {
-    let status = api.get_json("/api/v1/status").await?;
-    status["projection"]["checkpoint"].as_u64().context("checkpoint in /api/v1/status")
-}
-
+/// Waits until the hub has applied the whole log, its views too: a hub restarted after a kill
+/// has its checkpoint at the end at once, but answers from the stored views until the projection
+/// has replayed the log into them (it reports `caught_up` only then).
 async fn wait_projected(api: &Api, js: &jetstream::Context, limit: Duration) -> Result<()> {
     wait_until(limit, || async {
         let last = js.get_stream("SGD_EVENTS").await?.info().await?.state.last_sequence;
-        Ok(last > 0 && checkpoint(api).await? >= last)
+        let projection = api.get_json("/api/v1/status").await?["projection"].clone();
+        let checkpoint = projection["checkpoint"].as_u64().context("checkpoint in /api/v1/status")?;
+        Ok(last > 0 && checkpoint >= last && projection["caught_up"] == true)
     })
     .await
 }
