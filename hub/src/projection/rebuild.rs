@@ -4,9 +4,12 @@
 //! keeps answering from the served model and the projection keeps it current. When the fresh
 //! model is close to the end of the log, the projection pauses after its current batch at some
 //! checkpoint S, the fresh model is brought to exactly S, and then either
-//! - **swap**: `CURRENT` is switched to the fresh directory (one atomic rename), the API serves the
-//!   fresh model and the projection carries on with it from S; the old directory is removed once
-//!   no request holds it; or
+//! - **swap**: `CURRENT` is switched to the fresh directory (one atomic rename), then the
+//!   projection takes the fresh model and its views, hands them to the API together and carries on
+//!   from S; it lets go of the old model, whose directory is removed once nothing in the process
+//!   holds it any more (no request, no write in flight). The rebuild ends only when the projection
+//!   has taken over, so another one can start at once: it leaves directories still being retired
+//!   alone; or
 //! - **check**: every usage cell and every view record of both models at S are compared, the
 //!   differences reported, the fresh model thrown away, and the projection carries on as before.
 //!
@@ -15,11 +18,11 @@
 //! will not open), with no projection to pause.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, Weak,
     },
     time::{Duration, Instant},
 };
@@ -89,8 +92,9 @@ pub enum RebuildError {
         /// Why.
         source: std::io::Error,
     },
-    /// The projection did not answer the pause (it stopped).
-    #[error("the projection did not pause: it is not running")]
+    /// The projection did not answer the pause, or did not take over the rebuilt model (it
+    /// stopped: the hub is stopping or failed) → the next start serves what `CURRENT` names.
+    #[error("the projection is not running: it did not pause, or did not take over the rebuilt model")]
     ProjectionGone,
     /// An offline rebuild found a hub running on the data directory.
     #[error("a hub is running on {0}: stop it for an offline rebuild, or run `hub rebuild` against its API")]
@@ -218,6 +222,9 @@ pub struct Rebuilder {
     control: mpsc::Sender<Control>,
     settings: ProjectorSettings,
     running: AtomicBool,
+    /// Directories being removed once nothing in the process holds them (a replaced model, the
+    /// fresh one of a check or of a failed rebuild): a rebuild's cleanup leaves them alone.
+    retiring: Arc<Mutex<BTreeSet<PathBuf>>>,
     /// The progress of the running (or last) rebuild.
     pub progress: Progress,
 }
@@ -241,6 +248,7 @@ impl Rebuilder {
             control,
             settings,
             running: AtomicBool::new(false),
+            retiring: Arc::default(),
             progress: Progress::default(),
         }
     }
@@ -265,8 +273,10 @@ impl Rebuilder {
                         r.error = Some(e.to_string());
                     }
                 }
+                // With the report's lock held: whoever reads this report as ended may start the
+                // next rebuild, and the next one's report cannot be overwritten by this one's end.
+                this.running.store(false, Ordering::SeqCst);
             });
-            this.running.store(false, Ordering::SeqCst);
         });
         Ok(self.progress.report())
     }
@@ -276,21 +286,51 @@ impl Rebuilder {
             let path = path.display().to_string();
             move |source| RebuildError::Io { path, source }
         };
-        for stale in self.dirs.remove_stale().map_err(io(&self.dirs.serving()))? {
+        let retiring = self.retiring.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for stale in self.dirs.remove_stale(&retiring).map_err(io(&self.dirs.serving()))? {
             tracing::info!(dir = %stale.display(), "removed a read model left by an earlier rebuild");
         }
         let dir = self.dirs.fresh().map_err(io(&self.dirs.serving()))?;
         self.progress.set(|r| r.dir = Some(dir.display().to_string()));
         tracing::info!(dir = %dir.display(), check, "rebuild started");
-        let result = self.build_and_hand_over(&dir, check).await;
-        if check || result.is_err() {
-            remove_when_closed(dir);
+        let model = match open(&dir).await {
+            Ok(model) => Arc::new(model),
+            Err(e) => {
+                self.remove_when_closed(dir, Weak::new());
+                return Err(e);
+            }
+        };
+        let fresh = Arc::downgrade(&model);
+        let result = self.build_and_hand_over(&dir, model, check).await;
+        match result {
+            Ok(Some(replaced)) => {
+                let replaced_dir = replaced.dir();
+                let held = Arc::downgrade(&replaced);
+                drop(replaced);
+                self.remove_when_closed(replaced_dir, held);
+                Ok(())
+            }
+            Ok(None) => {
+                self.remove_when_closed(dir, fresh);
+                Ok(())
+            }
+            // Once `CURRENT` names it, the fresh model is the one the next start serves.
+            Err(e) if self.dirs.serving() == dir => Err(e),
+            Err(e) => {
+                self.remove_when_closed(dir, fresh);
+                Err(e)
+            }
         }
-        result
     }
 
-    async fn build_and_hand_over(&self, dir: &Path, check: bool) -> Result<(), RebuildError> {
-        let model = Arc::new(open(dir).await?);
+    /// Fills `model` (in `dir`) from the log and swaps it in, returning the replaced model once
+    /// the projection has let go of it; or, with `check`, compares it and returns `None`.
+    async fn build_and_hand_over(
+        &self,
+        dir: &Path,
+        model: Arc<ReadModel>,
+        check: bool,
+    ) -> Result<Option<Arc<ReadModel>>, RebuildError> {
         let mut views = DomainViews::default();
         // Replay towards the end of the log until it is close, then pause the projection.
         loop {
@@ -327,17 +367,64 @@ impl Rebuilder {
                 r.differences = Some(differences.len());
                 r.examples = differences.into_iter().take(20).collect();
             });
-            return Ok(());
+            return Ok(None);
         }
         self.progress.set(|r| r.phase = RebuildPhase::Swapping);
+        // A kill from here on leaves `CURRENT` naming one of the two models, both at `at`.
         self.dirs.promote(dir).map_err(|source| RebuildError::Io { path: dir.display().to_string(), source })?;
-        let old = self.serving.replace(model.clone());
-        let _ = resume_tx.send(Some(Handover { model, views }));
+        let (retired_tx, retired_rx) = oneshot::channel();
+        let handover = Handover { model, views, serving: self.serving.clone(), retired: retired_tx };
+        resume_tx.send(Some(handover)).map_err(|_| RebuildError::ProjectionGone)?;
+        let replaced = retired_rx.await.map_err(|_| RebuildError::ProjectionGone)?;
         tracing::info!(dir = %dir.display(), checkpoint = at, "rebuilt read model now served");
-        let old_dir = old.dir();
-        drop(old);
-        remove_when_closed(old_dir);
-        Ok(())
+        Ok(Some(replaced))
+    }
+
+    /// Removes the read model directory `dir` once nothing in this process holds its model
+    /// (`model` no longer upgrades) and sled has closed its files; until then no rebuild's cleanup
+    /// touches it. A directory that will not close is left to the next start.
+    fn remove_when_closed(&self, dir: PathBuf, model: Weak<ReadModel>) {
+        self.retiring.lock().unwrap_or_else(|p| p.into_inner()).insert(dir.clone());
+        let retiring = self.retiring.clone();
+        tokio::spawn(async move {
+            let began = Instant::now();
+            let mut warned = false;
+            let mut probes = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if !warned && began.elapsed() > Duration::from_secs(60) {
+                    tracing::warn!(dir = %dir.display(), "a replaced read model is still open; it is removed once closed");
+                    warned = true;
+                }
+                // A request still reading it, or a views write still running.
+                if model.strong_count() > 0 {
+                    continue;
+                }
+                // sled lets go of its lock a moment after its last handle (its flusher ends).
+                let probe = dir.clone();
+                let closed =
+                    tokio::task::spawn_blocking(move || sled::Config::new().path(&probe).open().map(drop).is_ok())
+                        .await
+                        .unwrap_or(false);
+                if !closed {
+                    probes += 1;
+                    if probes < 300 {
+                        continue;
+                    }
+                    // Still kept from the rebuilds' cleanup: something in the process may hold it.
+                    tracing::warn!(dir = %dir.display(), "a replaced read model stays locked; the next start removes it");
+                    return;
+                }
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => tracing::info!(dir = %dir.display(), "removed the replaced read model"),
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a replaced read model")
+                    }
+                }
+                retiring.lock().unwrap_or_else(|p| p.into_inner()).remove(&dir);
+                return;
+            }
+        });
     }
 }
 
@@ -351,32 +438,6 @@ async fn open(dir: &Path) -> Result<ReadModel, RebuildError> {
 async fn last_sequence(js: &jetstream::Context) -> Result<u64, RebuildError> {
     let mut stream = js.get_stream(streams::EVENTS).await.map_err(|e| RebuildError::Nats(Box::new(e)))?;
     Ok(stream.info().await.map_err(|e| RebuildError::Nats(Box::new(e)))?.state.last_sequence)
-}
-
-/// Removes a read model directory once nothing in this process holds it open (sled closes a
-/// database when its last handle goes), waiting at most a minute; a later start removes it
-/// otherwise.
-fn remove_when_closed(dir: PathBuf) {
-    tokio::spawn(async move {
-        for _ in 0..120 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let probe = dir.clone();
-            // Opening succeeds only when no handle holds sled's lock any more.
-            let closed = tokio::task::spawn_blocking(move || sled::Config::new().path(&probe).open().map(drop).is_ok())
-                .await
-                .unwrap_or(false);
-            if closed {
-                match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => tracing::info!(dir = %dir.display(), "removed the replaced read model"),
-                    Err(e) => {
-                        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a replaced read model")
-                    }
-                }
-                return;
-            }
-        }
-        tracing::warn!(dir = %dir.display(), "a replaced read model is still open; the next start removes it");
-    });
 }
 
 /// Compares two models at the same checkpoint: usage cells and every view record. Returns each
@@ -487,8 +548,9 @@ pub async fn offline(
             return Err(RebuildError::ViewsTrail);
         }
     }
-    for stale in
-        dirs.remove_stale().map_err(|source| RebuildError::Io { path: data_dir.display().to_string(), source })?
+    for stale in dirs
+        .remove_stale(&BTreeSet::new())
+        .map_err(|source| RebuildError::Io { path: data_dir.display().to_string(), source })?
     {
         tracing::info!(dir = %stale.display(), "removed a read model left by an earlier rebuild");
     }
@@ -535,7 +597,7 @@ pub async fn offline(
     if check || result.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
-        let _ = dirs.remove_stale();
+        let _ = dirs.remove_stale(&BTreeSet::new());
     }
     result.map(|()| progress.report())
 }

@@ -24,7 +24,7 @@ use sgd_schemas::Envelope;
 use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
 use super::{
-    batch::{finish_commit, flush_views, project_batch},
+    batch::{finish_commit, finish_views_write, flush_views, project_batch},
     catch_up::replay_views,
     consumer::{LiveConsumer, REOPEN_PAUSE},
 };
@@ -37,7 +37,7 @@ use crate::{
     },
     store::{
         applied_identities::AppliedIdentities,
-        read_model::{ReadModel, ReadModelError},
+        read_model::{ReadModel, ReadModelError, ServingModel},
         sharded::ShardedMap,
     },
 };
@@ -211,10 +211,15 @@ pub struct Signals {
 
 /// A model and its views that take over from the running projection's.
 pub struct Handover {
-    /// The new read model, at the paused checkpoint.
+    /// The new read model, at the paused checkpoint (`CURRENT` names it already).
     pub model: Arc<ReadModel>,
     /// Its views.
     pub views: DomainViews,
+    /// What the API serves: switched to `model` when the views are.
+    pub serving: ServingModel,
+    /// Receives the replaced model once the projection has let go of it (nothing writes to it
+    /// any more; requests may still read it until they end).
+    pub retired: oneshot::Sender<Arc<ReadModel>>,
 }
 
 /// Runs the projection until `shutdown` turns true. `views` must hold what the read model holds
@@ -263,16 +268,27 @@ pub async fn run(
                     handover = resume => handover.ok().flatten(),
                     _ = shutdown.changed() => return flush_views(&model, &views, &mut state, &metrics).await,
                 };
-                if let Some(handover) = handover {
-                    // The new model stands at this checkpoint too, so the consumer's position holds.
-                    flush_views(&model, &views, &mut state, &metrics).await?;
-                    let loader = handover.model.clone();
+                if let Some(Handover { model: rebuilt, views: rebuilt_views, serving, retired }) = handover {
+                    // `CURRENT` names the rebuilt model already: nothing more is written to this
+                    // one, once the views write in flight (if any) has ended. The rebuilt model
+                    // stands at this checkpoint too, so the consumer's position holds.
+                    finish_views_write(&mut state).await?;
+                    let loader = rebuilt.clone();
                     state = tokio::task::spawn_blocking(move || RunnerState::load(&loader))
                         .await
                         .map_err(task_error("load"))??;
-                    *views.write().await = handover.views;
-                    model = handover.model;
+                    {
+                        // The API is handed the model and its views together: a request that
+                        // holds the views meanwhile gets the model that goes with them.
+                        let mut shared = views.write().await;
+                        *shared = rebuilt_views;
+                        serving.replace(rebuilt.clone());
+                    }
+                    metrics.views_sequence.set(state.checkpoint as i64);
+                    let replaced = std::mem::replace(&mut model, rebuilt);
                     tracing::info!(checkpoint = state.checkpoint, "projection carries on with the rebuilt read model");
+                    // Only now may the rebuild retire the replaced model (and start another).
+                    let _ = retired.send(replaced);
                 }
                 continue;
             }

@@ -170,7 +170,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
         if config.projector {
             // Only the hub that projects may remove what a killed rebuild left behind.
             let dirs = read_model::ModelDirs::new(&config.data_dir);
-            match dirs.remove_stale() {
+            match dirs.remove_stale(&Default::default()) {
                 Ok(removed) => {
                     removed.iter().for_each(|dir| tracing::info!(dir = %dir.display(), "removed a stale read model"))
                 }

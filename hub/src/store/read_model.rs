@@ -474,16 +474,21 @@ impl ModelDirs {
         std::fs::File::open(&self.data_dir)?.sync_all()
     }
 
-    /// Removes every read-model directory but the served one (left by a rebuild that was killed,
-    /// or replaced by one that finished). Call only when no rebuild runs.
-    pub fn remove_stale(&self) -> std::io::Result<Vec<std::path::PathBuf>> {
+    /// Removes every read-model directory but the served one and those in `keep` (left by a
+    /// rebuild that was killed, or replaced by one that finished). Call only when no rebuild runs,
+    /// and keep every directory a model in this process may still use (a replaced model that
+    /// requests still read, see [`crate::projection::rebuild`]).
+    pub fn remove_stale(
+        &self,
+        keep: &std::collections::BTreeSet<std::path::PathBuf>,
+    ) -> std::io::Result<Vec<std::path::PathBuf>> {
         let serving = self.serving();
         let mut removed = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.data_dir) else { return Ok(removed) };
         for entry in entries {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if path.is_dir() && name.starts_with(DEFAULT_DIR) && path != serving {
+            if path.is_dir() && name.starts_with(DEFAULT_DIR) && path != serving && !keep.contains(&path) {
                 std::fs::remove_dir_all(&path)?;
                 removed.push(path);
             }
@@ -559,7 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn a_promoted_directory_is_served_and_the_others_are_stale() {
+    fn a_promoted_directory_is_served_and_the_others_are_stale_but_those_kept() {
         let data = tempfile::tempdir().unwrap();
         let dirs = ModelDirs::new(data.path());
         assert_eq!(dirs.serving(), data.path().join("read-model"));
@@ -567,14 +572,16 @@ mod tests {
         let fresh = dirs.fresh().unwrap();
         assert_ne!(fresh, dirs.serving());
         let abandoned = dirs.fresh().unwrap();
+        let retiring = dirs.fresh().unwrap();
         dirs.promote(&fresh).unwrap();
         assert_eq!(dirs.serving(), fresh);
-        let mut removed = dirs.remove_stale().unwrap();
+        let mut removed = dirs.remove_stale(&[retiring.clone()].into()).unwrap();
         removed.sort();
         let mut expected = vec![data.path().join("read-model"), abandoned];
         expected.sort();
         assert_eq!(removed, expected);
         assert!(fresh.exists());
+        assert!(retiring.exists(), "a directory to keep was removed");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Operations end to end: `hub tail` and the live stream, `hub status` and the metrics, dead
 //! letters replayed after a fix, and `hub rebuild` (online swap, `--check`, killed midway,
-//! `--offline` for a read model that will not open).
+//! `--offline` for a read model that will not open, rebuilds started back to back).
 
 use std::{
     process::{Command, Output, Stdio},
@@ -75,15 +75,15 @@ fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
-async fn checkpoint(api: &Api) -> Result<u64> {
-    let status = api.get_json("/api/v1/status").await?;
-    status["projection"]["checkpoint"].as_u64().context("checkpoint in /api/v1/status")
-}
-
+/// Waits until the hub has applied the whole log, its views too: a hub restarted after a kill
+/// has its checkpoint at the end at once, but answers from the stored views until the projection
+/// has replayed the log into them (it reports `caught_up` only then).
 async fn wait_projected(api: &Api, js: &jetstream::Context, limit: Duration) -> Result<()> {
     wait_until(limit, || async {
         let last = js.get_stream("SGD_EVENTS").await?.info().await?.state.last_sequence;
-        Ok(last > 0 && checkpoint(api).await? >= last)
+        let projection = api.get_json("/api/v1/status").await?["projection"].clone();
+        let checkpoint = projection["checkpoint"].as_u64().context("checkpoint in /api/v1/status")?;
+        Ok(last > 0 && checkpoint >= last && projection["caught_up"] == true)
     })
     .await
 }
@@ -415,5 +415,173 @@ async fn rebuild_swaps_checks_survives_a_kill_and_recovers_a_broken_model() -> R
     if !hub.data_dir.join("CURRENT").exists() {
         bail!("no CURRENT after an offline rebuild");
     }
+    Ok(())
+}
+
+/// Follows the running rebuild to its end and returns its last report: calmly while it replays,
+/// then every few milliseconds, so that what the caller does next comes right after the end.
+async fn follow_rebuild(api: &Api) -> Result<Value> {
+    let ended = |report: &Value| report["phase"] == "done" || report["phase"] == "failed";
+    wait_until(Duration::from_secs(60), || async {
+        let report = api.get_json("/api/v1/admin/rebuild").await?;
+        Ok(ended(&report) || !(report["phase"] == "replaying" || report["phase"] == "pausing"))
+    })
+    .await?;
+    loop {
+        let response = api.get("/api/v1/admin/rebuild").await?;
+        // Asked this often, the token may meet its rate limit: ask again.
+        if response.status() != 429 {
+            let report: Value = response.error_for_status()?.json().await?;
+            if ended(&report) {
+                return Ok(report);
+            }
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+/// Regression: a rebuild started right after another one swapped in its model removed the
+/// directory the projection still wrote its views to, and the hub stopped ("views store at
+/// …/read-model/views/journal-….bin: No such file or directory"). Rebuilds (swaps, and a check
+/// now and then) are started back to back while events arrive, each right after the one before
+/// ends; a start while one runs is refused with 409. The hub keeps running, every rebuild
+/// finishes, the served model answers as a clean rebuild does (also after a kill right after a
+/// swap), and only its directory is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuilds_started_back_to_back_keep_the_hub_running_and_its_answers_exact() -> Result<()> {
+    const EVENTS: usize = 12_000;
+    const REBUILDS: usize = 8;
+    let nats = TestNats::start().await?;
+    let js = nats.jetstream().await?;
+    // The views are written only at stops and after 10,000 changed records, so the first model
+    // has no journal file yet at the first swap: the hub that failed wrote the replaced model's
+    // views there, creating that file, while the next rebuild removed the directory (about one
+    // run in three on 2 busy cores). Identities and timeline entries go to disk every 3,000.
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        "views_flush_ms = 3600000\nidentities_in_memory = 3000\ntimeline_entries_in_memory = 3000\n",
+    )?;
+    let mut hub = HubProcess::start(&nats.url(), &["--config", config.to_str().context("utf-8 path")?]).await?;
+    // Separate tokens: the close watching stays within each token's rate limit.
+    let (operator, watcher) = (hub.api(Role::Operator, None)?, hub.api(Role::Operator, None)?);
+    let events = simulated(11, EVENTS);
+    publish(&js, &events[..EVENTS / 4]).await?;
+    wait_projected(&operator, &js, Duration::from_secs(60)).await?;
+    // The rest arrives in small bursts all through the rebuilds.
+    let publisher = {
+        let (js, rest) = (js.clone(), events[EVENTS / 4..].to_vec());
+        tokio::spawn(async move {
+            for chunk in rest.chunks(100) {
+                publish(&js, chunk).await?;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let start = |check: bool| {
+        let api = operator.clone();
+        async move {
+            let response = api
+                .client
+                .post(format!("{}/api/v1/admin/rebuild", api.base))
+                .bearer_auth(&api.token)
+                .json(&json!({ "check": check }))
+                .send()
+                .await?;
+            anyhow::Ok(response.status().as_u16())
+        }
+    };
+    // The first rebuild: the next start is asked for without a pause from its swap on, so it
+    // comes the moment the first one lets it.
+    ensure!(start(false).await? == 202, "the first rebuild did not start");
+    ensure!(start(false).await? == 409, "a second rebuild started while the first ran");
+    wait_until(Duration::from_secs(60), || async {
+        let phase = watcher.get_json("/api/v1/admin/rebuild").await?["phase"].clone();
+        Ok(!(phase == "replaying" || phase == "pausing"))
+    })
+    .await?;
+    let starter = [operator.clone(), hub.api(Role::Operator, None)?, hub.api(Role::Operator, None)?];
+    let mut asked = 0usize;
+    loop {
+        // Several tokens, each under its rate limit; 409 while the first still runs.
+        let api = &starter[asked % starter.len()];
+        asked += 1;
+        let response = api
+            .client
+            .post(format!("{}/api/v1/admin/rebuild", api.base))
+            .bearer_auth(&api.token)
+            .json(&json!({}))
+            .send()
+            .await
+            .with_context(|| format!("the hub stopped:\n{}", hub.log()))?;
+        match response.status().as_u16() {
+            202 => break,
+            409 | 429 => tokio::time::sleep(Duration::from_micros(300)).await,
+            other => bail!("starting the second rebuild: {other}"),
+        }
+    }
+    for round in 1..=REBUILDS {
+        let report = follow_rebuild(&watcher)
+            .await
+            .with_context(|| format!("rebuild {round} did not end; hub log:\n{}", hub.log()))?;
+        ensure!(report["phase"] == "done", "rebuild {round} failed: {report}");
+        ensure!(
+            hub.wait_exit(Duration::ZERO).await?.is_none(),
+            "the hub stopped after rebuild {round}:\n{}",
+            hub.log()
+        );
+        let check = round % 3 == 2;
+        ensure!(start(check).await? == 202, "rebuild {} did not start", round + 1);
+        ensure!(start(false).await? == 409, "a second rebuild started while rebuild {} ran", round + 1);
+    }
+    let report = follow_rebuild(&watcher).await?;
+    ensure!(report["phase"] == "done", "the last rebuild failed: {report}");
+    publisher.await??;
+    ensure!(hub.wait_exit(Duration::from_millis(500)).await?.is_none(), "the hub stopped:\n{}", hub.log());
+    wait_projected(&operator, &js, Duration::from_secs(60)).await?;
+    ensure!(operator.usage_total("").await? == EVENTS as u64, "usage after the rebuilds");
+    let env = [("HUB_API_URL", operator.base.as_str()), ("HUB_TOKEN", operator.token.as_str())];
+    let output = hub_command(&["rebuild", "--check"], &env).await?;
+    ensure!(text(&output).contains(": 0 differences"), "after the rebuilds: {}", text(&output));
+    let read_models = |data_dir: &std::path::Path| -> Result<Vec<String>> {
+        let mut dirs: Vec<_> = std::fs::read_dir(data_dir)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("read-model"))
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    };
+    let current = std::fs::read_to_string(hub.data_dir.join("CURRENT")).context("CURRENT after the rebuilds")?;
+    wait_until(Duration::from_secs(60), || async { Ok(read_models(&hub.data_dir)? == [current.trim()]) })
+        .await
+        .with_context(|| format!("replaced read models were left behind: {:?}", read_models(&hub.data_dir)))?;
+
+    // Killed right after a swap: the restarted hub answers as before, and as a clean rebuild.
+    let answers = |api: Api| async move {
+        let mut out = Vec::new();
+        for path in [
+            "/api/v1/goals?as_of=2026-06-30",
+            "/api/v1/usage?bucket=month",
+            "/api/v1/followup/summary?as_of=2026-06-30",
+        ] {
+            out.push(api.get(path).await?.text().await?);
+        }
+        anyhow::Ok(out)
+    };
+    let before_kill = answers(operator.clone()).await?;
+    ensure!(start(false).await? == 202, "the rebuild before the kill did not start");
+    let report = follow_rebuild(&watcher).await?;
+    hub.kill();
+    ensure!(report["phase"] == "done", "the rebuild before the kill failed: {report}");
+    hub.restart().await?;
+    let operator = hub.api(Role::Operator, None)?;
+    wait_projected(&operator, &js, Duration::from_secs(60)).await?;
+    ensure!(answers(operator.clone()).await? == before_kill, "the served model changed after a kill");
+    let env = [("HUB_API_URL", operator.base.as_str()), ("HUB_TOKEN", operator.token.as_str())];
+    let output = hub_command(&["rebuild", "--check"], &env).await?;
+    ensure!(text(&output).contains(": 0 differences"), "after the restart: {}", text(&output));
     Ok(())
 }
