@@ -99,7 +99,7 @@ async fn one_validator_holds_the_ingress_and_another_takes_over_when_it_is_kille
     const EVENTS: usize = 9_000;
     let nats = TestNats::start().await?;
     let js = nats.jetstream().await?;
-    let mut a = HubProcess::start(&nats.url(), &[]).await?;
+    let a = HubProcess::start(&nats.url(), &[]).await?;
     let b = HubProcess::start(&nats.url(), &[]).await?;
     let (ops_a, ops_b) = (a.api(Role::Operator, None)?, b.api(Role::Operator, None)?);
     let validated = |text: String| metric_sum(&text, "sgd_events_validated_total");
