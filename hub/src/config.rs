@@ -78,11 +78,6 @@ pub struct HubConfig {
     pub dedup_window_secs: u64,
     /// Replicas of each stream (3 on a JetStream cluster). Default 1.
     pub stream_replicas: usize,
-    /// Make `SGD_INGRESS` with `persist_mode: async` (NATS 2.12+): the server acknowledges an
-    /// adapter's publish before writing it, so a `nats-server` crash loses what it had
-    /// acknowledged and not yet written (a replica of a cluster keeps it). Takes effect only when
-    /// the stream is made. Default false.
-    pub ingress_persist_async: bool,
     /// Largest accepted event in bytes. Default 262144.
     pub max_event_bytes: usize,
     /// Largest projection batch. Default 5000.
@@ -138,7 +133,6 @@ impl Default for HubConfig {
             routed_retention_days: 30,
             dedup_window_secs: 900,
             stream_replicas: 1,
-            ingress_persist_async: false,
             max_event_bytes: sgd_schemas::validate::DEFAULT_MAX_EVENT_BYTES,
             batch_max: 5000,
             batch_wait_ms: 2,
@@ -262,10 +256,6 @@ routed_retention_days = 30
 dedup_window_secs = 900
 # Stream replicas: 1 on a single server, 3 on a JetStream cluster.
 stream_replicas = 1
-# SGD_INGRESS acknowledging a publish before writing it (NATS 2.12+): less server work per
-# event, but a nats-server crash loses what it had acknowledged and not yet written (on a
-# cluster at 3 replicas the others keep it). Only a newly made stream takes it.
-ingress_persist_async = false
 # Largest accepted event, bytes.
 max_event_bytes = 262144
 # Projection batches: up to batch_max events, waiting batch_wait_ms for a batch to fill.

@@ -504,10 +504,6 @@ mod faults;
 #[path = "e2e/cluster.rs"]
 mod cluster;
 
-/// The interest ingress, its pinned validators' consumer, and the move from a work queue.
-#[path = "e2e/ingress.rs"]
-mod ingress;
-
 #[path = "e2e/browser.rs"]
 mod browser;
 

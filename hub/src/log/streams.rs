@@ -2,7 +2,7 @@
 //!
 //! | stream | subjects | retention |
 //! | --- | --- | --- |
-//! | `SGD_INGRESS` | `sgd.in.>` | interest, file storage: each message until the validators' consumer acks it |
+//! | `SGD_INGRESS` | `sgd.in.>` | work queue: each message until the validator acks it |
 //! | `SGD_EVENTS` | `sgd.events.>` | limits, file storage, no expiry: the log, the source of truth |
 //! | `SGD_DLQ` | `sgd.dlq.>` | limits, file storage: refused events with their reasons |
 //! | `SGD_AUDIT` | `sgd.audit.>` | limits, file storage, deny delete and purge: person-level reads |
@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::{
     self,
-    stream::{Config, DiscardPolicy, PersistenceMode, RetentionPolicy, StorageType},
+    stream::{Config, DiscardPolicy, RetentionPolicy, StorageType},
 };
 use sgd_schemas::subjects;
 
 /// The header JetStream deduplicates on.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
-/// The ingress: what adapters publish, kept until the validators have taken it.
+/// The ingress work queue.
 pub const INGRESS: &str = "SGD_INGRESS";
 /// The log.
 pub const EVENTS: &str = "SGD_EVENTS";
@@ -64,11 +64,6 @@ pub struct StreamSettings {
     pub replicas: usize,
     /// How long `SGD_ROUTED` keeps a copy (a principal's consumer or webhook away longer misses it).
     pub routed_max_age: Duration,
-    /// `SGD_INGRESS` acknowledges a publish before writing it (NATS 2.12+ `persist_mode: async`):
-    /// less work per event for the server, but a crash of a `nats-server` process (not of the
-    /// machine only) loses the events it had acknowledged and not yet written. Only a stream
-    /// made with it has it: the server does not change it afterwards.
-    pub ingress_persist_async: bool,
 }
 
 /// The three stream configurations.
@@ -77,11 +72,8 @@ pub fn configs(settings: StreamSettings) -> Vec<Config> {
         Config {
             name: INGRESS.into(),
             subjects: vec![subjects::INGRESS_ALL.into()],
-            // Interest, not a work queue: the validators' consumer acknowledges up to a sequence
-            // at a time (AckPolicy::All), and the server drops what every consumer has acked.
-            retention: RetentionPolicy::Interest,
+            retention: RetentionPolicy::WorkQueue,
             storage: StorageType::File,
-            persist_mode: settings.ingress_persist_async.then_some(PersistenceMode::Async),
             // Ingress does not deduplicate (100 ms is the least JetStream takes); the log does.
             // With a real window here, an event refused and then corrected and resent with the
             // same id would be dropped by JetStream as a repeat before the validator saw it.
@@ -178,9 +170,6 @@ pub async fn ensure(js: &jetstream::Context, settings: StreamSettings) -> Result
         };
         let error = |e: &dyn std::fmt::Display| StreamSetupError { stream, message: e.to_string() };
         match js.get_stream(stream).await {
-            Ok(existing) if stream == INGRESS => {
-                ensure_ingress(js, existing.cached_info(), config).await.map_err(|e| error(&e))?;
-            }
             Ok(_) => {
                 js.update_stream(&config).await.map_err(|e| error(&e))?;
             }
@@ -189,52 +178,7 @@ pub async fn ensure(js: &jetstream::Context, settings: StreamSettings) -> Result
             }
             Err(e) => return Err(error(&e)),
         }
-        if stream == INGRESS {
-            // At once: an interest stream drops what reaches it while no consumer is there.
-            crate::log::validator::ensure_consumer(js).await.map_err(|e| error(&e))?;
-        }
         tracing::debug!(stream, "stream ready");
     }
-    Ok(())
-}
-
-/// Brings an existing `SGD_INGRESS` to `config`. One made as a work queue (before the ingress
-/// became an interest stream; the server cannot change a stream to or from a work queue) is
-/// replaced when it is empty, and kept as it is while it holds events (the validator then acks
-/// each message, as on a work queue) until a start finds it empty. The persist mode stays what
-/// the stream was made with.
-async fn ensure_ingress(
-    js: &jetstream::Context,
-    existing: &jetstream::stream::Info,
-    mut config: Config,
-) -> Result<(), async_nats::Error> {
-    if existing.config.persist_mode.unwrap_or_default() != config.persist_mode.unwrap_or_default() {
-        tracing::warn!(
-            stream = INGRESS,
-            "ingress_persist_async differs from the stream's persist mode, which the server does not change: \
-             kept as it was made (delete the stream when it is empty to make it anew)"
-        );
-        config.persist_mode = existing.config.persist_mode;
-    }
-    if existing.config.retention != RetentionPolicy::WorkQueue {
-        js.update_stream(&config).await?;
-        return Ok(());
-    }
-    if existing.state.messages > 0 {
-        tracing::warn!(
-            stream = INGRESS,
-            messages = existing.state.messages,
-            "the ingress is still a work queue holding events: kept until a start finds it empty, \
-             then replaced by an interest stream"
-        );
-        config.retention = RetentionPolicy::WorkQueue;
-        js.update_stream(&config).await?;
-        return Ok(());
-    }
-    // Empty: replace it (its consumer goes with it and is made again by the caller). An adapter
-    // publishing in between gets no answer and publishes again from its outbox.
-    js.delete_stream(INGRESS).await?;
-    js.create_stream(config).await?;
-    tracing::info!(stream = INGRESS, "the empty work-queue ingress was replaced by an interest stream");
     Ok(())
 }

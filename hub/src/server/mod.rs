@@ -103,7 +103,6 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             dedup_window: config.dedup_window(),
             replicas: config.stream_replicas,
             routed_max_age: config.routed_max_age(),
-            ingress_persist_async: config.ingress_persist_async,
         },
     )
     .await?;
