@@ -32,6 +32,9 @@ async fn the_benchmark_runs_every_phase_on_a_small_load() {
         "webhook at 1000/s: publish → delivered p99",
         sgd_hub::bench::DISK_AT_REST,
         sgd_hub::bench::DISK_LARGEST,
+        sgd_hub::bench::SERVER_CPU_RAW,
+        sgd_hub::bench::SERVER_CPU_INGEST,
+        "hub CPU per 1000 events, ingest",
     ] {
         assert!(table.contains(figure), "{figure} missing from\n{table}");
     }
