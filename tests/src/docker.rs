@@ -404,13 +404,7 @@ impl NatsContainerCluster {
 
     /// A JetStream context on a connection that knows all three nodes (and fails over).
     pub async fn jetstream(&self) -> Result<async_nats::jetstream::Context> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connect(self.urls())
-            .await
-            .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
-        Ok(async_nats::jetstream::new(client))
+        Ok(async_nats::jetstream::new(crate::connect_retrying(self.urls()).await?))
     }
 
     /// A JetStream context on node `i` alone (to ask the majority side during a partition).

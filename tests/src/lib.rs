@@ -607,13 +607,7 @@ impl TestCluster {
 
     /// A JetStream context on a connection that knows all three nodes (and fails over).
     pub async fn jetstream(&self) -> Result<async_nats::jetstream::Context> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connect(self.urls())
-            .await
-            .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
-        Ok(async_nats::jetstream::new(client))
+        Ok(async_nats::jetstream::new(crate::connect_retrying(self.urls()).await?))
     }
 }
 
@@ -753,6 +747,29 @@ pub async fn log_census(js: &async_nats::jetstream::Context, stream: &str) -> Re
 
 /// Waits until the NATS server at `url` answers JetStream requests: a meta leader answers "stream
 /// not found" (10059) for a stream that does not exist; without one the request fails.
+/// A client that keeps trying to connect to `urls` and reconnects for ever, as an adapter does
+/// (it fails over between the nodes of a cluster).
+pub async fn connect_retrying(urls: impl async_nats::ToServerAddrs) -> Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connect(urls)
+        .await
+        .map_err(|e| anyhow::anyhow!("connect: {e}"))
+}
+
+/// Two hubs on `url` with `stream_replicas = 3` (a cluster's), and the directory of their
+/// configuration, which must outlive them.
+pub async fn two_hubs_at_three_replicas(url: &str) -> Result<(TempDir, HubProcess, HubProcess)> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, "stream_replicas = 3\n")?;
+    let config = config.to_str().context("utf-8 path")?;
+    let a = HubProcess::start(url, &["--config", config]).await?;
+    let b = HubProcess::start(url, &["--config", config]).await?;
+    Ok((dir, a, b))
+}
+
 pub async fn wait_for_jetstream(url: &str, limit: Duration) -> Result<()> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()

@@ -24,12 +24,7 @@ async fn outbox_delivers_50k_events_exactly_once_across_a_10s_nats_outage() -> R
     };
     let hub = InProcessHub::start(&nats.url(), |_| {}).await?;
     let api = hub.api(Role::Operator, None)?;
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connect(nats.url())
-        .await
-        .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+    let client = sgd_tests::connect_retrying(nats.url()).await?;
     let outbox_dir = tempfile::tempdir()?;
     let outbox = Outbox::open(outbox_dir.path())?;
     let publisher = OutboxPublisher::with_options(

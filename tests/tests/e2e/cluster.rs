@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use sgd_adapters::outbox::{Outbox, OutboxPublisher, SenderOptions};
 use sgd_adapters::{Draft, SourceSystem};
 use sgd_hub::tokens::Role;
-use sgd_tests::{log_census, wait_until, Api, HubProcess, TestCluster};
+use sgd_tests::{log_census, wait_until, Api, TestCluster};
 
 use super::faults::{
     answers, assert_same_answers, metric_sum, progress, publish_all, simulated, simulated_drafts, wait_for_total,
@@ -82,12 +82,7 @@ pub(crate) async fn enqueue(
 async fn two_hubs_on_a_three_node_cluster_lose_nothing_when_two_nodes_fail_in_turn() -> Result<()> {
     let started = Instant::now();
     let mut cluster = TestCluster::start().await?;
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "stream_replicas = 3\n")?;
-    let config = config.to_str().context("utf-8 path")?;
-    let hub_a = HubProcess::start(&cluster.url(), &["--config", config]).await?;
-    let hub_b = HubProcess::start(&cluster.url(), &["--config", config]).await?;
+    let (dir, hub_a, hub_b) = sgd_tests::two_hubs_at_three_replicas(&cluster.url()).await?;
     let (a, b) = (hub_a.api(Role::Operator, None)?, hub_b.api(Role::Operator, None)?);
     let js = cluster.jetstream().await?;
     for name in ["SGD_INGRESS", "SGD_EVENTS", "SGD_DLQ", "SGD_AUDIT"] {
@@ -122,12 +117,7 @@ async fn two_hubs_on_a_three_node_cluster_lose_nothing_when_two_nodes_fail_in_tu
     // second.
     let mut adapters = Vec::new();
     for i in 0..2 {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connect(cluster.urls())
-            .await
-            .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+        let client = sgd_tests::connect_retrying(cluster.urls()).await?;
         let outbox = Outbox::open(dir.path().join(format!("outbox-{i}")))?;
         adapters.push(OutboxPublisher::with_options(
             jetstream::new(client),

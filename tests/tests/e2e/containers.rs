@@ -223,12 +223,7 @@ async fn a_node_cut_off_and_healed_loses_and_doubles_nothing() -> Result<()> {
     }
     let started = Instant::now();
     let cluster = NatsContainerCluster::start().await?;
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "stream_replicas = 3\n")?;
-    let config = config.to_str().context("utf-8 path")?;
-    let hub_a = HubProcess::start(&cluster.url(), &["--config", config]).await?;
-    let hub_b = HubProcess::start(&cluster.url(), &["--config", config]).await?;
+    let (dir, hub_a, hub_b) = sgd_tests::two_hubs_at_three_replicas(&cluster.url()).await?;
     let (a, b) = (hub_a.api(Role::Operator, None)?, hub_b.api(Role::Operator, None)?);
     let js = cluster.jetstream().await?;
     let log = || format!("hub a:\n{}\nhub b:\n{}", hub_a.log(), hub_b.log());
@@ -241,12 +236,7 @@ async fn a_node_cut_off_and_healed_loses_and_doubles_nothing() -> Result<()> {
 
     let mut adapters = Vec::new();
     for i in 0..2 {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connect(cluster.urls())
-            .await
-            .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+        let client = sgd_tests::connect_retrying(cluster.urls()).await?;
         adapters.push(OutboxPublisher::with_options(
             jetstream::new(client),
             SourceSystem::new("12", "partition-adapter")?,

@@ -308,18 +308,7 @@ async fn rebuild_swaps_checks_survives_a_kill_and_recovers_a_broken_model() -> R
     let events = simulated(5, FIRST + 10_000);
     publish(&js, &events[..FIRST]).await?;
     wait_projected(&operator, &js, Duration::from_secs(120)).await?;
-    let answers = |api: Api| async move {
-        let mut out = Vec::new();
-        for path in [
-            "/api/v1/goals?as_of=2026-06-30",
-            "/api/v1/usage?bucket=month",
-            "/api/v1/followup/summary?as_of=2026-06-30",
-        ] {
-            out.push(api.get(path).await?.text().await?);
-        }
-        anyhow::Ok(out)
-    };
-    let before = answers(operator.clone()).await?;
+    let before = served_answers(&operator).await?;
     let api_url = operator.base.clone();
     let env = [("HUB_API_URL", api_url.as_str()), ("HUB_TOKEN", operator.token.as_str())];
 
@@ -360,7 +349,7 @@ async fn rebuild_swaps_checks_survives_a_kill_and_recovers_a_broken_model() -> R
     ensure!(text(&output).contains(": 0 differences"), "after the swap: {}", text(&output));
 
     // Killed mid-rebuild: the served model is untouched and the abandoned one removed at start.
-    let before_kill = answers(operator.clone()).await?;
+    let before_kill = served_answers(&operator).await?;
     let started: Value = operator
         .client
         .post(format!("{}/api/v1/admin/rebuild", operator.base))
@@ -385,7 +374,7 @@ async fn rebuild_swaps_checks_survives_a_kill_and_recovers_a_broken_model() -> R
         .collect();
     ensure!(dirs.len() == 1, "the abandoned rebuild was not removed: {dirs:?}");
     wait_projected(&operator, &js, Duration::from_secs(60)).await?;
-    ensure!(answers(operator.clone()).await? == before_kill, "the served model changed after a killed rebuild");
+    ensure!(served_answers(&operator).await? == before_kill, "the served model changed after a killed rebuild");
     ensure!(before_kill != before, "the answers did not move with the new events");
 
     // A read model that will not open: a clear error, then `hub rebuild --offline` recovers it.
@@ -411,7 +400,7 @@ async fn rebuild_swaps_checks_survives_a_kill_and_recovers_a_broken_model() -> R
     hub.restart().await?;
     let operator = hub.api(Role::Operator, None)?;
     wait_projected(&operator, &js, Duration::from_secs(60)).await?;
-    ensure!(answers(operator.clone()).await? == before_kill, "the recovered model answers differently");
+    ensure!(served_answers(&operator).await? == before_kill, "the recovered model answers differently");
     if !hub.data_dir.join("CURRENT").exists() {
         bail!("no CURRENT after an offline rebuild");
     }
@@ -560,18 +549,7 @@ async fn rebuilds_started_back_to_back_keep_the_hub_running_and_its_answers_exac
         .with_context(|| format!("replaced read models were left behind: {:?}", read_models(&hub.data_dir)))?;
 
     // Killed right after a swap: the restarted hub answers as before, and as a clean rebuild.
-    let answers = |api: Api| async move {
-        let mut out = Vec::new();
-        for path in [
-            "/api/v1/goals?as_of=2026-06-30",
-            "/api/v1/usage?bucket=month",
-            "/api/v1/followup/summary?as_of=2026-06-30",
-        ] {
-            out.push(api.get(path).await?.text().await?);
-        }
-        anyhow::Ok(out)
-    };
-    let before_kill = answers(operator.clone()).await?;
+    let before_kill = served_answers(&operator).await?;
     ensure!(start(false).await? == 202, "the rebuild before the kill did not start");
     let report = follow_rebuild(&watcher).await?;
     hub.kill();
@@ -579,9 +557,20 @@ async fn rebuilds_started_back_to_back_keep_the_hub_running_and_its_answers_exac
     hub.restart().await?;
     let operator = hub.api(Role::Operator, None)?;
     wait_projected(&operator, &js, Duration::from_secs(60)).await?;
-    ensure!(answers(operator.clone()).await? == before_kill, "the served model changed after a kill");
+    ensure!(served_answers(&operator).await? == before_kill, "the served model changed after a kill");
     let env = [("HUB_API_URL", operator.base.as_str()), ("HUB_TOKEN", operator.token.as_str())];
     let output = hub_command(&["rebuild", "--check"], &env).await?;
     ensure!(text(&output).contains(": 0 differences"), "after the restart: {}", text(&output));
     Ok(())
+}
+
+/// The goals, monthly usage and follow-up summary a hub serves, as text.
+async fn served_answers(api: &Api) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for path in
+        ["/api/v1/goals?as_of=2026-06-30", "/api/v1/usage?bucket=month", "/api/v1/followup/summary?as_of=2026-06-30"]
+    {
+        out.push(api.get(path).await?.text().await?);
+    }
+    Ok(out)
 }

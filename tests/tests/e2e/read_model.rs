@@ -288,14 +288,7 @@ async fn goals_follow_up_and_timeline_match_a_hand_computed_scenario() -> Result
     let again = rebuilt.api(Role::Analyst, None)?;
     let expected = analyst.usage_total("").await?;
     wait_until(Duration::from_secs(20), || async { Ok(again.usage_total("").await? == expected) }).await?;
-    for path in [
-        "/api/v1/goals?as_of=2026-06-30",
-        "/api/v1/followup/summary?as_of=2026-06-30",
-        "/api/v1/followup/open?as_of=2026-06-30",
-        "/api/v1/usage?bucket=month",
-    ] {
-        assert_eq!(again.get_json(path).await?, analyst.get_json(path).await?, "{path} differs after a rebuild");
-    }
+    assert_same_answers_after_rebuild(&again, &analyst).await?;
     rebuilt.stop().await?;
     hub.stop().await
 }
@@ -366,14 +359,7 @@ async fn identities_and_timelines_on_disk_keep_answers_exact() -> Result<()> {
         Ok(super::faults::checkpoint(&rebuilt_operator).await? >= log_last)
     })
     .await?;
-    for path in [
-        "/api/v1/goals?as_of=2026-06-30",
-        "/api/v1/followup/summary?as_of=2026-06-30",
-        "/api/v1/followup/open?as_of=2026-06-30",
-        "/api/v1/usage?bucket=month",
-    ] {
-        assert_eq!(again.get_json(path).await?, analyst.get_json(path).await?, "{path} differs after a rebuild");
-    }
+    assert_same_answers_after_rebuild(&again, &analyst).await?;
     let coordinator_again = rebuilt.api(Role::Coordinator, Some("1280"))?;
     let entries = |t: &Value| t["entries"].clone();
     assert_eq!(entries(&coordinator_again.get_json(&path).await?), entries(&timeline));
@@ -490,4 +476,17 @@ async fn wait_for_view_replay(hub: &HubProcess) -> Result<u64> {
     let (from, to) = (fields["from"].as_u64().unwrap_or(u64::MAX), fields["to"].as_u64().unwrap_or(0));
     assert!(from < to, "nothing was replayed: {fields}");
     Ok(to)
+}
+
+/// `rebuilt` answers goals, follow-up and monthly usage as `original` does.
+async fn assert_same_answers_after_rebuild(rebuilt: &sgd_tests::Api, original: &sgd_tests::Api) -> Result<()> {
+    for path in [
+        "/api/v1/goals?as_of=2026-06-30",
+        "/api/v1/followup/summary?as_of=2026-06-30",
+        "/api/v1/followup/open?as_of=2026-06-30",
+        "/api/v1/usage?bucket=month",
+    ] {
+        assert_eq!(rebuilt.get_json(path).await?, original.get_json(path).await?, "{path} differs after a rebuild");
+    }
+    Ok(())
 }
