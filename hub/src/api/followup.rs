@@ -46,7 +46,7 @@ pub async fn summary_handler(
     let moment = as_of::parse(query.as_of.as_deref())?;
     let settings = state.settings.clone();
     let principals = super::over_views(&state, move |views| {
-        let mut principals = summary(views, moment, &settings.followup);
+        let mut principals = summary(views, moment);
         suppress_summary(&mut principals, settings.privacy_threshold);
         principals
     })

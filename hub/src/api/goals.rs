@@ -98,7 +98,7 @@ pub async fn list(
     let publishers = publishers_until(&state, as_of::swedish_day(moment)).await?;
     let settings = state.settings.clone();
     let goals = super::over_views(&state, move |views| {
-        goals(views, &publishers, moment, &settings.goals, &settings.followup)
+        goals(views, &publishers, moment, &settings.goals)
             .into_iter()
             .map(|g| publish(g, settings.privacy_threshold))
             .collect()

@@ -331,7 +331,7 @@ impl Rebuilder {
         model: Arc<ReadModel>,
         check: bool,
     ) -> Result<Option<Arc<ReadModel>>, RebuildError> {
-        let mut views = DomainViews::default();
+        let mut views = DomainViews::counting_with(self.settings.limits);
         // Replay towards the end of the log until it is close, then pause the projection.
         loop {
             let last = last_sequence(&self.js).await?;
@@ -564,7 +564,9 @@ pub async fn offline(
             _ => last_sequence(js).await?,
         };
         progress.target.store(stop_at, Ordering::Relaxed);
-        let views = catch_up(js, &model, DomainViews::default(), stop_at, settings, &progress.reached).await?;
+        let views =
+            catch_up(js, &model, DomainViews::counting_with(settings.limits), stop_at, settings, &progress.reached)
+                .await?;
         if check {
             progress.set(|r| r.phase = RebuildPhase::Comparing);
             let served = served.as_ref().ok_or(RebuildError::NoServedModel)?;

@@ -87,6 +87,8 @@ pub struct ProjectorSettings {
     pub views_flush: Duration,
     /// When what grows with the log leaves memory.
     pub hand_over: HandOverAt,
+    /// The follow-up limits the aggregates count with.
+    pub limits: crate::projections::followup::FollowupLimits,
 }
 
 /// How much of what grows with the log stays in memory before it is handed over to disk.
@@ -109,6 +111,7 @@ impl ProjectorSettings {
                 identities: config.identities_in_memory.max(1),
                 timeline_entries: config.timeline_entries_in_memory.max(1),
             },
+            limits: config.followup,
         }
     }
 }

@@ -51,11 +51,18 @@ pub struct DecisionView {
     pub warnings: Table<Warning>,
     /// Risk flags by flag id.
     pub flags: Table<RiskFlag>,
+    /// Assessment ids of the raised scores by person pseudonym (a plan event re-evaluates the
+    /// warnings of its person).
+    pub by_person: Table<Vec<Text>, PersonId>,
 }
 
 impl Default for DecisionView {
     fn default() -> Self {
-        Self { warnings: Table::new("v/decision/warning/"), flags: Table::new("v/decision/flag/") }
+        Self {
+            warnings: Table::new("v/decision/warning/"),
+            flags: Table::new("v/decision/flag/"),
+            by_person: Table::new("v/decision/person/"),
+        }
     }
 }
 
@@ -82,6 +89,10 @@ impl View for DecisionView {
                         score: d.score,
                     };
                 }
+                let ids = self.by_person.entry(&person);
+                if !ids.iter().any(|id| id == &d.assessment_id) {
+                    super::exact::push(ids, d.assessment_id.as_str().into());
+                }
             }
             D::DecisionRiskFlagged(d) => {
                 let f = self.flags.entry(d.flag_id.as_str());
@@ -97,10 +108,10 @@ impl View for DecisionView {
     }
 
     fn tables(&self) -> Vec<&dyn StoredTable> {
-        vec![&self.warnings, &self.flags]
+        vec![&self.warnings, &self.flags, &self.by_person]
     }
 
     fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
-        vec![&mut self.warnings, &mut self.flags]
+        vec![&mut self.warnings, &mut self.flags, &mut self.by_person]
     }
 }

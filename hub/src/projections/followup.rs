@@ -7,10 +7,15 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::{plans::PlanKind, Timestamp};
 
-use super::{moment::Moment, DomainViews};
+use super::{
+    aggregates::{Measure, RULE_MEASURES},
+    ids::PrincipalCode,
+    moment::Moment,
+    DomainViews,
+};
 
 /// The limits of the rules (local agreements set them), with the defaults of `EVENTS.md`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FollowupLimits {
     /// An SVU admission notice later than this after the assessed need is late. Default 24.
@@ -175,51 +180,28 @@ pub struct PrincipalFollowup {
     pub suppressed: bool,
 }
 
-/// The follow-up summary of every principal as of `as_of`.
-pub fn summary(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -> Vec<PrincipalFollowup> {
-    let mut by_principal: BTreeMap<String, PrincipalFollowup> = sgd_schemas::principals::all()
+/// The follow-up summary of every principal as of `as_of`, from the aggregates (the counts of
+/// [`open_cases`], and the discharge episodes, summed per principal; limits as the views counted
+/// them, see [`super::aggregates::Aggregates::limits`]).
+pub fn summary(views: &DomainViews, as_of: Timestamp) -> Vec<PrincipalFollowup> {
+    let totals = views.aggregates.totals_at(as_of.into());
+    sgd_schemas::principals::all()
         .iter()
         .map(|p| {
-            let cases = RULES.iter().map(|r| (*r, Some(0))).collect();
-            (
-                p.code.to_string(),
-                PrincipalFollowup {
-                    principal: p.code.into(),
-                    name: p.name.into(),
-                    cases,
-                    discharge_episodes: Some(0),
-                    days_beyond_threshold: Some(0),
-                    ..Default::default()
-                },
-            )
+            let mut entry = PrincipalFollowup { principal: p.code.into(), name: p.name.into(), ..Default::default() };
+            let Some(code) = PrincipalCode::parse(p.code) else { return entry };
+            let count = |measure| totals.principal(measure, code);
+            entry.cases = RULES.iter().zip(RULE_MEASURES).map(|(rule, measure)| (*rule, Some(count(measure)))).collect();
+            let episodes = count(Measure::DischargeEpisodes);
+            let of_a_day_or_more = count(Measure::EpisodesOfADayOrMore);
+            entry.discharge_episodes = Some(episodes);
+            entry.ready_days_mean =
+                (of_a_day_or_more > 0).then(|| count(Measure::ReadyDays) as f64 / of_a_day_or_more as f64);
+            entry.ready_day0_share = (episodes > 0).then(|| count(Measure::DayZeroEpisodes) as f64 / episodes as f64);
+            entry.days_beyond_threshold = Some(count(Measure::DaysBeyondThreshold));
+            entry
         })
-        .collect();
-    for case in open_cases(views, as_of, limits) {
-        if let Some(entry) = by_principal.get_mut(&case.principal) {
-            *entry.cases.entry(case.rule).or_default().get_or_insert(0) += 1;
-        }
-    }
-    let mut episodes: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for plan in views.plans.plans.values() {
-        let (Some(ready), Some(discharged)) = (plan.ready_at, plan.discharged_at.filter(|t| *t <= as_of)) else {
-            continue;
-        };
-        for principal in plan.accountable_principals() {
-            episodes.entry(principal.as_str().into()).or_default().push(ready_days(ready, discharged));
-        }
-    }
-    for (principal, days) in episodes {
-        let Some(entry) = by_principal.get_mut(&principal) else { continue };
-        let at_least_one: Vec<i64> = days.iter().copied().filter(|d| *d >= 1).collect();
-        entry.discharge_episodes = Some(days.len() as u64);
-        entry.ready_days_mean =
-            (!at_least_one.is_empty()).then(|| at_least_one.iter().sum::<i64>() as f64 / at_least_one.len() as f64);
-        entry.ready_day0_share =
-            (!days.is_empty()).then(|| days.iter().filter(|d| **d == 0).count() as f64 / days.len() as f64);
-        entry.days_beyond_threshold =
-            Some(days.iter().map(|d| (d - limits.payment_threshold_days).max(0)).sum::<i64>() as u64);
-    }
-    by_principal.into_values().collect()
+        .collect()
 }
 
 #[cfg(test)]
@@ -230,6 +212,7 @@ mod tests {
     use crate::projections::testing::{at, event, given, person};
 
     fn cases(views: &DomainViews, as_of: &str, rule: &str) -> Vec<String> {
+        crate::projections::reference::assert_aggregates_agree(views, at(as_of));
         open_cases(views, at(as_of), &FollowupLimits::default())
             .into_iter()
             .filter(|c| c.rule == rule)
@@ -309,7 +292,8 @@ mod tests {
         events.extend(episode("one", "2026-03-02T09:00:00+01:00", "2026-03-02T23:30:00Z"));
         events.extend(episode("five", "2026-03-02T09:00:00+01:00", "2026-03-07T09:00:00+01:00"));
         let views = given(&events);
-        let summary = summary(&views, at("2026-04-01T00:00:00Z"), &FollowupLimits::default());
+        let summary = summary(&views, at("2026-04-01T00:00:00Z"));
+        crate::projections::reference::assert_aggregates_agree(&views, at("2026-04-01T00:00:00Z"));
         let malmo = summary.iter().find(|p| p.principal == "1280").unwrap();
         assert_eq!(malmo.discharge_episodes, Some(3));
         assert_eq!(malmo.ready_days_mean, Some(3.0)); // (1 + 5) / 2: day-0 episodes apart

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::Timestamp;
 
-use super::{followup::FollowupLimits, DomainViews};
+use super::{aggregates::Measure, DomainViews};
 
 /// Settings of the goals (configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,14 +57,10 @@ pub struct Goal {
 /// the usage counters.
 pub type PublishersByType = HashMap<String, BTreeSet<String>>;
 
-/// Every goal as of `as_of`.
-pub fn goals(
-    views: &DomainViews,
-    publishers: &PublishersByType,
-    as_of: Timestamp,
-    settings: &GoalSettings,
-    limits: &FollowupLimits,
-) -> Vec<Goal> {
+/// Every goal as of `as_of`: the principal goals from the roles, the addresses and the
+/// publishers; the goals about cases from the aggregates (counted with the follow-up limits of
+/// [`super::aggregates::Aggregates::limits`]).
+pub fn goals(views: &DomainViews, publishers: &PublishersByType, as_of: Timestamp, settings: &GoalSettings) -> Vec<Goal> {
     let principals = sgd_schemas::principals::all().len() as u64;
     let publishers_of = |types: &[&str]| -> u64 {
         let mut all = BTreeSet::new();
@@ -100,66 +96,8 @@ pub fn goals(
         .collect::<BTreeSet<_>>()
         .len() as u64;
 
-    // Mina Planer.
-    let (mut notices, mut notices_in_time) = (0, 0);
-    let (mut discharged_svu, mut sip_before) = (0, 0);
-    for plan in views.plans.plans.values() {
-        if let (Some(sent), Some(assessed)) = (plan.notice_sent_at, plan.need_assessed_at) {
-            if sent <= as_of {
-                notices += 1;
-                if sent - assessed <= chrono::Duration::hours(limits.admission_notice_hours) {
-                    notices_in_time += 1;
-                }
-            }
-        }
-        if plan.kind == Some(sgd_schemas::events::plans::PlanKind::Svu) {
-            if let Some(discharged) = plan.discharged_at.filter(|t| *t <= as_of) {
-                discharged_svu += 1;
-                if plan.sip_held_at.is_some_and(|held| held <= discharged) {
-                    sip_before += 1;
-                }
-            }
-        }
-    }
-
-    // Decision support: medium/high warnings whose 48 hours have passed.
-    let window = chrono::Duration::hours(limits.warning_follow_up_hours);
-    let (mut warnings, mut followed) = (0, 0);
-    for w in views.decision.warnings.values().filter(|w| w.needs_follow_up()) {
-        let Some(raised) = w.raised_at else { continue };
-        if raised + window > as_of {
-            continue;
-        }
-        warnings += 1;
-        if views.plans.person_active_between(&w.person, raised, raised + window) {
-            followed += 1;
-        }
-    }
-
-    // Deviations: answered within 14 days; those still inside their 14 days and unanswered wait.
-    let answer_limit = chrono::Duration::days(limits.deviation_answer_days);
-    let (mut deviations, mut answered) = (0, 0);
-    for d in views.deviation.deviations.values() {
-        let Some(logged) = d.logged_at.filter(|t| *t <= as_of) else { continue };
-        let in_time = d.first_concerned_answer().is_some_and(|a| a <= as_of && a - logged <= answer_limit);
-        if in_time {
-            deviations += 1;
-            answered += 1;
-        } else if logged + answer_limit <= as_of {
-            deviations += 1;
-        }
-    }
-
-    // Video: held meetings where every admitted participant was strongly identified.
-    let (mut held, mut strong) = (0, 0);
-    for m in views.video.meetings.values() {
-        if m.held_at.is_some_and(|t| t <= as_of) {
-            held += 1;
-            if m.admitted_weak == 0 {
-                strong += 1;
-            }
-        }
-    }
+    let totals = views.aggregates.totals_at(as_of.into());
+    let count = |measure| totals.region(measure);
 
     let goal = |id: &'static str, area: &'static str, title: &'static str, numerator: u64, denominator: u64| Goal {
         id,
@@ -199,15 +137,15 @@ pub fn goals(
             "plans.admission_notice_24h",
             "plans",
             "Admission notices sent within 24 h of the assessed need",
-            notices_in_time,
-            notices,
+            count(Measure::NoticesInTime),
+            count(Measure::NoticesSent),
         ),
         goal(
             "plans.sip_before_discharge",
             "plans",
             "Discharged SVU plans with a SIP held before discharge",
-            sip_before,
-            discharged_svu,
+            count(Measure::SipBeforeDischarge),
+            count(Measure::DischargedSvuPlans),
         ),
         goal(
             "decision.digital",
@@ -220,10 +158,10 @@ pub fn goals(
             "decision.warnings_followed_up",
             "decision",
             "Medium or high early-warning scores followed within 48 h by a Mina Planer event for the person",
-            followed,
-            warnings,
+            count(Measure::WarningsFollowedUp),
+            count(Measure::WarningsDue),
         ),
-        goal("deviation.answered_in_time", "deviation", "Deviations answered within 14 days", answered, deviations),
+        goal("deviation.answered_in_time", "deviation", "Deviations answered within 14 days", count(Measure::DeviationsAnsweredInTime), count(Measure::DeviationsDue)),
         goal(
             "video.adoption",
             "video",
@@ -235,8 +173,8 @@ pub fn goals(
             "video.strong_identification",
             "video",
             "Held meetings where every admitted participant used BankID, SITHS or Freja",
-            strong,
-            held,
+            count(Measure::MeetingsStronglyIdentified),
+            count(Measure::MeetingsHeld),
         ),
     ]
 }
@@ -271,7 +209,8 @@ mod tests {
     use crate::projections::testing::{at, event, given, person};
 
     fn goal(views: &DomainViews, publishers: &PublishersByType, as_of: &str, id: &str) -> (u64, u64) {
-        let all = goals(views, publishers, at(as_of), &GoalSettings::default(), &FollowupLimits::default());
+        crate::projections::reference::assert_aggregates_agree(views, at(as_of));
+        let all = goals(views, publishers, at(as_of), &GoalSettings::default());
         let g = all.into_iter().find(|g| g.id == id).unwrap();
         (g.numerator, g.denominator)
     }

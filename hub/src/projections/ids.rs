@@ -108,6 +108,11 @@ impl PrincipalCode {
         NonZeroU8::new(byte).map(Self)
     }
 
+    /// The code's byte (never 0).
+    pub fn byte(self) -> u8 {
+        self.0.get()
+    }
+
     /// The code's text.
     pub fn as_str(&self) -> &'static str {
         CODE_TEXTS.get(usize::from(self.0.get()) - 1).map_or("", String::as_str)

@@ -4,6 +4,8 @@
 //! model. Every projection sees events in the newest shape of their type (see
 //! [`sgd_schemas::upcast`]).
 
+pub mod aggregates;
+pub mod contributions;
 pub mod decision;
 pub mod deviation;
 pub mod exact;
@@ -14,6 +16,8 @@ pub mod ids;
 pub mod moment;
 pub mod npo;
 pub mod plans;
+#[cfg(test)]
+pub mod reference;
 pub mod sdk;
 pub mod table;
 #[cfg(test)]
@@ -90,6 +94,8 @@ pub struct DomainViews {
     /// into the log, which the timeline endpoint reads. Older ones are handed over to the read
     /// model's timeline runs on disk ([`DomainViews::take_timeline_entries`]).
     pub timelines: Timelines,
+    /// The goals' and follow-up rules' counts per day, kept up to date by [`DomainViews::apply`].
+    pub aggregates: aggregates::Aggregates,
     /// The log sequence these views reflect: set by loading them and by the projection runner
     /// whenever it brings them up to a checkpoint (a batch, a replay).
     pub applied_through: u64,
@@ -97,6 +103,16 @@ pub struct DomainViews {
     /// count, not stored: after a restart the entries loaded with the views are not counted
     /// until the next hand-over takes them along).
     timeline_entries: usize,
+    /// Reused buffers of [`DomainViews::apply`].
+    scratch: Scratch,
+}
+
+/// The buffers [`DomainViews::apply`] reuses from event to event.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    touched: Vec<contributions::CaseRef>,
+    before: Vec<aggregates::Contribution>,
+    after: Vec<aggregates::Contribution>,
 }
 
 impl Default for DomainViews {
@@ -110,8 +126,10 @@ impl Default for DomainViews {
             video: Default::default(),
             heartbeats: Default::default(),
             timelines: table::Table::new("v/timeline/"),
+            aggregates: Default::default(),
             applied_through: 0,
             timeline_entries: 0,
+            scratch: Default::default(),
         }
     }
 }
@@ -122,9 +140,9 @@ impl DomainViews {
         [&self.npo, &self.sdk, &self.plans, &self.decision, &self.deviation, &self.video, &self.heartbeats]
     }
 
-    /// The area views, mutable, in the order of [`DomainViews::views`], and the timelines beside
-    /// them (borrowed together, since the caller holds both).
-    fn parts_mut(&mut self) -> ([&mut dyn View; 7], &mut Timelines) {
+    /// The area views, mutable, in the order of [`DomainViews::views`], and the timelines and
+    /// aggregates beside them (borrowed together, since the caller holds them all).
+    fn parts_mut(&mut self) -> ([&mut dyn View; 7], &mut Timelines, &mut aggregates::Aggregates) {
         let Self {
             npo,
             sdk,
@@ -134,17 +152,61 @@ impl DomainViews {
             video,
             heartbeats,
             timelines,
+            aggregates,
             applied_through: _,
             timeline_entries: _,
+            scratch: _,
         } = self;
-        ([npo, sdk, plans, decision, deviation, video, heartbeats], timelines)
+        ([npo, sdk, plans, decision, deviation, video, heartbeats], timelines, aggregates)
     }
 
-    /// Applies one event to every view (each ignores what is not its own).
+    /// Applies one event to every view (each ignores what is not its own), and the difference it
+    /// makes to the cases' contributions to the aggregates.
     pub fn apply(&mut self, event: &ProjectedEvent<'_>) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.touched.clear();
+        contributions::touched(event, self, &mut scratch.touched);
+        let limits = *self.aggregates.limits();
+        scratch.before.clear();
+        for case in &scratch.touched {
+            contributions::of(case, self, &limits, &mut scratch.before);
+        }
         for view in self.parts_mut().0 {
             view.apply(event);
         }
+        scratch.after.clear();
+        for case in &scratch.touched {
+            contributions::of(case, self, &limits, &mut scratch.after);
+        }
+        self.aggregates.replace(&mut scratch.before, &mut scratch.after);
+        self.scratch = scratch;
+    }
+
+    /// Empty views whose aggregates count with `limits`.
+    pub fn counting_with(limits: followup::FollowupLimits) -> Self {
+        let mut views = Self::default();
+        views.count_with(limits);
+        views
+    }
+
+    /// Sets the follow-up limits the aggregates count with. When the views were counted with
+    /// other limits (or before they held aggregates), the aggregates are counted again from every
+    /// case; returns whether they were.
+    pub fn count_with(&mut self, limits: followup::FollowupLimits) -> bool {
+        if self.aggregates.counted_with() == Some(limits) {
+            self.aggregates.set_limits(limits);
+            return false;
+        }
+        self.aggregates.clear();
+        self.aggregates.set_limits(limits);
+        let mut out = Vec::new();
+        for case in contributions::every_case(self) {
+            contributions::of(&case, self, &limits, &mut out);
+        }
+        for contribution in out {
+            self.aggregates.add(contribution);
+        }
+        true
     }
 
     /// Applies one event from the log at `sequence`, including its place on a person's timeline.
@@ -177,18 +239,20 @@ impl DomainViews {
     }
 
     /// Every table, in a fixed order (the order they are stored in): the area views' tables, then
-    /// the timelines.
+    /// the timelines, then the aggregates'.
     pub fn tables(&self) -> Vec<&dyn StoredTable> {
         let mut tables: Vec<&dyn StoredTable> = self.views().into_iter().flat_map(|view| view.tables()).collect();
         tables.push(&self.timelines);
+        tables.extend(self.aggregates.tables());
         tables
     }
 
     /// Every table, mutable, in the order of [`DomainViews::tables`].
     pub fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
-        let (views, timelines) = self.parts_mut();
+        let (views, timelines, aggregates) = self.parts_mut();
         let mut tables: Vec<&mut dyn StoredTable> = views.into_iter().flat_map(|view| view.tables_mut()).collect();
         tables.push(timelines);
+        tables.extend(aggregates.tables_mut());
         tables
     }
 

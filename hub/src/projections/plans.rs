@@ -156,9 +156,11 @@ impl View for PlansView {
 }
 
 impl PlansView {
-    /// Whether `person` had any plan event in `(after, until]`.
+    /// Whether `person` had any plan event in `(after, until]` (in a plan that is theirs now: a
+    /// plan created again for someone else counts for that person only).
     pub fn person_active_between(&self, person: &PersonId, after: Moment, until: Moment) -> bool {
-        self.by_person.get(person).into_iter().flatten().filter_map(|id| self.plans.get(id.as_str())).any(|plan| {
+        let plans = self.by_person.get(person).into_iter().flatten().filter_map(|id| self.plans.get(id.as_str()));
+        plans.filter(|plan| plan.person.as_ref() == Some(person)).any(|plan| {
             let from = plan.event_times.partition_point(|t| *t <= after);
             plan.event_times.get(from).is_some_and(|t| *t <= until)
         })

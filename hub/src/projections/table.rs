@@ -89,6 +89,17 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
         self.rows.get(key)
     }
 
+    /// Removes the record under `key` (drained as a removal while keys are tracked).
+    pub fn remove<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q> + for<'a> From<&'a Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.rows.remove(key).is_some() && !self.all_changed {
+            self.dirty.insert_ref(key);
+        }
+    }
+
     /// Removes every record; while keys are tracked each removal is a change (drained as a
     /// removal), otherwise the table is stored whole anyway.
     pub fn remove_all(&mut self) {

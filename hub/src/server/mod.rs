@@ -189,8 +189,21 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
     let views: runner::SharedViews = match &model {
         Some(model) => {
             let loader = model.get();
-            let loaded =
-                tokio::task::spawn_blocking(move || loader.load_views()).await.map_err(HubError::Panicked)??;
+            let limits = config.followup;
+            let loaded = tokio::task::spawn_blocking(move || {
+                let mut views = loader.load_views()?;
+                let cases = views.records();
+                if views.count_with(limits) {
+                    tracing::info!(
+                        records = cases,
+                        "the goals' and follow-up aggregates were counted again from the stored cases (stored without \
+                         them, or with other follow-up limits)"
+                    );
+                }
+                Ok::<_, read_model::ReadModelError>(views)
+            })
+            .await
+            .map_err(HubError::Panicked)??;
             Arc::new(tokio::sync::RwLock::new(loaded))
         }
         None => Default::default(),

@@ -1,0 +1,343 @@
+//! The aggregates behind the goals and the follow-up summary: moment-stamped counts per measure and
+//! principal, summed per Swedish day, so an answer as of any moment is a sum and never a walk over
+//! every case.
+//!
+//! Every case (a plan, a warning, a flag, a message, a deviation, a meeting) contributes to a
+//! measure at the moments its milestones fall on ([`super::contributions`]): an overdue flag +1 at
+//! flagged + 3 days and −1 at its acknowledgement, a late notice +1 at its sending. The count of a
+//! measure as of `T` is the sum of the contributions stamped at or before `T`. When an event
+//! changes a case, the case's contributions before the event are taken away and those after it
+//! added, so the sums stay exactly those of the cases as they are, in whatever order the events
+//! arrived.
+//!
+//! Held per Swedish day ([`DayContributions`], one record per day in a views table, so they are
+//! stored, journalled and replayed with the views): each measure's total for the day, and the
+//! day's contributions by moment (for an `as_of` inside the day). Equal moments are merged and
+//! zero sums dropped, so a day's record depends only on the cases, never on the order of events.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    exact,
+    followup::FollowupLimits,
+    ids::{PrincipalCode, Text},
+    moment::Moment,
+    table::{StoredTable, Table},
+};
+
+/// What is counted. Rules count a principal's cases (as the follow-up rules of `EVENTS.md`),
+/// the discharge figures a principal's episodes, the goals' numerators and denominators cases of
+/// the whole region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Measure {
+    /// `late_notice` (per principal; the rules keep the order of [`super::followup::RULES`]).
+    LateNotice = 0,
+    /// `ready_days_over_threshold`.
+    ReadyDaysOverThreshold,
+    /// `svu_without_sip`.
+    SvuWithoutSip,
+    /// `open_warning`.
+    OpenWarning,
+    /// `overdue_risk_flag`.
+    OverdueRiskFlag,
+    /// `undelivered_message`.
+    UndeliveredMessage,
+    /// `rejected_message`.
+    RejectedMessage,
+    /// `overdue_deviation`.
+    OverdueDeviation,
+    /// `overdue_analysis`.
+    OverdueAnalysis,
+    /// `not_strongly_identified`.
+    NotStronglyIdentified,
+    /// Discharged episodes with a ready-for-discharge date (per principal).
+    DischargeEpisodes,
+    /// Of those, episodes of at least one day.
+    EpisodesOfADayOrMore,
+    /// Days as ready for discharge, summed over the episodes.
+    ReadyDays,
+    /// Episodes discharged the day they were ready.
+    DayZeroEpisodes,
+    /// Days beyond the payment threshold, summed over the episodes.
+    DaysBeyondThreshold,
+    /// Admission notices sent (region).
+    NoticesSent,
+    /// Of those, sent within the limit of the assessed need.
+    NoticesInTime,
+    /// Discharged SVU plans.
+    DischargedSvuPlans,
+    /// Of those, with a SIP held before discharge.
+    SipBeforeDischarge,
+    /// Medium or high warnings whose follow-up window has passed.
+    WarningsDue,
+    /// Of those, followed by a plan event for the person within the window.
+    WarningsFollowedUp,
+    /// Deviations answered in time, or whose time to answer has passed.
+    DeviationsDue,
+    /// Of those, answered in time.
+    DeviationsAnsweredInTime,
+    /// Held meetings.
+    MeetingsHeld,
+    /// Of those, every admitted participant strongly identified.
+    MeetingsStronglyIdentified,
+}
+
+/// How many measures there are.
+pub const MEASURES: usize = Measure::MeetingsStronglyIdentified as usize + 1;
+
+/// The rules' measures, in the order of [`super::followup::RULES`].
+pub const RULE_MEASURES: [Measure; 10] = [
+    Measure::LateNotice,
+    Measure::ReadyDaysOverThreshold,
+    Measure::SvuWithoutSip,
+    Measure::OpenWarning,
+    Measure::OverdueRiskFlag,
+    Measure::UndeliveredMessage,
+    Measure::RejectedMessage,
+    Measure::OverdueDeviation,
+    Measure::OverdueAnalysis,
+    Measure::NotStronglyIdentified,
+];
+
+/// A measure for one principal, or for the region (principal slot 0): two bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Cell(u16);
+
+impl Cell {
+    /// A principal's count of `measure`.
+    pub fn of(measure: Measure, principal: PrincipalCode) -> Self {
+        Self(u16::from(measure as u8) << 8 | u16::from(principal.byte()))
+    }
+
+    /// The region's count of `measure`.
+    pub fn region(measure: Measure) -> Self {
+        Self(u16::from(measure as u8) << 8)
+    }
+
+    fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// One case's part in a measure: `delta` at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Contribution {
+    /// When it counts from.
+    pub at: Moment,
+    /// What it counts in.
+    pub cell: Cell,
+    /// How much.
+    pub delta: i64,
+}
+
+/// One measure's contributions on one day.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CellDay {
+    /// The measure and principal.
+    pub cell: Cell,
+    /// The sum of `deltas`.
+    pub total: i64,
+    /// (moment, sum of the contributions at that moment), by moment, no zero sums.
+    pub deltas: Vec<(Moment, i64)>,
+}
+
+/// One Swedish day's contributions, by cell.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DayContributions {
+    /// By cell, no empty ones.
+    pub cells: Vec<CellDay>,
+}
+
+impl DayContributions {
+    fn add(&mut self, at: Moment, cell: Cell, delta: i64) {
+        let i = match self.cells.binary_search_by_key(&cell, |c| c.cell) {
+            Ok(i) => i,
+            Err(i) => {
+                exact::insert(&mut self.cells, i, CellDay { cell, total: 0, deltas: Vec::new() });
+                i
+            }
+        };
+        let day = &mut self.cells[i];
+        day.total += delta;
+        match day.deltas.binary_search_by_key(&at, |(t, _)| *t) {
+            Ok(j) => {
+                day.deltas[j].1 += delta;
+                if day.deltas[j].1 == 0 {
+                    day.deltas.remove(j);
+                    day.deltas.shrink_to_fit();
+                }
+            }
+            Err(j) => exact::insert(&mut day.deltas, j, (at, delta)),
+        }
+        if day.deltas.is_empty() {
+            self.cells.remove(i);
+            self.cells.shrink_to_fit();
+        }
+    }
+}
+
+/// Counts per cell as of a moment.
+#[derive(Debug, Clone)]
+pub struct Totals(Vec<i64>);
+
+impl Totals {
+    fn new() -> Self {
+        Self(vec![0; MEASURES << 8])
+    }
+
+    /// A principal's count of `measure` (0 when nothing counts in it; never negative for a
+    /// consistent model).
+    pub fn principal(&self, measure: Measure, principal: PrincipalCode) -> u64 {
+        self.0.get(Cell::of(measure, principal).index()).copied().unwrap_or(0).max(0) as u64
+    }
+
+    /// The region's count of `measure`.
+    pub fn region(&self, measure: Measure) -> u64 {
+        self.0.get(Cell::region(measure).index()).copied().unwrap_or(0).max(0) as u64
+    }
+}
+
+/// The contributions of every case, per Swedish day (`v/aggregate/day/<YYYY-MM-DD>`), and the
+/// follow-up limits they were counted with (`v/aggregate/limits/followup`).
+#[derive(Debug, Clone)]
+pub struct Aggregates {
+    /// By day (`YYYY-MM-DD`, which sorts as the days do).
+    pub days: Table<DayContributions>,
+    /// The limits the stored days were counted with (absent in views stored before there were
+    /// aggregates: they are then counted from the cases at start).
+    counted: Table<FollowupLimits>,
+    /// The limits new contributions are counted with.
+    limits: FollowupLimits,
+}
+
+/// The key of the limits' record.
+const LIMITS_KEY: &str = "followup";
+
+impl Default for Aggregates {
+    fn default() -> Self {
+        Self {
+            days: Table::new("v/aggregate/day/"),
+            counted: Table::new("v/aggregate/limits/"),
+            limits: FollowupLimits::default(),
+        }
+    }
+}
+
+impl Aggregates {
+    /// The limits contributions are counted with.
+    pub fn limits(&self) -> &FollowupLimits {
+        &self.limits
+    }
+
+    /// The limits the stored aggregates were counted with, if recorded.
+    pub fn counted_with(&self) -> Option<FollowupLimits> {
+        self.counted.get(LIMITS_KEY).copied()
+    }
+
+    /// Counts with `limits` from now on, and records that the aggregates were.
+    pub fn set_limits(&mut self, limits: FollowupLimits) {
+        self.limits = limits;
+        if self.counted_with() != Some(limits) {
+            *self.counted.entry(LIMITS_KEY) = limits;
+        }
+    }
+
+    /// Forgets every contribution.
+    pub fn clear(&mut self) {
+        self.days.remove_all();
+    }
+
+    /// The tables, in the order they are stored in.
+    pub fn tables(&self) -> [&dyn StoredTable; 2] {
+        [&self.days, &self.counted]
+    }
+
+    /// The tables, mutable, in the order of [`Aggregates::tables`].
+    pub fn tables_mut(&mut self) -> [&mut dyn StoredTable; 2] {
+        [&mut self.days, &mut self.counted]
+    }
+    /// Adds `delta` to `cell` at `at`.
+    pub fn add(&mut self, contribution: Contribution) {
+        if contribution.delta == 0 {
+            return;
+        }
+        let day: Text = contribution.at.swedish_day().to_string().as_str().into();
+        self.days.entry(day.as_str()).add(contribution.at, contribution.cell, contribution.delta);
+        if self.days.get(day.as_str()).is_some_and(|d| d.cells.is_empty()) {
+            self.days.remove(day.as_str());
+        }
+    }
+
+    /// Replaces the contributions `before` with `after` (the same cases before and after an
+    /// event), adding only what differs. Both are left sorted.
+    pub fn replace(&mut self, before: &mut [Contribution], after: &mut [Contribution]) {
+        before.sort_unstable();
+        after.sort_unstable();
+        if before == after {
+            return;
+        }
+        for c in before.iter() {
+            self.add(Contribution { delta: -c.delta, ..*c });
+        }
+        for c in after.iter() {
+            self.add(*c);
+        }
+    }
+
+    /// Every count as of `as_of`: the totals of the days before its Swedish day, and that day's
+    /// contributions up to it.
+    pub fn totals_at(&self, as_of: Moment) -> Totals {
+        let mut totals = Totals::new();
+        let day = as_of.swedish_day().to_string();
+        for (key, contributions) in self.days.iter() {
+            match key.as_str().cmp(day.as_str()) {
+                std::cmp::Ordering::Less => {
+                    for cell in &contributions.cells {
+                        totals.0[cell.cell.index()] += cell.total;
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    for cell in &contributions.cells {
+                        let until = cell.deltas.partition_point(|(t, _)| *t <= as_of);
+                        totals.0[cell.cell.index()] += cell.deltas[..until].iter().map(|(_, d)| d).sum::<i64>();
+                    }
+                }
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(time: &str) -> Moment {
+        chrono::DateTime::parse_from_rfc3339(time).unwrap().into()
+    }
+
+    #[test]
+    fn counts_as_of_a_moment_sum_what_is_stamped_up_to_it_and_cancel_exactly() {
+        let malmo = PrincipalCode::parse("1280").unwrap();
+        let cell = Cell::of(Measure::OverdueRiskFlag, malmo);
+        let mut aggregates = Aggregates::default();
+        aggregates.add(Contribution { at: at("2026-03-04T10:00:00+01:00"), cell, delta: 1 });
+        aggregates.add(Contribution { at: at("2026-03-05T23:30:00Z"), cell, delta: 1 }); // 6 March in Sweden
+        aggregates.add(Contribution { at: at("2026-03-06T12:00:00+01:00"), cell, delta: -1 });
+        let count = |time: &str| aggregates.totals_at(at(time)).principal(Measure::OverdueRiskFlag, malmo);
+        assert_eq!(count("2026-03-04T09:59:59+01:00"), 0);
+        assert_eq!(count("2026-03-04T10:00:00+01:00"), 1);
+        assert_eq!(count("2026-03-06T00:29:59+01:00"), 1);
+        assert_eq!(count("2026-03-06T00:30:00+01:00"), 2);
+        assert_eq!(count("2026-03-06T12:00:00+01:00"), 1);
+        assert_eq!(count("2027-01-01T00:00:00+01:00"), 1);
+        assert_eq!(aggregates.totals_at(at("2027-01-01T00:00:00Z")).region(Measure::OverdueRiskFlag), 0);
+        // taking every contribution away leaves no record at all
+        aggregates.add(Contribution { at: at("2026-03-04T10:00:00+01:00"), cell, delta: -1 });
+        aggregates.add(Contribution { at: at("2026-03-05T23:30:00Z"), cell, delta: -1 });
+        aggregates.add(Contribution { at: at("2026-03-06T12:00:00+01:00"), cell, delta: 1 });
+        assert!(aggregates.days.is_empty());
+    }
+}
