@@ -219,3 +219,133 @@ fn meeting(views: &DomainViews, id: &Text, out: &mut Vec<Contribution>) {
         for_principal(out, held, Measure::NotStronglyIdentified, m.principal);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, FixedOffset, TimeZone};
+    use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
+    use serde_json::{json, Value};
+    use sgd_schemas::{DomainEvent, Envelope};
+
+    use crate::projections::{
+        reference::assert_aggregates_agree,
+        testing::{event, given, person},
+        DomainViews,
+    };
+
+    const PRINCIPALS: [&str; 4] = ["12", "1280", "1283", "1290"];
+
+    fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
+        items[rng.random_range(0..items.len())]
+    }
+
+    /// A moment in the first weeks of March 2026, on a whole hour or one second off one (so that
+    /// milestones land exactly on, just before and just after each other's limits).
+    fn moment(rng: &mut StdRng) -> DateTime<FixedOffset> {
+        let start = FixedOffset::east_opt(3600).and_then(|z| z.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).single());
+        let hour = Duration::hours(rng.random_range(0..24 * 40));
+        let nudge = Duration::seconds(rng.random_range(-1..=1));
+        start.expect("a valid start") + hour + nudge
+    }
+
+    /// One random event about a few plans, persons, flags, messages, deviations and meetings.
+    /// What creates a case (its principal, kind, person, participants, band…) follows from the
+    /// case's id, as it does in the log: an id is created once, so no answer may depend on which of
+    /// two conflicting creations came last.
+    fn random_event(rng: &mut StdRng) -> (Envelope, DomainEvent) {
+        let at = moment(rng);
+        let time = at.to_rfc3339();
+        let other = moment(rng).to_rfc3339();
+        let n = rng.random_range(0..4usize);
+        let principal = PRINCIPALS[n];
+        let plan = ["p1", "p2", "p3", "p4"][n];
+        let id = ["x1", "x2", "x3", "x4"][n];
+        let who = person(['a', 'b', 'c', 'a'][n]);
+        // an admission notice 12 h, 24 h exactly or 24 h and a second after the assessed need
+        let assessed = (at - Duration::hours(12 + 12 * (n as i64 % 2)) - Duration::seconds(n as i64 / 2)).to_rfc3339();
+        let (event_type, data): (&str, Value) = match rng.random_range(0..19) {
+            0 => (
+                "se.sgd.plans.plan.created",
+                json!({"plan_id": plan, "kind": (["svu", "sip", "svu", "other"][n]), "person": who,
+                       "participants": [PRINCIPALS[n], PRINCIPALS[(n + 1) % 4]]}),
+            ),
+            1 => ("se.sgd.plans.admission.notified", json!({"plan_id": plan, "need_assessed_at": assessed, "sent_at": time})),
+            2 => ("se.sgd.plans.discharge.ready", json!({"plan_id": plan, "ready_at": other})),
+            3 => ("se.sgd.plans.discharge.withdrawn", json!({"plan_id": plan})),
+            4 => ("se.sgd.plans.patient.discharged", json!({"plan_id": plan, "discharged_at": time})),
+            5 => ("se.sgd.plans.sip.held", json!({"plan_id": plan, "held_at": other, "mode": "video"})),
+            6 => ("se.sgd.plans.plan.closed", json!({"plan_id": plan})),
+            7 => (
+                "se.sgd.decision.score.raised",
+                json!({"person": who, "assessment_id": id, "scale": "news2", "score": 6,
+                       "band": (["medium", "high", "low", "medium"][n])}),
+            ),
+            8 => (
+                "se.sgd.decision.risk.flagged",
+                json!({"person": who, "flag_id": id, "primary_care_unit": "SE2321000255-VC1"}),
+            ),
+            9 => ("se.sgd.decision.risk.acknowledged", json!({"flag_id": id})),
+            10 => ("se.sgd.sdk.message.sent", json!({"message_id": id, "recipient_principal": PRINCIPALS[(n + 1) % 4]})),
+            11 => (
+                "se.sgd.sdk.message.delivered",
+                json!({"message_id": id, "status": (["accepted", "rejected"][n % 2]), "received_at": time}),
+            ),
+            12 => (
+                "se.sgd.deviation.case.logged",
+                json!({"deviation_id": id, "concerned_principals": [PRINCIPALS[(n + 1) % 4]], "category": "x",
+                       "actuality": "actual", "probability": 1 + n, "consequence": 1 + n}),
+            ),
+            13 => ("se.sgd.deviation.case.answered", json!({"deviation_id": id, "answered_by": pick(rng, &PRINCIPALS)})),
+            14 => ("se.sgd.deviation.analysis.completed", json!({"deviation_id": id, "lex_maria": false})),
+            15 => ("se.sgd.deviation.case.closed", json!({"deviation_id": id})),
+            16 => ("se.sgd.video.meeting.booked", json!({"meeting_id": id, "purpose": "sip", "principals": [principal]})),
+            17 => (
+                "se.sgd.video.participant.admitted",
+                json!({"meeting_id": id, "method": pick(rng, &["siths", "bankid", "none"])}),
+            ),
+            _ => ("se.sgd.video.meeting.held", json!({"meeting_id": id, "duration_s": 600, "participants": 2})),
+        };
+        event(event_type, principal, &time, data)
+    }
+
+    fn aggregate_records(views: &DomainViews) -> std::collections::BTreeMap<String, Value> {
+        views.all_records().into_iter().filter(|(key, _)| key.starts_with("v/aggregate/day/")).collect()
+    }
+
+    #[test]
+    fn aggregates_answer_as_walking_every_case_does_at_every_moment_in_any_order() {
+        for seed in 0..300 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut events: Vec<_> = (0..rng.random_range(1..60)).map(|_| random_event(&mut rng)).collect();
+            let views = given(&events);
+            let mut moments: Vec<DateTime<FixedOffset>> = (0..20).map(|_| moment(&mut rng)).collect();
+            // every milestone's own moment and each limit after it, where counts change
+            for (envelope, _) in &events {
+                for after in [Duration::zero(), Duration::hours(24), Duration::hours(48), Duration::days(3)] {
+                    moments.push(envelope.time + after);
+                    moments.push(envelope.time + after - Duration::nanoseconds(1));
+                }
+            }
+            for as_of in moments {
+                assert_aggregates_agree(&views, as_of);
+            }
+            events.shuffle(&mut rng);
+            assert_eq!(aggregate_records(&given(&events)), aggregate_records(&views), "seed {seed}: order matters");
+        }
+    }
+
+    #[test]
+    fn aggregates_counted_again_from_the_cases_equal_those_kept_event_by_event() {
+        for seed in 0..50 {
+            let mut rng = StdRng::seed_from_u64(1000 + seed);
+            let events: Vec<_> = (0..60).map(|_| random_event(&mut rng)).collect();
+            let kept = given(&events);
+            let mut counted = kept.clone();
+            let limits = crate::projections::followup::FollowupLimits { receipt_hours: 12, ..Default::default() };
+            assert!(counted.count_with(limits), "other limits count again");
+            assert!(!counted.count_with(limits), "the same limits do not");
+            assert!(counted.count_with(Default::default()));
+            assert_eq!(aggregate_records(&counted), aggregate_records(&kept), "seed {seed}");
+        }
+    }
+}
