@@ -1,5 +1,8 @@
-//! Shared answers for the aggregate routes (goals, usage, adoption, follow-up): many analysts and
-//! dashboards ask the same few questions, and each answer is computed from the whole read model.
+//! Shared answers for the routes that still read much of the read model per answer (usage and
+//! adoption read every usage row of their range from sled, the open follow-up cases walk every
+//! case): many analysts and dashboards ask the same few questions. The goals and the follow-up
+//! summary are not shared: they sum the aggregates ([`crate::projections::aggregates`]) and are
+//! computed for each request, exact at the checkpoint the request sees.
 //! An answer is kept for the same question (route, query string, role and principal of the
 //! caller) while the read model's checkpoint is unchanged and for at most [`MAX_AGE`] (answers
 //! "as of now" move with the clock). Requests that arrive while an answer is being computed wait
@@ -41,8 +44,7 @@ use tokio::sync::{oneshot, watch};
 use super::{auth::Caller, ApiState};
 
 /// The routes whose answers are shared.
-pub const CACHED_ROUTES: [&str; 5] =
-    ["/api/v1/goals", "/api/v1/usage", "/api/v1/adoption", "/api/v1/followup/summary", "/api/v1/followup/open"];
+pub const CACHED_ROUTES: [&str; 3] = ["/api/v1/usage", "/api/v1/adoption", "/api/v1/followup/open"];
 
 /// The longest an answer is reused, even when nothing new was projected (an answer "as of now"
 /// is at most this much behind the clock; one computed at 1,000,000 events takes tens to hundreds

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{as_of, auth::Caller, ApiError, ApiState};
 use crate::{
-    projections::goals::{goals, Goal, PublishersByType},
+    projections::goals::{goals, Goal},
     tokens::Role,
 };
 
@@ -72,19 +72,6 @@ pub fn publish(goal: Goal, threshold: u64) -> PublishedGoal {
     }
 }
 
-/// Which principals published each type up to `day`, from the usage counters.
-pub async fn publishers_until(state: &ApiState, day: chrono::NaiveDate) -> Result<PublishersByType, ApiError> {
-    let model = state.model.get();
-    let cells = tokio::task::spawn_blocking(move || model.usage_between(None, Some(day)))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))??;
-    let mut publishers = PublishersByType::new();
-    for cell in cells {
-        publishers.entry(cell.event_type).or_default().insert(cell.principal);
-    }
-    Ok(publishers)
-}
-
 #[utoipa::path(get, path = "/api/v1/goals", tag = "statistics", params(GoalsQuery), responses((status = 200, description = "Each stated goal", body = GoalsAnswer), (status = 400, description = "Bad as_of", body = super::ErrorBody), (status = 401, description = "No token, or an unknown or revoked one", body = super::ErrorBody), (status = 403, description = "The token's role may not do this", body = super::ErrorBody)))]
 /// Each stated goal and how far it is reached, as of a moment.
 pub async fn list(
@@ -95,9 +82,9 @@ pub async fn list(
     caller.require(&[Role::Analyst, Role::Operator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let moment = as_of::parse(query.as_of.as_deref())?;
-    let publishers = publishers_until(&state, as_of::swedish_day(moment)).await?;
     let settings = state.settings.clone();
     let goals = super::over_views(&state, move |views| {
+        let publishers = views.publishers.until(as_of::swedish_day(moment));
         goals(views, &publishers, moment, &settings.goals)
             .into_iter()
             .map(|g| publish(g, settings.privacy_threshold))

@@ -266,10 +266,10 @@ pub struct ApiParts {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Runs `compute` over the domain views on a blocking thread, under a read lock. The aggregate
-/// answers (goals, follow-up) walk every record, tens to hundreds of milliseconds at a million
-/// events: on a runtime worker that would stall the requests queued behind it (two workers on two
-/// cores). The bench's query phase measured no change from it (docs/performance.md,
+/// Runs `compute` over the domain views on a blocking thread, under a read lock. The open
+/// follow-up cases walk every case, tens to hundreds of milliseconds at a million events: on a
+/// runtime worker that would stall the requests queued behind it (two workers on two cores). The
+/// goals and the summary sum the aggregates' day records (one per day with contributions). The bench's query phase measured no change from it (docs/performance.md,
 /// "Queries"): there the clients saturate both cores whoever computes.
 pub async fn over_views<T, F>(state: &ApiState, compute: F) -> Result<T, ApiError>
 where

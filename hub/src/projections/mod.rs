@@ -16,6 +16,7 @@ pub mod ids;
 pub mod moment;
 pub mod npo;
 pub mod plans;
+pub mod publishers;
 #[cfg(test)]
 pub mod reference;
 pub mod sdk;
@@ -90,6 +91,8 @@ pub struct DomainViews {
     pub video: video::VideoView,
     /// The adapters' last heartbeats.
     pub heartbeats: heartbeats::HeartbeatView,
+    /// Which principals have published each type since when.
+    pub publishers: publishers::PublishersView,
     /// Each person's newest events as (time in nanoseconds, log sequence), sorted: references
     /// into the log, which the timeline endpoint reads. Older ones are handed over to the read
     /// model's timeline runs on disk ([`DomainViews::take_timeline_entries`]).
@@ -125,6 +128,7 @@ impl Default for DomainViews {
             deviation: Default::default(),
             video: Default::default(),
             heartbeats: Default::default(),
+            publishers: Default::default(),
             timelines: table::Table::new("v/timeline/"),
             aggregates: Default::default(),
             applied_through: 0,
@@ -136,13 +140,22 @@ impl Default for DomainViews {
 
 impl DomainViews {
     /// The area views, in the order their tables are stored in.
-    fn views(&self) -> [&dyn View; 7] {
-        [&self.npo, &self.sdk, &self.plans, &self.decision, &self.deviation, &self.video, &self.heartbeats]
+    fn views(&self) -> [&dyn View; 8] {
+        [
+            &self.npo,
+            &self.sdk,
+            &self.plans,
+            &self.decision,
+            &self.deviation,
+            &self.video,
+            &self.heartbeats,
+            &self.publishers,
+        ]
     }
 
     /// The area views, mutable, in the order of [`DomainViews::views`], and the timelines and
     /// aggregates beside them (borrowed together, since the caller holds them all).
-    fn parts_mut(&mut self) -> ([&mut dyn View; 7], &mut Timelines, &mut aggregates::Aggregates) {
+    fn parts_mut(&mut self) -> ([&mut dyn View; 8], &mut Timelines, &mut aggregates::Aggregates) {
         let Self {
             npo,
             sdk,
@@ -151,13 +164,14 @@ impl DomainViews {
             deviation,
             video,
             heartbeats,
+            publishers,
             timelines,
             aggregates,
             applied_through: _,
             timeline_entries: _,
             scratch: _,
         } = self;
-        ([npo, sdk, plans, decision, deviation, video, heartbeats], timelines, aggregates)
+        ([npo, sdk, plans, decision, deviation, video, heartbeats, publishers], timelines, aggregates)
     }
 
     /// Applies one event to every view (each ignores what is not its own), and the difference it

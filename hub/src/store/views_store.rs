@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::projections::{table::EncodedRecords, DomainViews};
 
 /// The first bytes of every views file (and the layout's version).
-pub const MAGIC: &[u8; 8] = b"SGDVIEW2";
+pub const MAGIC: &[u8; 8] = b"SGDVIEW3";
 
 /// The journal is folded into a new snapshot when it holds more than this and more than half of
 /// the last snapshot: disk stays within 1.5 snapshots, and a snapshot is taken about once per
