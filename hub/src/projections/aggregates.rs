@@ -209,6 +209,9 @@ pub struct Aggregates {
     counted: Table<FollowupLimits>,
     /// The limits new contributions are counted with.
     limits: FollowupLimits,
+    /// The last day a contribution fell on: (its first nanosecond, the next day's, its key), so
+    /// that the contributions of one event, which mostly fall on one day, look up its key once.
+    last_day: Option<(i64, i64, Text)>,
 }
 
 /// The key of the limits' record.
@@ -220,6 +223,7 @@ impl Default for Aggregates {
             days: Table::new("v/aggregate/day/"),
             counted: Table::new("v/aggregate/limits/"),
             limits: FollowupLimits::default(),
+            last_day: None,
         }
     }
 }
@@ -262,11 +266,33 @@ impl Aggregates {
         if contribution.delta == 0 {
             return;
         }
-        let day: Text = contribution.at.swedish_day().to_string().as_str().into();
+        let day = self.day_key(contribution.at);
         self.days.entry(day.as_str()).add(contribution.at, contribution.cell, contribution.delta);
         if self.days.get(day.as_str()).is_some_and(|d| d.cells.is_empty()) {
             self.days.remove(day.as_str());
         }
+    }
+
+    /// The key of the Swedish day of `at`.
+    fn day_key(&mut self, at: Moment) -> Text {
+        let nanos = at.nanos();
+        if let Some((start, end, key)) = &self.last_day {
+            if (*start..*end).contains(&nanos) {
+                return key.clone();
+            }
+        }
+        let day = at.swedish_day();
+        let key: Text = day.to_string().as_str().into();
+        let start_of = |day: chrono::NaiveDate| {
+            chrono::TimeZone::from_local_datetime(&chrono_tz::Europe::Stockholm, &day.and_time(chrono::NaiveTime::MIN))
+                .earliest()
+                .and_then(|t| t.timestamp_nanos_opt())
+        };
+        // Days outside the nanoseconds' range are not cached (no moment is held there anyway).
+        if let (Some(start), Some(end)) = (start_of(day), day.succ_opt().and_then(start_of)) {
+            self.last_day = Some((start, end, key.clone()));
+        }
+        key
     }
 
     /// Replaces the contributions `before` with `after` (the same cases before and after an
@@ -339,5 +365,35 @@ mod tests {
         aggregates.add(Contribution { at: at("2026-03-05T23:30:00Z"), cell, delta: -1 });
         aggregates.add(Contribution { at: at("2026-03-06T12:00:00+01:00"), cell, delta: 1 });
         assert!(aggregates.days.is_empty());
+    }
+
+    #[test]
+    fn a_contribution_falls_on_its_swedish_day_across_midnight_and_summer_time() {
+        let cell = Cell::region(Measure::MeetingsHeld);
+        let mut aggregates = Aggregates::default();
+        for time in [
+            "2026-03-28T23:59:59.999999999+01:00",
+            "2026-03-29T00:00:00+01:00",
+            "2026-03-29T03:00:00+02:00",
+            "2026-03-29T23:59:59+02:00",
+            "2026-03-29T22:00:00Z",
+            "2026-10-25T02:30:00+01:00",
+            "2026-10-25T23:00:00Z",
+        ] {
+            aggregates.add(Contribution { at: at(time), cell, delta: 1 });
+        }
+        let mut days: Vec<(String, i64)> =
+            aggregates.days.iter().map(|(day, c)| (day.to_string(), c.cells[0].total)).collect();
+        days.sort();
+        assert_eq!(
+            days,
+            [
+                ("2026-03-28".into(), 1),
+                ("2026-03-29".into(), 3),
+                ("2026-03-30".into(), 1),
+                ("2026-10-25".into(), 1),
+                ("2026-10-26".into(), 1)
+            ]
+        );
     }
 }

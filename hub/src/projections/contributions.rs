@@ -269,7 +269,10 @@ mod tests {
                 json!({"plan_id": plan, "kind": (["svu", "sip", "svu", "other"][n]), "person": who,
                        "participants": [PRINCIPALS[n], PRINCIPALS[(n + 1) % 4]]}),
             ),
-            1 => ("se.sgd.plans.admission.notified", json!({"plan_id": plan, "need_assessed_at": assessed, "sent_at": time})),
+            1 => (
+                "se.sgd.plans.admission.notified",
+                json!({"plan_id": plan, "need_assessed_at": assessed, "sent_at": time}),
+            ),
             2 => ("se.sgd.plans.discharge.ready", json!({"plan_id": plan, "ready_at": other})),
             3 => ("se.sgd.plans.discharge.withdrawn", json!({"plan_id": plan})),
             4 => ("se.sgd.plans.patient.discharged", json!({"plan_id": plan, "discharged_at": time})),
@@ -285,7 +288,9 @@ mod tests {
                 json!({"person": who, "flag_id": id, "primary_care_unit": "SE2321000255-VC1"}),
             ),
             9 => ("se.sgd.decision.risk.acknowledged", json!({"flag_id": id})),
-            10 => ("se.sgd.sdk.message.sent", json!({"message_id": id, "recipient_principal": PRINCIPALS[(n + 1) % 4]})),
+            10 => {
+                ("se.sgd.sdk.message.sent", json!({"message_id": id, "recipient_principal": PRINCIPALS[(n + 1) % 4]}))
+            }
             11 => (
                 "se.sgd.sdk.message.delivered",
                 json!({"message_id": id, "status": (["accepted", "rejected"][n % 2]), "received_at": time}),
@@ -295,10 +300,14 @@ mod tests {
                 json!({"deviation_id": id, "concerned_principals": [PRINCIPALS[(n + 1) % 4]], "category": "x",
                        "actuality": "actual", "probability": 1 + n, "consequence": 1 + n}),
             ),
-            13 => ("se.sgd.deviation.case.answered", json!({"deviation_id": id, "answered_by": pick(rng, &PRINCIPALS)})),
+            13 => {
+                ("se.sgd.deviation.case.answered", json!({"deviation_id": id, "answered_by": pick(rng, &PRINCIPALS)}))
+            }
             14 => ("se.sgd.deviation.analysis.completed", json!({"deviation_id": id, "lex_maria": false})),
             15 => ("se.sgd.deviation.case.closed", json!({"deviation_id": id})),
-            16 => ("se.sgd.video.meeting.booked", json!({"meeting_id": id, "purpose": "sip", "principals": [principal]})),
+            16 => {
+                ("se.sgd.video.meeting.booked", json!({"meeting_id": id, "purpose": "sip", "principals": [principal]}))
+            }
             17 => (
                 "se.sgd.video.participant.admitted",
                 json!({"meeting_id": id, "method": pick(rng, &["siths", "bankid", "none"])}),

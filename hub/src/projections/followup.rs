@@ -191,7 +191,8 @@ pub fn summary(views: &DomainViews, as_of: Timestamp) -> Vec<PrincipalFollowup> 
             let mut entry = PrincipalFollowup { principal: p.code.into(), name: p.name.into(), ..Default::default() };
             let Some(code) = PrincipalCode::parse(p.code) else { return entry };
             let count = |measure| totals.principal(measure, code);
-            entry.cases = RULES.iter().zip(RULE_MEASURES).map(|(rule, measure)| (*rule, Some(count(measure)))).collect();
+            entry.cases =
+                RULES.iter().zip(RULE_MEASURES).map(|(rule, measure)| (*rule, Some(count(measure)))).collect();
             let episodes = count(Measure::DischargeEpisodes);
             let of_a_day_or_more = count(Measure::EpisodesOfADayOrMore);
             entry.discharge_episodes = Some(episodes);

@@ -60,7 +60,12 @@ pub type PublishersByType = HashMap<String, BTreeSet<String>>;
 /// Every goal as of `as_of`: the principal goals from the roles, the addresses and the
 /// publishers; the goals about cases from the aggregates (counted with the follow-up limits of
 /// [`super::aggregates::Aggregates::limits`]).
-pub fn goals(views: &DomainViews, publishers: &PublishersByType, as_of: Timestamp, settings: &GoalSettings) -> Vec<Goal> {
+pub fn goals(
+    views: &DomainViews,
+    publishers: &PublishersByType,
+    as_of: Timestamp,
+    settings: &GoalSettings,
+) -> Vec<Goal> {
     let principals = sgd_schemas::principals::all().len() as u64;
     let publishers_of = |types: &[&str]| -> u64 {
         let mut all = BTreeSet::new();
@@ -161,7 +166,13 @@ pub fn goals(views: &DomainViews, publishers: &PublishersByType, as_of: Timestam
             count(Measure::WarningsFollowedUp),
             count(Measure::WarningsDue),
         ),
-        goal("deviation.answered_in_time", "deviation", "Deviations answered within 14 days", count(Measure::DeviationsAnsweredInTime), count(Measure::DeviationsDue)),
+        goal(
+            "deviation.answered_in_time",
+            "deviation",
+            "Deviations answered within 14 days",
+            count(Measure::DeviationsAnsweredInTime),
+            count(Measure::DeviationsDue),
+        ),
         goal(
             "video.adoption",
             "video",
