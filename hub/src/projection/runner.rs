@@ -246,12 +246,16 @@ pub async fn run(
     let mut stream = js.get_stream(streams::EVENTS).await.map_err(consumer_error)?;
     let views_sequence = views.read().await.applied_through;
     metrics.views_sequence.set(views_sequence as i64);
-    if views_sequence < state.checkpoint {
-        // Written at once when complete, so a hub killed again soon after (before its next views
-        // write) does not replay the same stretch at every start.
-        if replay_views(&stream, &model, &views, views_sequence, state.checkpoint).await? {
-            flush_views(&model, &views, &mut state, &metrics).await?;
-        }
+    // Written at once when complete, so a hub killed again soon after (before its next views
+    // write) does not replay the same stretch at every start; likewise aggregates counted again
+    // at start (other follow-up limits), so the stored views say what the hub answers.
+    let write_views = if views_sequence < state.checkpoint {
+        replay_views(&stream, &model, &views, views_sequence, state.checkpoint).await?
+    } else {
+        views.read().await.changed() > 0
+    };
+    if write_views {
+        flush_views(&model, &views, &mut state, &metrics).await?;
     }
     let last_sequence = stream.info().await.map_err(consumer_error)?.state.last_sequence;
     let lag = last_sequence.saturating_sub(state.checkpoint);

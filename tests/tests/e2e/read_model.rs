@@ -461,6 +461,65 @@ async fn a_hub_killed_before_its_views_were_written_answers_like_a_clean_rebuild
     rebuilt.stop().await
 }
 
+/// The goals and the follow-up summary are counted with the follow-up limits: a hub restarted with
+/// other limits counts its aggregates again from the stored cases and answers as a clean rebuild
+/// with those limits does.
+#[tokio::test]
+async fn a_hub_restarted_with_other_follow_up_limits_answers_as_a_rebuild_with_them() -> Result<()> {
+    let nats = TestNats::start().await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, "privacy_threshold = 0\n")?;
+    let args = ["--config", config.to_str().unwrap(), "--log-format", "json"];
+    let mut hub = HubProcess::start(&nats.url(), &args).await?;
+    let js = nats.jetstream().await?;
+    let events = scenario();
+    for (subject, event) in &events {
+        publish(&js, subject, event).await?;
+    }
+    let analyst = hub.api(Role::Analyst, None)?;
+    wait_until(Duration::from_secs(30), || async { Ok(analyst.usage_total("").await? == events.len() as u64) }).await?;
+    let summary = "/api/v1/followup/summary?as_of=2026-06-30";
+    let before = analyst.get_json(summary).await?;
+
+    let limits = "[followup]\nreceipt_hours = 1\ndeviation_answer_days = 1\nrisk_acknowledge_days = 1\n\
+                  admission_notice_hours = 1\npayment_threshold_days = 0\nwarning_follow_up_hours = 1\n";
+    std::fs::write(&config, format!("privacy_threshold = 0\n{limits}"))?;
+    hub.restart().await?;
+    let counted_again = || {
+        hub.log().lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).any(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the goals' and follow-up aggregates were counted again"))
+        })
+    };
+    assert!(counted_again(), "no line says the aggregates were counted again; log:\n{}", hub.log());
+    let restarted = hub.api(Role::Analyst, None)?;
+    wait_until(Duration::from_secs(30), || async { Ok(restarted.usage_total("").await? == events.len() as u64) })
+        .await?;
+    let rebuilt = InProcessHub::start(&nats.url(), |c| {
+        c.privacy_threshold = 0;
+        c.followup = sgd_hub::projections::followup::FollowupLimits {
+            receipt_hours: 1,
+            deviation_answer_days: 1,
+            risk_acknowledge_days: 1,
+            admission_notice_hours: 1,
+            payment_threshold_days: 0,
+            warning_follow_up_hours: 1,
+            ..Default::default()
+        };
+    })
+    .await?;
+    let clean = rebuilt.api(Role::Analyst, None)?;
+    wait_until(Duration::from_secs(30), || async { Ok(clean.usage_total("").await? == events.len() as u64) }).await?;
+    assert_same_answers_after_rebuild(&clean, &restarted).await?;
+    let after = restarted.get_json(summary).await?;
+    assert_ne!(after["principals"], before["principals"], "the new limits changed nothing: {after}");
+    assert_eq!(after["limits"]["receipt_hours"], 1);
+    hub.kill();
+    rebuilt.stop().await
+}
+
 /// The log sequence up to which a restarted hub replayed its views (from its JSON log), after
 /// checking that there was something to replay.
 async fn wait_for_view_replay(hub: &HubProcess) -> Result<u64> {
