@@ -193,7 +193,7 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             let loaded = tokio::task::spawn_blocking(move || {
                 let mut views = loader.load_views()?;
                 let cases = views.records();
-                if views.count_with(limits) {
+                if views.count_with(limits) && cases > 0 {
                     tracing::info!(
                         records = cases,
                         "the goals' and follow-up aggregates were counted again from the stored cases (stored without \

@@ -469,7 +469,9 @@ async fn a_hub_restarted_with_other_follow_up_limits_answers_as_a_rebuild_with_t
     let nats = TestNats::start().await?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "privacy_threshold = 0\n")?;
+    // Views written with every batch: stored with the default limits before the restart.
+    let settings = "privacy_threshold = 0\nviews_flush_ms = 0\n";
+    std::fs::write(&config, settings)?;
     let args = ["--config", config.to_str().unwrap(), "--log-format", "json"];
     let mut hub = HubProcess::start(&nats.url(), &args).await?;
     let js = nats.jetstream().await?;
@@ -481,16 +483,21 @@ async fn a_hub_restarted_with_other_follow_up_limits_answers_as_a_rebuild_with_t
     wait_until(Duration::from_secs(30), || async { Ok(analyst.usage_total("").await? == events.len() as u64) }).await?;
     let summary = "/api/v1/followup/summary?as_of=2026-06-30";
     let before = analyst.get_json(summary).await?;
+    let operator = hub.api(Role::Operator, None)?;
+    let logged = events.len() as u64;
+    wait_until(Duration::from_secs(30), || async { Ok(operator.stored_views_sequence().await? >= logged) }).await?;
 
     let limits = "[followup]\nreceipt_hours = 1\ndeviation_answer_days = 1\nrisk_acknowledge_days = 1\n\
                   admission_notice_hours = 1\npayment_threshold_days = 0\nwarning_follow_up_hours = 1\n";
-    std::fs::write(&config, format!("privacy_threshold = 0\n{limits}"))?;
+    std::fs::write(&config, format!("{settings}{limits}"))?;
     hub.restart().await?;
     let counted_again = || {
         hub.log().lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).any(|line| {
-            line["fields"]["message"]
+            let fields = &line["fields"];
+            fields["message"]
                 .as_str()
-                .is_some_and(|m| m.starts_with("the goals' and follow-up aggregates were counted again"))
+                .is_some_and(|m| m.starts_with("the goals' and follow-up aggregates were counted"))
+                && fields["records"].as_u64().is_some_and(|records| records > 0)
         })
     };
     assert!(counted_again(), "no line says the aggregates were counted again; log:\n{}", hub.log());
