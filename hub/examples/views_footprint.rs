@@ -107,6 +107,26 @@ fn main() {
         rss_before,
         rss_mb()
     );
+    // The answers over the views, as the API computes them (its serialising and sending apart).
+    let as_of = chrono::Utc::now().fixed_offset();
+    let settings = sgd_hub::projections::goals::GoalSettings::default();
+    let goals = |views: &DomainViews| {
+        let publishers = views.publishers.until(as_of.date_naive());
+        std::hint::black_box(sgd_hub::projections::goals::goals(views, &publishers, as_of, &settings));
+    };
+    let summary = |views: &DomainViews| {
+        std::hint::black_box(sgd_hub::projections::followup::summary(views, as_of));
+    };
+    let answers: [(&str, &dyn Fn(&DomainViews)); 2] = [("goals", &goals), ("follow-up summary", &summary)];
+    let mut timings = Vec::new();
+    for (name, answer) in answers {
+        let started = std::time::Instant::now();
+        for _ in 0..100 {
+            answer(&views);
+        }
+        timings.push(format!("{name} {:.3} ms", started.elapsed().as_secs_f64() * 10.0));
+    }
+    println!("computing an answer (mean of 100): {}", timings.join(", "));
     // The keys of the changed records, kept until the next views write (a live hub writes every
     // 2 s; in a rebuild it tracks none and stores the views whole): not part of the tables below.
     let tracked = LIVE.load(Ordering::Relaxed);
@@ -152,9 +172,12 @@ fn table_heap(views: &DomainViews, prefix: &str) -> usize {
         views.plans.by_person,
         views.decision.warnings,
         views.decision.flags,
+        views.decision.by_person,
         views.deviation.deviations,
         views.video.meetings,
         views.heartbeats.adapters,
+        views.publishers.first,
         views.timelines,
+        views.aggregates.days,
     )
 }

@@ -60,10 +60,8 @@ pub async fn adoption(
     caller.require(&[Role::Analyst, Role::Operator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let csv = super::usage::wants_csv(query.format, &headers);
-    let model = state.model.get();
-    let cells = tokio::task::spawn_blocking(move || model.usage_cells())
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))??;
+    let cells =
+        super::over_views(&state, |views| crate::projections::usage::cells_between(&views.usage, None, None)).await?;
     let mut table: BTreeMap<String, PrincipalAdoption> = principals::all()
         .iter()
         .map(|p| {

@@ -112,7 +112,6 @@ pub async fn usage(
     }
     let csv = wants_csv(query.format, &headers);
 
-    let model = state.model.get();
     let (from, to) = (query.from, query.to);
     // `to` before `from` is a range without days: no rows (not an error, which no schema could
     // describe).
@@ -120,9 +119,7 @@ pub async fn usage(
     let cells = if empty {
         Vec::new()
     } else {
-        tokio::task::spawn_blocking(move || model.usage_between(from, to))
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))??
+        super::over_views(&state, move |views| crate::projections::usage::cells_between(&views.usage, from, to)).await?
     };
     let mut rows: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
     for cell in cells {

@@ -102,7 +102,7 @@ pub(super) async fn project_batch(
     let totals: Vec<_> = delta
         .into_rows()
         .map(|(key, added)| {
-            let total = state.usage_totals.entry_or_default(key.clone());
+            let total = views.usage.entry_or_default(key.clone());
             for (event_type, n) in &added.0 {
                 total.add(event_type, *n);
             }

@@ -38,8 +38,11 @@ pub async fn catch_up(
     progress: &std::sync::atomic::AtomicU64,
 ) -> Result<DomainViews, ProjectorError> {
     let loader = model.clone();
-    let mut state =
-        tokio::task::spawn_blocking(move || RunnerState::load(&loader)).await.map_err(task_error("load"))??;
+    let (mut state, usage) = tokio::task::spawn_blocking(move || RunnerState::load_with_usage(&loader))
+        .await
+        .map_err(task_error("load"))??;
+    let mut views = views;
+    views.usage = usage;
     let views: SharedViews = Arc::new(RwLock::new(views));
     progress.store(state.checkpoint, Ordering::Relaxed);
     // Counted apart from the serving hub's metrics, which a rebuild must not move.

@@ -32,13 +32,12 @@ use crate::{
     log::streams,
     metrics::Metrics,
     projections::{
-        usage::{TypeCounts, UsageDay},
+        usage::{UsageDay, UsageTotals},
         DomainViews,
     },
     store::{
         applied_identities::AppliedIdentities,
         read_model::{ReadModel, ReadModelError, ServingModel},
-        sharded::ShardedMap,
     },
 };
 
@@ -145,12 +144,12 @@ pub fn identity_digest(envelope: &Envelope) -> u128 {
     hasher.digest128()
 }
 
-/// In-memory state of the runner: the applied identities and the usage totals, so the hot path
-/// never reads sled (the runner is the read model's only writer).
+/// In-memory state of the runner: the applied identities, so the hot path never reads sled (the
+/// runner is the read model's only writer; the usage totals are in the views, see
+/// [`RunnerState::load_with_usage`]).
 pub(super) struct RunnerState {
     pub(super) checkpoint: u64,
     pub(super) identities: AppliedIdentities,
-    pub(super) usage_totals: ShardedMap<UsageDay, TypeCounts>,
     pub(super) views_flushed_at: std::time::Instant,
     /// Whether the last batch was [`CATCHING_UP_PENDING`] or more behind the log.
     pub(super) catching_up: bool,
@@ -169,17 +168,22 @@ pub(super) struct CommitInFlight {
 }
 
 impl RunnerState {
-    pub(super) fn load(model: &ReadModel) -> Result<Self, ReadModelError> {
-        let mut usage_totals: ShardedMap<UsageDay, TypeCounts> = ShardedMap::default();
+    /// The state of `model`, and the usage totals it holds, for the views that go with it (the
+    /// runner adds to them there).
+    pub(super) fn load_with_usage(model: &ReadModel) -> Result<(Self, UsageTotals), ReadModelError> {
+        let mut totals = UsageTotals::default();
         for cell in model.usage_cells()? {
-            usage_totals
+            totals
                 .entry_or_default(UsageDay { day: cell.day, principal: cell.principal })
                 .add(&cell.event_type, cell.count);
         }
+        Ok((Self::load(model)?, totals))
+    }
+
+    pub(super) fn load(model: &ReadModel) -> Result<Self, ReadModelError> {
         Ok(Self {
             checkpoint: model.checkpoint()?,
             identities: model.applied_identities()?,
-            usage_totals,
             views_flushed_at: std::time::Instant::now(),
             catching_up: false,
             views_write: None,
@@ -239,8 +243,10 @@ pub async fn run(
     let Signals { mut control, mut shutdown } = signals;
     let mut model = model;
     let loader = model.clone();
-    let mut state =
-        tokio::task::spawn_blocking(move || RunnerState::load(&loader)).await.map_err(task_error("load"))??;
+    let (mut state, usage) = tokio::task::spawn_blocking(move || RunnerState::load_with_usage(&loader))
+        .await
+        .map_err(task_error("load"))??;
+    views.write().await.usage = usage;
     metrics.checkpoint.set(state.checkpoint as i64);
 
     let mut stream = js.get_stream(streams::EVENTS).await.map_err(consumer_error)?;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     exact,
     followup::FollowupLimits,
-    ids::{PrincipalCode, Text},
+    ids::{Day, PrincipalCode},
     moment::Moment,
     table::{StoredTable, Table},
 };
@@ -202,16 +202,16 @@ impl Totals {
 /// follow-up limits they were counted with (`v/aggregate/limits/followup`).
 #[derive(Debug, Clone)]
 pub struct Aggregates {
-    /// By day (`YYYY-MM-DD`, which sorts as the days do).
-    pub days: Table<DayContributions>,
+    /// By Swedish day.
+    pub days: Table<DayContributions, Day>,
     /// The limits the stored days were counted with (absent in views stored before there were
     /// aggregates: they are then counted from the cases at start).
     counted: Table<FollowupLimits>,
     /// The limits new contributions are counted with.
     limits: FollowupLimits,
-    /// The last day a contribution fell on: (its first nanosecond, the next day's, its key), so
-    /// that the contributions of one event, which mostly fall on one day, look up its key once.
-    last_day: Option<(i64, i64, Text)>,
+    /// The last day a contribution fell on, with its first nanosecond and the next day's: the
+    /// contributions of one case mostly fall on a few days, which are then not looked up again.
+    last_day: Option<(i64, i64, Day)>,
 }
 
 /// The key of the limits' record.
@@ -266,23 +266,23 @@ impl Aggregates {
         if contribution.delta == 0 {
             return;
         }
-        let day = self.day_key(contribution.at);
-        self.days.entry(day.as_str()).add(contribution.at, contribution.cell, contribution.delta);
-        if self.days.get(day.as_str()).is_some_and(|d| d.cells.is_empty()) {
-            self.days.remove(day.as_str());
+        let day = self.day_of(contribution.at);
+        let record = self.days.entry(&day);
+        record.add(contribution.at, contribution.cell, contribution.delta);
+        if record.cells.is_empty() {
+            self.days.remove(&day);
         }
     }
 
-    /// The key of the Swedish day of `at`.
-    fn day_key(&mut self, at: Moment) -> Text {
+    /// The Swedish day of `at`.
+    fn day_of(&mut self, at: Moment) -> Day {
         let nanos = at.nanos();
-        if let Some((start, end, key)) = &self.last_day {
-            if (*start..*end).contains(&nanos) {
-                return key.clone();
+        if let Some((start, end, day)) = self.last_day {
+            if (start..end).contains(&nanos) {
+                return day;
             }
         }
         let day = at.swedish_day();
-        let key: Text = day.to_string().as_str().into();
         let start_of = |day: chrono::NaiveDate| {
             chrono::TimeZone::from_local_datetime(&chrono_tz::Europe::Stockholm, &day.and_time(chrono::NaiveTime::MIN))
                 .earliest()
@@ -290,9 +290,9 @@ impl Aggregates {
         };
         // Days outside the nanoseconds' range are not cached (no moment is held there anyway).
         if let (Some(start), Some(end)) = (start_of(day), day.succ_opt().and_then(start_of)) {
-            self.last_day = Some((start, end, key.clone()));
+            self.last_day = Some((start, end, Day(day)));
         }
-        key
+        Day(day)
     }
 
     /// Replaces the contributions `before` with `after` (the same cases before and after an
@@ -300,14 +300,27 @@ impl Aggregates {
     pub fn replace(&mut self, before: &mut [Contribution], after: &mut [Contribution]) {
         before.sort_unstable();
         after.sort_unstable();
-        if before == after {
-            return;
-        }
-        for c in before.iter() {
-            self.add(Contribution { delta: -c.delta, ..*c });
-        }
-        for c in after.iter() {
-            self.add(*c);
+        let (mut b, mut a) = (before.iter().peekable(), after.iter().peekable());
+        loop {
+            match (b.peek(), a.peek()) {
+                (Some(old), Some(new)) if old == new => {
+                    b.next();
+                    a.next();
+                }
+                (Some(old), Some(new)) if old < new => {
+                    self.add(Contribution { delta: -old.delta, ..**old });
+                    b.next();
+                }
+                (_, Some(new)) => {
+                    self.add(**new);
+                    a.next();
+                }
+                (Some(old), None) => {
+                    self.add(Contribution { delta: -old.delta, ..**old });
+                    b.next();
+                }
+                (None, None) => return,
+            }
         }
     }
 
@@ -315,9 +328,9 @@ impl Aggregates {
     /// contributions up to it.
     pub fn totals_at(&self, as_of: Moment) -> Totals {
         let mut totals = Totals::new();
-        let day = as_of.swedish_day().to_string();
+        let day = Day(as_of.swedish_day());
         for (key, contributions) in self.days.iter() {
-            match key.as_str().cmp(day.as_str()) {
+            match key.cmp(&day) {
                 std::cmp::Ordering::Less => {
                     for cell in &contributions.cells {
                         totals.0[cell.cell.index()] += cell.total;

@@ -196,6 +196,28 @@ impl TableKey for PersonId {
     }
 }
 
+/// A Swedish calendar day as a table key, stored as `YYYY-MM-DD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub chrono::NaiveDate);
+
+impl From<&Day> for Day {
+    fn from(day: &Day) -> Self {
+        *day
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl TableKey for Day {
+    fn parse_key(text: &str) -> Option<Self> {
+        text.parse().ok().map(Day)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,6 +99,9 @@ pub struct DomainViews {
     pub timelines: Timelines,
     /// The goals' and follow-up rules' counts per day, kept up to date by [`DomainViews::apply`].
     pub aggregates: aggregates::Aggregates,
+    /// The usage counters: loaded from the read model's rows and added to by the projection
+    /// runner with each batch (stored in sled with the checkpoint, not in the views' files).
+    pub usage: usage::UsageTotals,
     /// The log sequence these views reflect: set by loading them and by the projection runner
     /// whenever it brings them up to a checkpoint (a batch, a replay).
     pub applied_through: u64,
@@ -131,6 +134,7 @@ impl Default for DomainViews {
             publishers: Default::default(),
             timelines: table::Table::new("v/timeline/"),
             aggregates: Default::default(),
+            usage: Default::default(),
             applied_through: 0,
             timeline_entries: 0,
             scratch: Default::default(),
@@ -167,6 +171,7 @@ impl DomainViews {
             publishers,
             timelines,
             aggregates,
+            usage: _,
             applied_through: _,
             timeline_entries: _,
             scratch: _,

@@ -53,6 +53,31 @@ impl<'a> UsageDelta<'a> {
     }
 }
 
+/// Every row's counts, in memory with the views (the read model also stores each row in sled, in
+/// the batch that changes it, and they are loaded from there at start).
+pub type UsageTotals = crate::store::sharded::ShardedMap<UsageDay, TypeCounts>;
+
+/// The cells of `totals` with `from <= day <= to`, in no particular order.
+pub fn cells_between(
+    totals: &UsageTotals,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Vec<crate::store::read_model::UsageCell> {
+    let inside = |day: &NaiveDate| from.is_none_or(|from| *day >= from) && to.is_none_or(|to| *day <= to);
+    totals
+        .iter()
+        .filter(|(row, _)| inside(&row.day))
+        .flat_map(|(row, counts)| {
+            counts.0.iter().map(|(event_type, count)| crate::store::read_model::UsageCell {
+                day: row.day,
+                principal: row.principal.clone(),
+                event_type: event_type.clone(),
+                count: *count,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
