@@ -51,7 +51,7 @@ pub async fn summary_handler(
         principals
     })
     .await?;
-    Ok(Json(SummaryAnswer { as_of: moment.to_rfc3339(), limits: state.settings.followup.clone(), principals }))
+    Ok(Json(SummaryAnswer { as_of: moment.to_rfc3339(), limits: state.settings.followup, principals }))
 }
 
 /// Query of the open cases.

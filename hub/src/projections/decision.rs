@@ -90,7 +90,7 @@ impl View for DecisionView {
                     };
                 }
                 let ids = self.by_person.entry(&person);
-                if !ids.iter().any(|id| id == &d.assessment_id) {
+                if !ids.iter().any(|id| *id == d.assessment_id) {
                     super::exact::push(ids, d.assessment_id.as_str().into());
                 }
             }
