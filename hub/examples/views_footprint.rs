@@ -117,7 +117,8 @@ fn main() {
     let summary = |views: &DomainViews| {
         std::hint::black_box(sgd_hub::projections::followup::summary(views, as_of));
     };
-    let answers: [(&str, &dyn Fn(&DomainViews)); 2] = [("goals", &goals), ("follow-up summary", &summary)];
+    type Answer<'a> = &'a dyn Fn(&DomainViews);
+    let answers: [(&str, Answer); 2] = [("goals", &goals), ("follow-up summary", &summary)];
     let mut timings = Vec::new();
     for (name, answer) in answers {
         let started = std::time::Instant::now();
