@@ -44,13 +44,12 @@ pub async fn summary_handler(
     caller.require(&[Role::Analyst, Role::Operator, Role::Coordinator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let moment = as_of::parse(query.as_of.as_deref())?;
-    let settings = state.settings.clone();
-    let principals = super::over_views(&state, move |views| {
+    let principals = super::with_views(&state, |views| {
         let mut principals = summary(views, moment);
-        suppress_summary(&mut principals, settings.privacy_threshold);
+        suppress_summary(&mut principals, state.settings.privacy_threshold);
         principals
     })
-    .await?;
+    .await;
     Ok(Json(SummaryAnswer { as_of: moment.to_rfc3339(), limits: state.settings.followup, principals }))
 }
 

@@ -82,15 +82,15 @@ pub async fn list(
     caller.require(&[Role::Analyst, Role::Operator])?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let moment = as_of::parse(query.as_of.as_deref())?;
-    let settings = state.settings.clone();
-    let goals = super::over_views(&state, move |views| {
+    let settings = &state.settings;
+    let goals = super::with_views(&state, |views| {
         let publishers = views.publishers.until(as_of::swedish_day(moment));
         goals(views, &publishers, moment, &settings.goals)
             .into_iter()
             .map(|g| publish(g, settings.privacy_threshold))
             .collect()
     })
-    .await?;
+    .await;
     Ok(Json(GoalsAnswer { as_of: moment.to_rfc3339(), goals }))
 }
 

@@ -268,8 +268,8 @@ pub struct ApiParts {
 
 /// Runs `compute` over the domain views on a blocking thread, under a read lock. The open
 /// follow-up cases walk every case, tens to hundreds of milliseconds at a million events: on a
-/// runtime worker that would stall the requests queued behind it (two workers on two cores). The
-/// goals and the summary sum the aggregates' day records (one per day with contributions). The bench's query phase measured no change from it (docs/performance.md,
+/// runtime worker that would stall the requests queued behind it (two workers on two cores); the
+/// answers that only sum the aggregates use [`with_views`]. The bench's query phase measured no change from it (docs/performance.md,
 /// "Queries"): there the clients saturate both cores whoever computes.
 pub async fn over_views<T, F>(state: &ApiState, compute: F) -> Result<T, ApiError>
 where
@@ -280,6 +280,16 @@ where
     tokio::task::spawn_blocking(move || compute(&views))
         .await
         .map_err(|e| ApiError::unavailable(format!("the computation failed: {e}")))
+}
+
+/// Runs `compute` over the domain views under a read lock, on the request's own task: for
+/// answers that sum the aggregates (goals, the follow-up summary: a fraction of a millisecond at a
+/// million events), where handing the work to a blocking thread costs more than the work.
+pub async fn with_views<T, F>(state: &ApiState, compute: F) -> T
+where
+    F: FnOnce(&crate::projections::DomainViews) -> T,
+{
+    compute(&*state.views.read().await)
 }
 
 /// The router with every route.
