@@ -32,7 +32,7 @@ use crate::{
     log::streams,
     metrics::Metrics,
     projections::{
-        usage::{UsageDay, UsageTotals},
+        usage::UsageTotals,
         DomainViews,
     },
     store::{
@@ -171,13 +171,7 @@ impl RunnerState {
     /// The state of `model`, and the usage totals it holds, for the views that go with it (the
     /// runner adds to them there).
     pub(super) fn load_with_usage(model: &ReadModel) -> Result<(Self, UsageTotals), ReadModelError> {
-        let mut totals = UsageTotals::default();
-        for cell in model.usage_cells()? {
-            totals
-                .entry_or_default(UsageDay { day: cell.day, principal: cell.principal })
-                .add(&cell.event_type, cell.count);
-        }
-        Ok((Self::load(model)?, totals))
+        Ok((Self::load(model)?, model.usage_totals()?))
     }
 
     pub(super) fn load(model: &ReadModel) -> Result<Self, ReadModelError> {

@@ -192,6 +192,8 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
             let limits = config.followup;
             let loaded = tokio::task::spawn_blocking(move || {
                 let mut views = loader.load_views()?;
+                // Before the API is served: usage answers read these totals from the views.
+                views.usage = loader.usage_totals()?;
                 let cases = views.records();
                 if views.count_with(limits) && cases > 0 {
                     tracing::info!(

@@ -30,7 +30,7 @@ use chrono::NaiveDate;
 use crate::{
     projections::{
         table::EncodedRecords,
-        usage::{TypeCounts, UsageDay},
+        usage::{TypeCounts, UsageDay, UsageTotals},
         DomainViews,
     },
     store::{
@@ -228,7 +228,19 @@ impl ReadModel {
         self.db.apply_batch(batch).map_err(|e| self.storage(e))
     }
 
-    /// Every usage cell (loaded once by the projection runner at start, to add to).
+    /// The usage totals, for the views that go with this model (the projection runner adds to
+    /// them there with each batch, and stores each row it changes here).
+    pub fn usage_totals(&self) -> Result<UsageTotals, ReadModelError> {
+        let mut totals = UsageTotals::default();
+        for cell in self.usage_cells()? {
+            totals
+                .entry_or_default(UsageDay { day: cell.day, principal: cell.principal })
+                .add(&cell.event_type, cell.count);
+        }
+        Ok(totals)
+    }
+
+    /// Every usage cell.
     pub fn usage_cells(&self) -> Result<Vec<UsageCell>, ReadModelError> {
         self.usage_between(None, None)
     }
