@@ -31,10 +31,7 @@ use super::{
 use crate::{
     log::streams,
     metrics::Metrics,
-    projections::{
-        usage::UsageTotals,
-        DomainViews,
-    },
+    projections::{usage::UsageTotals, DomainViews},
     store::{
         applied_identities::AppliedIdentities,
         read_model::{ReadModel, ReadModelError, ServingModel},
