@@ -1,6 +1,6 @@
-//! Shared answers for the routes that still read much of the read model per answer (usage and
-//! adoption read every usage row of their range from sled, the open follow-up cases walk every
-//! case): many analysts and dashboards ask the same few questions. The goals and the follow-up
+//! Shared answers for the routes that still build much per answer (usage and adoption go through
+//! every usage row of their range, a year by month is a ~413-KB answer; the open follow-up cases
+//! walk every case): many analysts and dashboards ask the same few questions. The goals and the follow-up
 //! summary are not shared: they sum the aggregates ([`crate::projections::aggregates`]) and are
 //! computed for each request, exact at the checkpoint the request sees.
 //! An answer is kept for the same question (route, query string, role and principal of the
