@@ -1,8 +1,8 @@
 //! Shared answers for the routes that still build much per answer (usage and adoption go through
 //! every usage row of their range, a year by month is a ~413-KB answer; the open follow-up cases
-//! walk every case): many analysts and dashboards ask the same few questions. The goals and the follow-up
-//! summary are not shared: they sum the aggregates ([`crate::projections::aggregates`]) and are
-//! computed for each request, exact at the checkpoint the request sees.
+//! walk every case): many analysts and dashboards ask the same few questions. The goals and the
+//! follow-up summary are not shared: they sum the aggregates ([`crate::projections::aggregates`])
+//! and are computed for each request, exact at the checkpoint the request sees.
 //! An answer is kept for the same question (route, query string, role and principal of the
 //! caller) while the read model's checkpoint is unchanged and for at most [`MAX_AGE`] (answers
 //! "as of now" move with the clock). Requests that arrive while an answer is being computed wait

@@ -268,9 +268,10 @@ pub struct ApiParts {
 
 /// Runs `compute` over the domain views on a blocking thread, under a read lock. The open
 /// follow-up cases walk every case, tens to hundreds of milliseconds at a million events: on a
-/// runtime worker that would stall the requests queued behind it (two workers on two cores); the
-/// answers that only sum the aggregates use [`with_views`]. The bench's query phase measured no change from it (docs/performance.md,
-/// "Queries"): there the clients saturate both cores whoever computes.
+/// runtime worker that would stall the requests queued behind it (two workers on two cores). The
+/// bench's query phase measured no change from it (docs/performance.md, "Queries"): there the
+/// clients saturate both cores whoever computes. The answers that only sum the aggregates use
+/// [`with_views`].
 pub async fn over_views<T, F>(state: &ApiState, compute: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
@@ -283,8 +284,9 @@ where
 }
 
 /// Runs `compute` over the domain views under a read lock, on the request's own task: for
-/// answers that sum the aggregates (goals, the follow-up summary: a fraction of a millisecond at a
-/// million events), where handing the work to a blocking thread costs more than the work.
+/// answers that sum the aggregates (goals, the follow-up summary), a fraction of a millisecond at
+/// a million events, too little to stall the requests queued behind it (handing it to a blocking
+/// thread measured the same in the bench's query phase, docs/performance.md, "Queries").
 pub async fn with_views<T, F>(state: &ApiState, compute: F) -> T
 where
     F: FnOnce(&crate::projections::DomainViews) -> T,
