@@ -180,5 +180,6 @@ fn table_heap(views: &DomainViews, prefix: &str) -> usize {
         views.publishers.first,
         views.timelines,
         views.aggregates.days,
+        views.aggregates.months,
     )
 }

@@ -15,6 +15,7 @@
 //! day's contributions by moment (for an `as_of` inside the day). Equal moments are merged and
 //! zero sums dropped, so a day's record depends only on the cases, never on the order of events.
 
+use chrono::Datelike;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -177,6 +178,34 @@ impl DayContributions {
     }
 }
 
+/// One month's totals by cell (the sums of its days' totals), no zero ones: an answer adds up
+/// the months before its own and the days of its own month, not every day.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MonthTotals {
+    /// (cell, total), by cell, no zero totals.
+    pub cells: Vec<(Cell, i64)>,
+}
+
+impl MonthTotals {
+    fn add(&mut self, cell: Cell, delta: i64) {
+        match self.cells.binary_search_by_key(&cell, |(c, _)| *c) {
+            Ok(i) => {
+                self.cells[i].1 += delta;
+                if self.cells[i].1 == 0 {
+                    self.cells.remove(i);
+                    self.cells.shrink_to_fit();
+                }
+            }
+            Err(i) => exact::insert(&mut self.cells, i, (cell, delta)),
+        }
+    }
+}
+
+/// The first day of the month of `day` (a month's key).
+fn month_of(day: Day) -> Day {
+    Day(day.0.with_day(1).unwrap_or(day.0))
+}
+
 /// Counts per cell as of a moment.
 #[derive(Debug, Clone)]
 pub struct Totals(Vec<i64>);
@@ -204,6 +233,8 @@ impl Totals {
 pub struct Aggregates {
     /// By Swedish day.
     pub days: Table<DayContributions, Day>,
+    /// By month (keyed by its first day): the sums of its days' totals.
+    pub months: Table<MonthTotals, Day>,
     /// The limits the stored days were counted with (absent in views stored before there were
     /// aggregates: they are then counted from the cases at start).
     counted: Table<FollowupLimits>,
@@ -221,6 +252,7 @@ impl Default for Aggregates {
     fn default() -> Self {
         Self {
             days: Table::new("v/aggregate/day/"),
+            months: Table::new("v/aggregate/month/"),
             counted: Table::new("v/aggregate/limits/"),
             limits: FollowupLimits::default(),
             last_day: None,
@@ -250,16 +282,17 @@ impl Aggregates {
     /// Forgets every contribution.
     pub fn clear(&mut self) {
         self.days.remove_all();
+        self.months.remove_all();
     }
 
     /// The tables, in the order they are stored in.
-    pub fn tables(&self) -> [&dyn StoredTable; 2] {
-        [&self.days, &self.counted]
+    pub fn tables(&self) -> [&dyn StoredTable; 3] {
+        [&self.days, &self.months, &self.counted]
     }
 
     /// The tables, mutable, in the order of [`Aggregates::tables`].
-    pub fn tables_mut(&mut self) -> [&mut dyn StoredTable; 2] {
-        [&mut self.days, &mut self.counted]
+    pub fn tables_mut(&mut self) -> [&mut dyn StoredTable; 3] {
+        [&mut self.days, &mut self.months, &mut self.counted]
     }
     /// Adds `delta` to `cell` at `at`.
     pub fn add(&mut self, contribution: Contribution) {
@@ -271,6 +304,12 @@ impl Aggregates {
         record.add(contribution.at, contribution.cell, contribution.delta);
         if record.cells.is_empty() {
             self.days.remove(&day);
+        }
+        let month = month_of(day);
+        let totals = self.months.entry(&month);
+        totals.add(contribution.cell, contribution.delta);
+        if totals.cells.is_empty() {
+            self.months.remove(&month);
         }
     }
 
@@ -329,21 +368,21 @@ impl Aggregates {
     pub fn totals_at(&self, as_of: Moment) -> Totals {
         let mut totals = Totals::new();
         let day = Day(as_of.swedish_day());
-        for (key, contributions) in self.days.iter() {
-            match key.cmp(&day) {
-                std::cmp::Ordering::Less => {
-                    for cell in &contributions.cells {
-                        totals.0[cell.cell.index()] += cell.total;
-                    }
-                }
-                std::cmp::Ordering::Equal => {
-                    for cell in &contributions.cells {
-                        let until = cell.deltas.partition_point(|(t, _)| *t <= as_of);
-                        totals.0[cell.cell.index()] += cell.deltas[..until].iter().map(|(_, d)| d).sum::<i64>();
-                    }
-                }
-                std::cmp::Ordering::Greater => {}
+        let month = month_of(day);
+        for (_, before) in self.months.iter().filter(|(key, _)| **key < month) {
+            for (cell, total) in &before.cells {
+                totals.0[cell.index()] += total;
             }
+        }
+        let days_of_month = std::iter::successors(Some(month.0), |d| d.succ_opt()).take_while(|d| *d < day.0);
+        for earlier in days_of_month.filter_map(|d| self.days.get(&Day(d))) {
+            for cell in &earlier.cells {
+                totals.0[cell.cell.index()] += cell.total;
+            }
+        }
+        for cell in self.days.get(&day).map(|d| d.cells.as_slice()).unwrap_or_default() {
+            let until = cell.deltas.partition_point(|(t, _)| *t <= as_of);
+            totals.0[cell.cell.index()] += cell.deltas[..until].iter().map(|(_, d)| d).sum::<i64>();
         }
         totals
     }
@@ -378,6 +417,7 @@ mod tests {
         aggregates.add(Contribution { at: at("2026-03-05T23:30:00Z"), cell, delta: -1 });
         aggregates.add(Contribution { at: at("2026-03-06T12:00:00+01:00"), cell, delta: 1 });
         assert!(aggregates.days.is_empty());
+        assert!(aggregates.months.is_empty());
     }
 
     #[test]

@@ -318,7 +318,8 @@ mod tests {
     }
 
     fn aggregate_records(views: &DomainViews) -> std::collections::BTreeMap<String, Value> {
-        views.all_records().into_iter().filter(|(key, _)| key.starts_with("v/aggregate/day/")).collect()
+        let counts = |key: &String| key.starts_with("v/aggregate/day/") || key.starts_with("v/aggregate/month/");
+        views.all_records().into_iter().filter(|(key, _)| counts(key)).collect()
     }
 
     #[test]
