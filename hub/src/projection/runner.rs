@@ -221,7 +221,7 @@ pub struct Handover {
 }
 
 /// Runs the projection until `shutdown` turns true. `views` must hold what the read model holds
-/// (see [`ReadModel::load_views`]).
+/// (see [`ReadModel::load_views`]), its usage totals included ([`ReadModel::usage_totals`]).
 pub async fn run(
     js: jetstream::Context,
     model: Arc<ReadModel>,
@@ -234,10 +234,9 @@ pub async fn run(
     let Signals { mut control, mut shutdown } = signals;
     let mut model = model;
     let loader = model.clone();
-    let (mut state, usage) = tokio::task::spawn_blocking(move || RunnerState::load_with_usage(&loader))
-        .await
-        .map_err(task_error("load"))??;
-    views.write().await.usage = usage;
+    // The views came with the model's usage totals (see `server::start`).
+    let mut state =
+        tokio::task::spawn_blocking(move || RunnerState::load(&loader)).await.map_err(task_error("load"))??;
     metrics.checkpoint.set(state.checkpoint as i64);
 
     let mut stream = js.get_stream(streams::EVENTS).await.map_err(consumer_error)?;

@@ -161,16 +161,7 @@ impl DayContributions {
         };
         let day = &mut self.cells[i];
         day.total += delta;
-        match day.deltas.binary_search_by_key(&at, |(t, _)| *t) {
-            Ok(j) => {
-                day.deltas[j].1 += delta;
-                if day.deltas[j].1 == 0 {
-                    day.deltas.remove(j);
-                    day.deltas.shrink_to_fit();
-                }
-            }
-            Err(j) => exact::insert(&mut day.deltas, j, (at, delta)),
-        }
+        add_sorted(&mut day.deltas, at, delta);
         if day.deltas.is_empty() {
             self.cells.remove(i);
             self.cells.shrink_to_fit();
@@ -186,18 +177,17 @@ pub struct MonthTotals {
     pub cells: Vec<(Cell, i64)>,
 }
 
-impl MonthTotals {
-    fn add(&mut self, cell: Cell, delta: i64) {
-        match self.cells.binary_search_by_key(&cell, |(c, _)| *c) {
-            Ok(i) => {
-                self.cells[i].1 += delta;
-                if self.cells[i].1 == 0 {
-                    self.cells.remove(i);
-                    self.cells.shrink_to_fit();
-                }
+/// Adds `delta` to the sum under `key` in `items` (sorted by key, no zero sums), keeping it so.
+fn add_sorted<K: Ord + Copy>(items: &mut Vec<(K, i64)>, key: K, delta: i64) {
+    match items.binary_search_by_key(&key, |(k, _)| *k) {
+        Ok(i) => {
+            items[i].1 += delta;
+            if items[i].1 == 0 {
+                items.remove(i);
+                items.shrink_to_fit();
             }
-            Err(i) => exact::insert(&mut self.cells, i, (cell, delta)),
         }
+        Err(i) => exact::insert(items, i, (key, delta)),
     }
 }
 
@@ -307,7 +297,7 @@ impl Aggregates {
         }
         let month = month_of(day);
         let totals = self.months.entry(&month);
-        totals.add(contribution.cell, contribution.delta);
+        add_sorted(&mut totals.cells, contribution.cell, contribution.delta);
         if totals.cells.is_empty() {
             self.months.remove(&month);
         }

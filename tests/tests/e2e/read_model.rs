@@ -417,17 +417,8 @@ async fn small_counts_about_persons_are_suppressed_with_the_cell_that_would_reve
 async fn a_hub_killed_before_its_views_were_written_answers_like_a_clean_rebuild() -> Result<()> {
     let nats = TestNats::start().await?;
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "views_flush_ms = 600000\nprivacy_threshold = 0\n")?;
-    let args = ["--config", config.to_str().unwrap(), "--log-format", "json"];
-    let mut hub = HubProcess::start(&nats.url(), &args).await?;
-    let js = nats.jetstream().await?;
-    let events = scenario();
-    for (subject, event) in &events {
-        publish(&js, subject, event).await?;
-    }
-    let analyst = hub.api(Role::Analyst, None)?;
-    wait_until(Duration::from_secs(30), || async { Ok(analyst.usage_total("").await? == events.len() as u64) }).await?;
+    let (_, mut hub, logged) =
+        hub_given_the_scenario(&nats, dir.path(), "views_flush_ms = 600000\nprivacy_threshold = 0\n").await?;
     // Sled writes the checkpoint to disk every FLUSH_EVERY_MS (the views only every 10 min here):
     // after several of those the restart has a stretch of the log to replay into the views.
     tokio::time::sleep(Duration::from_millis(10 * sgd_hub::store::read_model::FLUSH_EVERY_MS)).await;
@@ -435,7 +426,7 @@ async fn a_hub_killed_before_its_views_were_written_answers_like_a_clean_rebuild
     hub.restart().await?;
     let rebuilt = InProcessHub::start(&nats.url(), |c| c.privacy_threshold = 0).await?;
     let clean = rebuilt.api(Role::Analyst, None)?;
-    wait_until(Duration::from_secs(30), || async { Ok(clean.usage_total("").await? == events.len() as u64) }).await?;
+    wait_until(Duration::from_secs(30), || async { Ok(clean.usage_total("").await? == logged) }).await?;
     let restarted = hub.api(Role::Analyst, None)?;
     for path in [
         "/api/v1/goals?as_of=2026-06-30",
@@ -468,23 +459,13 @@ async fn a_hub_killed_before_its_views_were_written_answers_like_a_clean_rebuild
 async fn a_hub_restarted_with_other_follow_up_limits_answers_as_a_rebuild_with_them() -> Result<()> {
     let nats = TestNats::start().await?;
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("hub.toml");
     // Views written with every batch: stored with the default limits before the restart.
     let settings = "privacy_threshold = 0\nviews_flush_ms = 0\n";
-    std::fs::write(&config, settings)?;
-    let args = ["--config", config.to_str().unwrap(), "--log-format", "json"];
-    let mut hub = HubProcess::start(&nats.url(), &args).await?;
-    let js = nats.jetstream().await?;
-    let events = scenario();
-    for (subject, event) in &events {
-        publish(&js, subject, event).await?;
-    }
+    let (config, mut hub, logged) = hub_given_the_scenario(&nats, dir.path(), settings).await?;
     let analyst = hub.api(Role::Analyst, None)?;
-    wait_until(Duration::from_secs(30), || async { Ok(analyst.usage_total("").await? == events.len() as u64) }).await?;
     let summary = "/api/v1/followup/summary?as_of=2026-06-30";
     let before = analyst.get_json(summary).await?;
     let operator = hub.api(Role::Operator, None)?;
-    let logged = events.len() as u64;
     wait_until(Duration::from_secs(30), || async { Ok(operator.stored_views_sequence().await? >= logged) }).await?;
 
     let limits = "[followup]\nreceipt_hours = 1\ndeviation_answer_days = 1\nrisk_acknowledge_days = 1\n\
@@ -502,8 +483,7 @@ async fn a_hub_restarted_with_other_follow_up_limits_answers_as_a_rebuild_with_t
     };
     assert!(counted_again(), "no line says the aggregates were counted again; log:\n{}", hub.log());
     let restarted = hub.api(Role::Analyst, None)?;
-    wait_until(Duration::from_secs(30), || async { Ok(restarted.usage_total("").await? == events.len() as u64) })
-        .await?;
+    wait_until(Duration::from_secs(30), || async { Ok(restarted.usage_total("").await? == logged) }).await?;
     let rebuilt = InProcessHub::start(&nats.url(), |c| {
         c.privacy_threshold = 0;
         c.followup = sgd_hub::projections::followup::FollowupLimits {
@@ -518,13 +498,36 @@ async fn a_hub_restarted_with_other_follow_up_limits_answers_as_a_rebuild_with_t
     })
     .await?;
     let clean = rebuilt.api(Role::Analyst, None)?;
-    wait_until(Duration::from_secs(30), || async { Ok(clean.usage_total("").await? == events.len() as u64) }).await?;
+    wait_until(Duration::from_secs(30), || async { Ok(clean.usage_total("").await? == logged) }).await?;
     assert_same_answers_after_rebuild(&clean, &restarted).await?;
     let after = restarted.get_json(summary).await?;
     assert_ne!(after["principals"], before["principals"], "the new limits changed nothing: {after}");
     assert_eq!(after["limits"]["receipt_hours"], 1);
     hub.kill();
     rebuilt.stop().await
+}
+
+/// A hub process with the configuration `settings` (written to `<dir>/hub.toml`, returned for a
+/// restart with other settings), given the hand-computed scenario over NATS and waited for until
+/// it counted every event (how many, also returned).
+async fn hub_given_the_scenario(
+    nats: &TestNats,
+    dir: &std::path::Path,
+    settings: &str,
+) -> Result<(std::path::PathBuf, HubProcess, u64)> {
+    let config = dir.join("hub.toml");
+    std::fs::write(&config, settings)?;
+    let args = ["--config", config.to_str().context("a temporary path is text")?, "--log-format", "json"];
+    let hub = HubProcess::start(&nats.url(), &args).await?;
+    let js = nats.jetstream().await?;
+    let events = scenario();
+    for (subject, event) in &events {
+        publish(&js, subject, event).await?;
+    }
+    let analyst = hub.api(Role::Analyst, None)?;
+    let logged = events.len() as u64;
+    wait_until(Duration::from_secs(30), || async { Ok(analyst.usage_total("").await? == logged) }).await?;
+    Ok((config, hub, logged))
 }
 
 /// The log sequence up to which a restarted hub replayed its views (from its JSON log), after
