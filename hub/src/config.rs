@@ -94,6 +94,10 @@ pub struct HubConfig {
     /// Persons' timeline entries kept in the views; beyond this they are handed over to sorted
     /// runs on disk (48 bytes each there). Default 100000.
     pub timeline_entries_in_memory: usize,
+    /// View records (cases, persons' consents and plans) kept in memory per table, the most
+    /// recently changed; the others are handed over to runs on disk and read back when asked
+    /// for. Default 25000.
+    pub records_in_memory: usize,
     /// Name of this hub instance, used in consumer names and logs. Default the host name.
     pub instance: String,
     /// Counts about persons below this are suppressed in statistics. Default 5.
@@ -139,6 +143,7 @@ impl Default for HubConfig {
             views_flush_ms: 2000,
             identities_in_memory: 262_144,
             timeline_entries_in_memory: 100_000,
+            records_in_memory: 25_000,
             instance: hostname(),
             privacy_threshold: 5,
             rate_limit_per_second: 100,
@@ -268,6 +273,9 @@ views_flush_ms = 2000
 # disk beside the read model (the hub's memory does not grow with the log).
 identities_in_memory = 262144
 timeline_entries_in_memory = 100000
+# View records (cases, persons' consents and plans) kept in memory per table; the least recently
+# changed beyond this are read back from disk when an event or a question needs them.
+records_in_memory = 25000
 # Instance name (logs, metrics); default the host name.
 # instance = "hub-1"
 # Counts about persons below this are suppressed in statistics.

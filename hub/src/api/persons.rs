@@ -113,7 +113,8 @@ pub async fn audit(state: &ApiState, record: &AuditRecord) -> Result<(), ApiErro
 /// the views, the older in the read model's timeline runs on disk (the views first: an entry the
 /// runner hands over meanwhile is then in the runs).
 async fn read_timeline(state: &ApiState, person: &PersonId) -> Result<Vec<TimelineEntry>, ApiError> {
-    let mut refs: Vec<(i64, u64)> = state.views.read().await.timelines.get(person).cloned().unwrap_or_default();
+    let mut refs: Vec<(i64, u64)> =
+        state.views.read().await.timelines.get(person).map(|refs| refs.into_owned()).unwrap_or_default();
     let model = state.model.get();
     let person_id = *person;
     let on_disk = tokio::task::spawn_blocking(move || model.timelines().of(&person_id))

@@ -15,8 +15,11 @@ use super::runner::{
 };
 use crate::{
     metrics::{Metrics, TypeLabels},
-    projections::{usage::UsageDelta, ProjectedEvent},
-    store::read_model::{ReadModel, ReadModelError},
+    projections::{table::disk_key, usage::UsageDelta, DomainViews, ProjectedEvent},
+    store::{
+        read_model::{ReadModel, ReadModelError},
+        record_runs::Stored,
+    },
 };
 
 pub(super) async fn project_batch(
@@ -34,6 +37,7 @@ pub(super) async fn project_batch(
     // Empty unless spans are exported: what an event without a traceparent of its own follows.
     let log_traceparents = crate::telemetry::traceparents_by_sequence(batch);
     let mut views = views_shared.write().await;
+    views.tick();
     let mut delta = UsageDelta::default();
     let mut digests = Vec::with_capacity(batch.len());
     // Counted per type (a static name, no allocation per event); areas are derived once per batch.
@@ -93,6 +97,11 @@ pub(super) async fn project_batch(
         views.apply_logged(&projected_event, sequence);
         tracing::trace!(event_type = event.event_type(), "projected");
         *projected.entry(event.event_type()).or_default() += 1;
+    }
+    if let Some(failure) = model.records().take_failure() {
+        // The views may now hold a record read as absent: stop before anything of it is stored
+        // (a restart loads the stored views and replays the log).
+        return Err(ReadModelError::RecordLookup(failure).into());
     }
     if last_sequence == state.checkpoint {
         return Ok(());
@@ -290,12 +299,52 @@ async fn hand_over(
         views.write().await.take_timeline_entries();
         tracing::debug!(through, count, "timeline entries handed over to disk");
     }
+    records_leave_memory(state.checkpoint, model, views).await
+}
+
+/// Hands the view records beyond their tables' budgets over to disk, as of log `through` (what
+/// the views reflect now), then forgets them from memory. Only this runner changes the views, so
+/// nothing changes between the two; readers meanwhile find the records still in memory, then on
+/// disk.
+pub(super) async fn records_leave_memory(
+    through: u64,
+    model: &Arc<ReadModel>,
+    views: &SharedViews,
+) -> Result<(), ProjectorError> {
+    let Some((records, keys)) = leaving_records(&*views.read().await) else { return Ok(()) };
+    let count = records.len();
+    blocking(|| model.records().add_run(records, through)).map_err(ReadModelError::from)?;
+    views.write().await.forget(&keys);
+    tracing::debug!(through, count, "view records handed over to disk");
     Ok(())
+}
+
+/// Keys of the records leaving memory, by table prefix.
+pub(super) type LeavingKeys = Vec<(&'static str, Vec<String>)>;
+
+/// When a table is over its budget, what leaves memory: the records as the disk keeps them, and
+/// their keys by table (to forget once they are on disk).
+pub(super) fn leaving_records(views: &DomainViews) -> Option<(Vec<(Vec<u8>, Stored)>, LeavingKeys)> {
+    if !views.over_budget() {
+        return None;
+    }
+    let leaving = views.leaving();
+    let mut keys = Vec::with_capacity(leaving.len());
+    let mut records = Vec::new();
+    for (prefix, leaving) in leaving {
+        let mut table_keys = Vec::with_capacity(leaving.len());
+        for (key, stored) in leaving {
+            records.push((disk_key(prefix, &key), stored));
+            table_keys.push(key);
+        }
+        keys.push((prefix, table_keys));
+    }
+    Some((records, keys))
 }
 
 /// Runs blocking file work from the runner's task: on a multi-threaded runtime without holding up
 /// the other tasks of its worker.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
+pub(super) fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),

@@ -12,7 +12,7 @@ use sgd_schemas::upcast;
 use tokio::sync::RwLock;
 
 use super::{
-    batch::{flush_views, project_batch},
+    batch::{blocking, flush_views, leaving_records, project_batch},
     consumer::{log_consumer, PULL_AHEAD},
     runner::{
         consumer_error, identity_digest, task_error, ProjectorError, ProjectorSettings, ProjectorStatus, RunnerState,
@@ -23,7 +23,7 @@ use crate::{
     log::streams,
     metrics::Metrics,
     projections::{DomainViews, ProjectedEvent},
-    store::read_model::ReadModel,
+    store::read_model::{ReadModel, ReadModelError},
 };
 
 /// Replays the log into `model` (a fresh one, or one a rebuild filled before) from its checkpoint
@@ -43,6 +43,7 @@ pub async fn catch_up(
         .map_err(task_error("load"))??;
     let mut views = views;
     views.usage = usage;
+    views.keep_on_disk(model.records().clone(), settings.hand_over.records);
     let views: SharedViews = Arc::new(RwLock::new(views));
     progress.store(state.checkpoint, Ordering::Relaxed);
     // Counted apart from the serving hub's metrics, which a rebuild must not move.
@@ -99,6 +100,9 @@ pub async fn catch_up(
     Ok(views)
 }
 
+/// How many replayed events between two looks at the views' budgets.
+const RECORDS_CHECK_EVERY: u64 = 1000;
+
 /// Brings the views from what sled holds (`from`) up to the checkpoint (`to`) by replaying that
 /// part of the log into the views only. Exactly the events applied the first time are applied
 /// again: those whose identity digests the batches after `from` recorded, each once. Returns
@@ -117,6 +121,7 @@ pub(super) async fn replay_views(
     let consumer = log_consumer(stream, from, None, "sgd-hub view replay").await?;
     let mut messages = consumer.stream().max_messages_per_batch(5000).messages().await.map_err(consumer_error)?;
     let mut views = views.write().await;
+    let mut replayed = 0u64;
     // A missing sequence (removed by retention) must not make the replay wait forever.
     while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await {
         let message = message.map_err(consumer_error)?;
@@ -129,12 +134,28 @@ pub(super) async fn replay_views(
             if applied.remove(&identity_digest(&envelope)) {
                 if let Ok(event) = event {
                     views.apply_logged(&ProjectedEvent::new(&envelope, &event), sequence);
+                    replayed += 1;
                 }
+            }
+        }
+        if replayed % RECORDS_CHECK_EVERY == 0 {
+            views.tick();
+            // The views hold no record read as absent (a failed read) when handed over.
+            if let Some(failure) = model.records().take_failure() {
+                return Err(ReadModelError::RecordLookup(failure).into());
+            }
+            if let Some((records, keys)) = leaving_records(&views) {
+                let writer = model.clone();
+                blocking(|| writer.records().add_run(records, sequence)).map_err(ReadModelError::from)?;
+                views.forget(&keys);
             }
         }
         if sequence == to {
             break;
         }
+    }
+    if let Some(failure) = model.records().take_failure() {
+        return Err(ReadModelError::RecordLookup(failure).into());
     }
     views.applied_through = to;
     if !applied.is_empty() {

@@ -94,6 +94,8 @@ pub struct HandOverAt {
     pub identities: usize,
     /// Timeline entries in the views.
     pub timeline_entries: usize,
+    /// View records per bounded table ([`crate::projections::DomainViews::keep_on_disk`]).
+    pub records: usize,
 }
 
 impl ProjectorSettings {
@@ -106,6 +108,7 @@ impl ProjectorSettings {
             hand_over: HandOverAt {
                 identities: config.identities_in_memory.max(1),
                 timeline_entries: config.timeline_entries_in_memory.max(1),
+                records: config.records_in_memory.max(4),
             },
             limits: config.followup,
         }

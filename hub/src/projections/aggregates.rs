@@ -217,6 +217,9 @@ impl Totals {
     }
 }
 
+/// Where the days' records are stored.
+pub const DAYS_PREFIX: &str = "v/aggregate/day/";
+
 /// The contributions of every case, per Swedish day (`v/aggregate/day/<YYYY-MM-DD>`), and the
 /// follow-up limits they were counted with (`v/aggregate/limits/followup`).
 #[derive(Debug, Clone)]
@@ -241,7 +244,7 @@ const LIMITS_KEY: &str = "followup";
 impl Default for Aggregates {
     fn default() -> Self {
         Self {
-            days: Table::new("v/aggregate/day/"),
+            days: Table::bounded(DAYS_PREFIX),
             months: Table::new("v/aggregate/month/"),
             counted: Table::new("v/aggregate/limits/"),
             limits: FollowupLimits::default(),
@@ -258,7 +261,7 @@ impl Aggregates {
 
     /// The limits the stored aggregates were counted with, if recorded.
     pub fn counted_with(&self) -> Option<FollowupLimits> {
-        self.counted.get(LIMITS_KEY).copied()
+        self.counted.get(LIMITS_KEY).map(|limits| *limits)
     }
 
     /// Counts with `limits` from now on, and records that the aggregates were.
@@ -366,11 +369,13 @@ impl Aggregates {
         }
         let days_of_month = std::iter::successors(Some(month.0), |d| d.succ_opt()).take_while(|d| *d < day.0);
         for earlier in days_of_month.filter_map(|d| self.days.get(&Day(d))) {
+            let earlier: &DayContributions = &earlier;
             for cell in &earlier.cells {
                 totals.0[cell.cell.index()] += cell.total;
             }
         }
-        for cell in self.days.get(&day).map(|d| d.cells.as_slice()).unwrap_or_default() {
+        let today = self.days.get(&day);
+        for cell in today.as_ref().map(|d| d.cells.as_slice()).unwrap_or_default() {
             let until = cell.deltas.partition_point(|(t, _)| *t <= as_of);
             totals.0[cell.cell.index()] += cell.deltas[..until].iter().map(|(_, d)| d).sum::<i64>();
         }
@@ -425,8 +430,8 @@ mod tests {
         ] {
             aggregates.add(Contribution { at: at(time), cell, delta: 1 });
         }
-        let mut days: Vec<(String, i64)> =
-            aggregates.days.iter().map(|(day, c)| (day.to_string(), c.cells[0].total)).collect();
+        let mut days: Vec<(String, i64)> = Vec::new();
+        aggregates.days.for_each(|day, c| days.push((day.to_string(), c.cells[0].total)));
         days.sort();
         assert_eq!(
             days,

@@ -60,7 +60,7 @@ pub fn touched(event: &ProjectedEvent<'_>, views: &DomainViews, out: &mut Vec<Ca
                 _ => None,
             };
             for person in current.iter().chain(created.iter().filter(|p| Some(**p) != current)) {
-                for warning in views.decision.by_person.get(person).into_iter().flatten() {
+                for warning in views.decision.by_person.get(person).iter().flat_map(|warnings| warnings.iter()) {
                     out.push(CaseRef::Warning(warning.clone()));
                 }
             }
@@ -80,15 +80,15 @@ pub fn of(case: &CaseRef, views: &DomainViews, limits: &FollowupLimits, out: &mu
     }
 }
 
-/// Every case the views hold (for computing the aggregates from scratch).
-pub fn every_case(views: &DomainViews) -> impl Iterator<Item = CaseRef> + '_ {
-    let plans = views.plans.plans.iter().map(|(id, _)| CaseRef::Plan(id.clone()));
-    let warnings = views.decision.warnings.iter().map(|(id, _)| CaseRef::Warning(id.clone()));
-    let flags = views.decision.flags.iter().map(|(id, _)| CaseRef::Flag(id.clone()));
-    let messages = views.sdk.messages.iter().map(|(id, _)| CaseRef::Message(id.clone()));
-    let deviations = views.deviation.deviations.iter().map(|(id, _)| CaseRef::Deviation(id.clone()));
-    let meetings = views.video.meetings.iter().map(|(id, _)| CaseRef::Meeting(id.clone()));
-    plans.chain(warnings).chain(flags).chain(messages).chain(deviations).chain(meetings)
+/// Shows every case the views hold, in memory or on disk, to `each` (for computing the
+/// aggregates from scratch).
+pub fn for_each_case(views: &DomainViews, mut each: impl FnMut(CaseRef)) {
+    views.plans.plans.for_each(|id, _| each(CaseRef::Plan(id.clone())));
+    views.decision.warnings.for_each(|id, _| each(CaseRef::Warning(id.clone())));
+    views.decision.flags.for_each(|id, _| each(CaseRef::Flag(id.clone())));
+    views.sdk.messages.for_each(|id, _| each(CaseRef::Message(id.clone())));
+    views.deviation.deviations.for_each(|id, _| each(CaseRef::Deviation(id.clone())));
+    views.video.meetings.for_each(|id, _| each(CaseRef::Meeting(id.clone())));
 }
 
 fn count(out: &mut Vec<Contribution>, at: Moment, cell: Cell, delta: i64) {

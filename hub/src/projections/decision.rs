@@ -59,9 +59,9 @@ pub struct DecisionView {
 impl Default for DecisionView {
     fn default() -> Self {
         Self {
-            warnings: Table::new("v/decision/warning/"),
-            flags: Table::new("v/decision/flag/"),
-            by_person: Table::new("v/decision/person/"),
+            warnings: Table::bounded("v/decision/warning/"),
+            flags: Table::bounded("v/decision/flag/"),
+            by_person: Table::bounded("v/decision/person/"),
         }
     }
 }

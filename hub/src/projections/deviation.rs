@@ -43,7 +43,7 @@ pub struct DeviationView {
 
 impl Default for DeviationView {
     fn default() -> Self {
-        Self { deviations: Table::new("v/deviation/") }
+        Self { deviations: Table::bounded("v/deviation/") }
     }
 }
 

@@ -92,13 +92,13 @@ pub fn open_cases(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
             cases.push(OpenCase { rule, principal: principal.into(), case_id: case_id.into(), since });
         }
     };
-    for (id, plan) in views.plans.plans.iter() {
+    views.plans.plans.for_each(|id, plan| {
         if let (Some(sent), Some(assessed)) = (plan.notice_sent_at, plan.need_assessed_at) {
             if sent <= as_of && sent - assessed > Duration::hours(limits.admission_notice_hours) {
                 push("late_notice", plan.notice_principal.as_deref(), id, sent);
             }
         }
-        let Some(discharged) = plan.discharged_at.filter(|t| *t <= as_of) else { continue };
+        let Some(discharged) = plan.discharged_at.filter(|t| *t <= as_of) else { return };
         if let Some(ready) = plan.ready_at {
             if ready_days(ready, discharged) > limits.payment_threshold_days {
                 for principal in plan.accountable_principals() {
@@ -109,22 +109,22 @@ pub fn open_cases(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
         if plan.kind == Some(PlanKind::Svu) && plan.sip_held_at.is_none_or(|held| held > discharged) {
             push("svu_without_sip", plan.principal.as_deref(), id, discharged);
         }
-    }
+    });
     let window = Duration::hours(limits.warning_follow_up_hours);
-    for (id, w) in views.decision.warnings.iter().filter(|(_, w)| w.needs_follow_up()) {
-        let Some(raised) = w.raised_at else { continue };
+    views.decision.warnings.for_each(|id, w| {
+        let Some(raised) = w.raised_at.filter(|_| w.needs_follow_up()) else { return };
         if raised + window <= as_of && !views.plans.person_active_between(&w.person, raised, raised + window) {
             push("open_warning", Some(&w.principal), id, raised);
         }
-    }
-    for (id, f) in views.decision.flags.iter() {
-        let Some(flagged) = f.flagged_at else { continue };
+    });
+    views.decision.flags.for_each(|id, f| {
+        let Some(flagged) = f.flagged_at else { return };
         let acknowledged = f.acknowledged_at.is_some_and(|t| t <= as_of);
         if !acknowledged && flagged + Duration::days(limits.risk_acknowledge_days) <= as_of {
             push("overdue_risk_flag", f.principal.as_deref(), id, flagged);
         }
-    }
-    for (id, m) in views.sdk.messages.iter() {
+    });
+    views.sdk.messages.for_each(|id, m| {
         let received = m.received_at.filter(|t| *t <= as_of);
         if let Some(sent) = m.sent_at {
             if received.is_none() && sent + Duration::hours(limits.receipt_hours) <= as_of {
@@ -134,9 +134,9 @@ pub fn open_cases(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
         if let (Some(at), true) = (received, m.rejected) {
             push("rejected_message", m.principal.as_deref(), id, at);
         }
-    }
-    for (id, d) in views.deviation.deviations.iter() {
-        let Some(logged) = d.logged_at.filter(|t| *t <= as_of) else { continue };
+    });
+    views.deviation.deviations.for_each(|id, d| {
+        let Some(logged) = d.logged_at.filter(|t| *t <= as_of) else { return };
         let answered = d.first_concerned_answer().is_some_and(|t| t <= as_of);
         if !answered && logged + Duration::days(limits.deviation_answer_days) <= as_of {
             push("overdue_deviation", d.principal.as_deref(), id, logged);
@@ -145,14 +145,14 @@ pub fn open_cases(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
         if d.requires_analysis && !analysed && logged + Duration::days(limits.deviation_analysis_days) <= as_of {
             push("overdue_analysis", d.principal.as_deref(), id, logged);
         }
-    }
-    for (id, m) in views.video.meetings.iter() {
+    });
+    views.video.meetings.for_each(|id, m| {
         if let Some(held) = m.held_at.filter(|t| *t <= as_of) {
             if m.admitted_weak > 0 {
                 push("not_strongly_identified", m.principal.as_deref(), id, held);
             }
         }
-    }
+    });
     cases.sort();
     cases
 }

@@ -5,6 +5,8 @@
 //! [`sgd_schemas::upcast`]).
 
 pub mod aggregates;
+#[cfg(test)]
+mod bounded_tests;
 pub mod contributions;
 pub mod decision;
 pub mod deviation;
@@ -70,6 +72,10 @@ pub trait View {
     /// The view's tables, mutable, in the order of [`View::tables`].
     fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable>;
 }
+
+/// How many days of the aggregates stay in memory (the most recently changed): a day's record
+/// holds every contribution stamped in it (~60 KB at a million events a year).
+pub const DAYS_IN_MEMORY: usize = 62;
 
 /// Each person's events as (time in nanoseconds, log sequence), sorted.
 pub type Timelines = table::Table<Vec<(i64, u64)>, ids::PersonId>;
@@ -219,9 +225,7 @@ impl DomainViews {
         self.aggregates.clear();
         self.aggregates.set_limits(limits);
         let mut out = Vec::new();
-        for case in contributions::every_case(self) {
-            contributions::of(&case, self, &limits, &mut out);
-        }
+        contributions::for_each_case(self, |case| contributions::of(&case, self, &limits, &mut out));
         for contribution in out {
             self.aggregates.add(contribution);
         }
@@ -285,9 +289,57 @@ impl DomainViews {
         self.tables().iter().map(|t| t.changed()).sum()
     }
 
-    /// The changed records of every table as (table prefix, records), forgetting that they changed.
-    pub fn drain_changes(&mut self) -> Vec<(&'static str, EncodedRecords)> {
-        self.tables_mut().into_iter().map(|t| (t.prefix(), t.drain_changes())).filter(|(_, r)| !r.is_empty()).collect()
+    /// What changed since the last drain (records changed, records that left memory), forgetting
+    /// that it changed.
+    pub fn drain_changes(&mut self) -> ViewChanges {
+        let mut changes = ViewChanges::default();
+        for table in self.tables_mut() {
+            let records = table.drain_changes();
+            if !records.is_empty() {
+                changes.records.push((table.prefix(), records));
+            }
+            let left = table.drain_left();
+            if !left.is_empty() {
+                changes.left.push((table.prefix(), left));
+            }
+        }
+        changes
+    }
+
+    /// Lets the bounded tables (the cases, the persons' consents and plans, the aggregates' days)
+    /// keep only their most recently changed records in memory, `records` each (the days at most
+    /// [`DAYS_IN_MEMORY`]), handing the others over to `disk`.
+    pub fn keep_on_disk(&mut self, disk: std::sync::Arc<crate::store::record_runs::RecordRuns>, records: usize) {
+        for table in self.tables_mut() {
+            let budget = if table.prefix() == aggregates::DAYS_PREFIX { records.min(DAYS_IN_MEMORY) } else { records };
+            table.keep_on_disk(disk.clone(), budget);
+        }
+    }
+
+    /// Whether a table holds more records in memory than its budget.
+    pub fn over_budget(&self) -> bool {
+        self.tables().iter().any(|t| t.over_budget())
+    }
+
+    /// What should leave memory now: every table's [`StoredTable::leaving`] records, by prefix.
+    pub fn leaving(&self) -> Vec<(&'static str, Vec<(String, crate::store::record_runs::Stored)>)> {
+        self.tables().iter().map(|t| (t.prefix(), t.leaving())).filter(|(_, r)| !r.is_empty()).collect()
+    }
+
+    /// Forgets from memory the records just handed over to disk (keys by table prefix).
+    pub fn forget(&mut self, left: &[(&'static str, Vec<String>)]) {
+        for table in self.tables_mut() {
+            if let Some((_, keys)) = left.iter().find(|(prefix, _)| *prefix == table.prefix()) {
+                table.forget(keys);
+            }
+        }
+    }
+
+    /// Starts a new batch: records changed from now on count as more recent than those before.
+    pub fn tick(&mut self) {
+        for table in self.tables_mut() {
+            table.tick();
+        }
     }
 
     /// Forgets which records changed (after storing every record).
@@ -316,17 +368,39 @@ impl DomainViews {
 
     /// Loads one stored record into the table stored under `prefix`.
     pub fn load(&mut self, prefix: &str, key: &str, value: &[u8]) -> Result<(), ViewLoadError> {
-        let table = self
-            .tables_mut()
-            .into_iter()
-            .find(|t| t.prefix() == prefix)
-            .ok_or_else(|| ViewLoadError::UnknownTable { prefix: prefix.into() })?;
-        table.load(key, value).map_err(|source| ViewLoadError::Record {
+        self.table_mut(prefix)?.load(key, value).map_err(|source| ViewLoadError::Record {
             prefix: prefix.into(),
             key: key.into(),
             source,
         })
     }
+
+    /// Takes note (while loading) that the record under `key` of the table stored under `prefix`
+    /// left memory for disk.
+    pub fn load_left(&mut self, prefix: &str, key: &str) -> Result<(), ViewLoadError> {
+        self.table_mut(prefix)?.load_left(key).map_err(|source| ViewLoadError::Record {
+            prefix: prefix.into(),
+            key: key.into(),
+            source,
+        })
+    }
+
+    fn table_mut(&mut self, prefix: &str) -> Result<&mut dyn StoredTable, ViewLoadError> {
+        self.tables_mut()
+            .into_iter()
+            .find(|t| t.prefix() == prefix)
+            .ok_or_else(|| ViewLoadError::UnknownTable { prefix: prefix.into() })
+    }
+}
+
+/// What changed in the views since the last drain, by table prefix: the records changed (each
+/// encoded, empty for a removal) and the keys of the records that left memory for disk.
+#[derive(Debug, Default)]
+pub struct ViewChanges {
+    /// Records changed.
+    pub records: Vec<(&'static str, EncodedRecords)>,
+    /// Keys of records that left memory (their state is on disk).
+    pub left: Vec<(&'static str, Vec<String>)>,
 }
 
 /// Why a stored record does not load into the views → the views store counts as damaged and the

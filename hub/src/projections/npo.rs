@@ -118,7 +118,7 @@ pub struct NpoView {
 
 impl Default for NpoView {
     fn default() -> Self {
-        Self { roles: Table::new("v/npo/role/"), consents: Table::new("v/npo/consent/") }
+        Self { roles: Table::new("v/npo/role/"), consents: Table::bounded("v/npo/consent/") }
     }
 }
 

@@ -72,7 +72,7 @@ pub struct PlansView {
 
 impl Default for PlansView {
     fn default() -> Self {
-        Self { plans: Table::new("v/plans/plan/"), by_person: Table::new("v/plans/person/") }
+        Self { plans: Table::bounded("v/plans/plan/"), by_person: Table::bounded("v/plans/person/") }
     }
 }
 
@@ -159,7 +159,8 @@ impl PlansView {
     /// Whether `person` had any plan event in `(after, until]` (in a plan that is theirs now: a
     /// plan created again for someone else counts for that person only).
     pub fn person_active_between(&self, person: &PersonId, after: Moment, until: Moment) -> bool {
-        let plans = self.by_person.get(person).into_iter().flatten().filter_map(|id| self.plans.get(id.as_str()));
+        let Some(ids) = self.by_person.get(person) else { return false };
+        let plans = ids.iter().filter_map(|id| self.plans.get(id.as_str()));
         plans.filter(|plan| plan.person.as_ref() == Some(person)).any(|plan| {
             let from = plan.event_times.partition_point(|t| *t <= after);
             plan.event_times.get(from).is_some_and(|t| *t <= until)

@@ -41,8 +41,8 @@ impl View for PublishersView {
     fn apply(&mut self, e: &ProjectedEvent<'_>) {
         let Some(principal) = PrincipalCode::parse(&e.envelope.principal) else { return };
         let event_type = e.envelope.event_type.as_str();
-        let known = self.first.get(event_type).and_then(|firsts| firsts.iter().find(|(p, _)| *p == principal));
-        if known.is_some_and(|(_, first)| *first <= e.at) {
+        let known = self.first.get(event_type).and_then(|firsts| firsts.iter().find(|(p, _)| *p == principal).copied());
+        if known.is_some_and(|(_, first)| first <= e.at) {
             return;
         }
         let firsts = self.first.entry(event_type);

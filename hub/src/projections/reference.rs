@@ -11,11 +11,22 @@ use super::{
     DomainViews,
 };
 
+/// Every record of a table, in memory or on disk.
+fn every<V, K>(table: &crate::projections::table::Table<V, K>) -> Vec<V>
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + Default + Clone,
+    K: crate::projections::ids::TableKey,
+{
+    let mut out = Vec::new();
+    table.for_each(|_, value| out.push(value.clone()));
+    out
+}
+
 /// The goals about cases as (id, numerator, denominator), walking every case.
 pub fn case_goals(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -> Vec<(&'static str, u64, u64)> {
     let (mut notices, mut notices_in_time) = (0, 0);
     let (mut discharged_svu, mut sip_before) = (0, 0);
-    for plan in views.plans.plans.values() {
+    for plan in &every(&views.plans.plans) {
         if let (Some(sent), Some(assessed)) = (plan.notice_sent_at, plan.need_assessed_at) {
             if sent <= as_of {
                 notices += 1;
@@ -35,7 +46,7 @@ pub fn case_goals(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
     }
     let window = Duration::hours(limits.warning_follow_up_hours);
     let (mut warnings, mut followed) = (0, 0);
-    for w in views.decision.warnings.values().filter(|w| w.needs_follow_up()) {
+    for w in every(&views.decision.warnings).iter().filter(|w| w.needs_follow_up()) {
         let Some(raised) = w.raised_at else { continue };
         if raised + window > as_of {
             continue;
@@ -47,7 +58,7 @@ pub fn case_goals(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
     }
     let answer_limit = Duration::days(limits.deviation_answer_days);
     let (mut deviations, mut answered) = (0, 0);
-    for d in views.deviation.deviations.values() {
+    for d in &every(&views.deviation.deviations) {
         let Some(logged) = d.logged_at.filter(|t| *t <= as_of) else { continue };
         let in_time = d.first_concerned_answer().is_some_and(|a| a <= as_of && a - logged <= answer_limit);
         if in_time {
@@ -58,7 +69,7 @@ pub fn case_goals(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits
         }
     }
     let (mut held, mut strong) = (0, 0);
-    for m in views.video.meetings.values() {
+    for m in &every(&views.video.meetings) {
         if m.held_at.is_some_and(|t| t <= as_of) {
             held += 1;
             if m.admitted_weak == 0 {
@@ -98,7 +109,7 @@ pub fn summary(views: &DomainViews, as_of: Timestamp, limits: &FollowupLimits) -
         }
     }
     let mut episodes: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for plan in views.plans.plans.values() {
+    for plan in &every(&views.plans.plans) {
         let (Some(ready), Some(discharged)) = (plan.ready_at, plan.discharged_at.filter(|t| *t <= as_of)) else {
             continue;
         };

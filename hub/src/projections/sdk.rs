@@ -52,7 +52,7 @@ pub struct SdkView {
 
 impl Default for SdkView {
     fn default() -> Self {
-        Self { addresses: Table::new("v/sdk/address/"), messages: Table::new("v/sdk/message/") }
+        Self { addresses: Table::new("v/sdk/address/"), messages: Table::bounded("v/sdk/message/") }
     }
 }
 

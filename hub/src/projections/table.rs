@@ -1,52 +1,104 @@
 //! A keyed table of view records that remembers which records changed, so the projection runner
-//! writes only those (to the views' journal, see [`crate::store::views_store`]).
+//! writes only those (to the views' journal, see [`crate::store::views_store`]), and that can keep
+//! only its most recently changed records in memory: a table made with [`Table::bounded`] hands
+//! the others over to disk ([`crate::store::record_runs`]) when it holds more than its budget,
+//! and reads them back when they are asked for.
 
-use std::{borrow::Borrow, hash::Hash};
+use std::{borrow::Borrow, borrow::Cow, fmt, hash::Hash, sync::Arc};
 
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::ids::{TableKey, Text};
-use crate::store::sharded::{ShardedMap, ShardedSet, SHARDS};
+use crate::store::{
+    record_runs::{RecordRuns, Stored},
+    sharded::{ShardedMap, ShardedSet, SHARDS},
+};
+
+/// A record and the batch that last changed it.
+#[derive(Debug, Clone, Default)]
+struct Slot<V> {
+    value: V,
+    touched: u32,
+}
 
 /// Records of one kind, by key (short text unless told), with change tracking.
 #[derive(Debug, Clone)]
 pub struct Table<V, K = Text> {
     prefix: &'static str,
-    rows: ShardedMap<K, V>,
+    rows: ShardedMap<K, Slot<V>>,
     /// The keys of the records changed since the last drain, unless `all_changed`.
     dirty: ShardedSet<K>,
     /// Every record counts as changed and no keys are tracked (during a catch-up longer than the
     /// views are big, after which they are stored whole: a copy of every key would cost ~25 MB at
     /// a million events).
     all_changed: bool,
+    /// Whether records may leave memory for disk (fixed by the table's kind).
+    bounded: bool,
+    /// How many records stay in memory before the least recently changed leave.
+    budget: usize,
+    /// Where records that left memory are (once the read model attached it).
+    disk: Option<Arc<RecordRuns>>,
+    /// Keys removed while a copy of theirs may be on disk, until their removal is there too.
+    removed: ShardedSet<K>,
+    /// Keys that left memory since the last drain (the next journal frame says so).
+    left: Vec<K>,
+    /// The current batch's number, which changed records are stamped with.
+    clock: u32,
 }
 
 /// Changed or stored records of one table: (key, record encoded with postcard); an empty
 /// encoding (no record encodes to nothing) stands for a record removed.
 pub type EncodedRecords = Vec<(String, Vec<u8>)>;
 
+/// The key a record of the table stored under `prefix` has on disk.
+pub fn disk_key(prefix: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + 1 + key.len());
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
 /// A table seen without its record type: what storing and comparing the views needs.
 pub trait StoredTable {
     /// The name it is stored under (e.g. `v/plans/plan/`).
     fn prefix(&self) -> &'static str;
-    /// How many records.
+    /// How many records in memory.
     fn records(&self) -> usize;
-    /// How many records changed since the last [`StoredTable::drain_changes`].
+    /// How many records changed (or left memory) since the last [`StoredTable::drain_changes`].
     fn changed(&self) -> usize;
     /// The changed records, encoded, forgetting that they changed.
     fn drain_changes(&mut self) -> EncodedRecords;
-    /// Forgets which records changed (they were stored another way), and the room that took.
+    /// The keys of the records that left memory since the last call, forgetting them.
+    fn drain_left(&mut self) -> Vec<String>;
+    /// Forgets which records changed or left (they were stored another way), and the room that took.
     fn clear_changes(&mut self);
     /// Counts every record as changed from now until the next drain or clear, tracking no keys.
     fn mark_all_changed(&mut self);
     /// How many slices [`StoredTable::encode_slice`] reads the table in.
     fn slices(&self) -> usize;
-    /// The records of slice `index` (`0..slices()`), encoded: every record is in exactly one.
+    /// The records in memory of slice `index` (`0..slices()`), encoded, with the removals not
+    /// yet on disk: every record is in exactly one.
     fn encode_slice(&self, index: usize) -> EncodedRecords;
     /// Stores an encoded record under `key`.
     fn load(&mut self, key: &str, value: &[u8]) -> Result<(), LoadError>;
-    /// Every record as (storage key, JSON value), for comparing two models.
+    /// Takes note (while loading) that the record under `key` left memory: its state is on disk.
+    fn load_left(&mut self, key: &str) -> Result<(), LoadError>;
+    /// Every record, in memory or on disk, as (storage key, JSON value), for comparing two models.
     fn all_records(&self, out: &mut std::collections::BTreeMap<String, serde_json::Value>);
+    /// Whether more records are in memory than the budget allows (never, without a disk).
+    fn over_budget(&self) -> bool;
+    /// The records that should leave memory now (the least recently changed beyond three
+    /// quarters of the budget, when over it) and the removals not yet on disk, as (key, stored
+    /// state); nothing without a disk.
+    fn leaving(&self) -> Vec<(String, Stored)>;
+    /// Forgets the records of `keys` from memory (they are on disk now).
+    fn forget(&mut self, keys: &[String]);
+    /// Sets where records that leave memory go, and how many stay (a table not made with
+    /// [`Table::bounded`] keeps every record whatever it is given).
+    fn keep_on_disk(&mut self, disk: Arc<RecordRuns>, budget: usize);
+    /// Starts a new batch: records changed from now on count as more recent.
+    fn tick(&mut self);
 }
 
 /// Why a stored record could not be loaded.
@@ -60,33 +112,102 @@ pub enum LoadError {
     Key,
 }
 
-impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
-    /// An empty table stored under `prefix` (e.g. `v/plans/plan/`).
+impl<V: Serialize + DeserializeOwned + Default + Clone, K: TableKey> Table<V, K> {
+    /// An empty table stored under `prefix` (e.g. `v/plans/plan/`) whose records all stay in memory.
     pub fn new(prefix: &'static str) -> Self {
-        Self { prefix, rows: ShardedMap::default(), dirty: ShardedSet::default(), all_changed: false }
+        Self {
+            prefix,
+            rows: ShardedMap::default(),
+            dirty: ShardedSet::default(),
+            all_changed: false,
+            bounded: false,
+            budget: usize::MAX,
+            disk: None,
+            removed: ShardedSet::default(),
+            left: Vec::new(),
+            clock: 0,
+        }
     }
 
-    /// The record under `key`, created empty if absent; marked changed.
+    /// An empty table stored under `prefix` whose records may leave memory for disk, once
+    /// [`StoredTable::keep_on_disk`] gives it a disk and a budget.
+    pub fn bounded(prefix: &'static str) -> Self {
+        Self { bounded: true, ..Self::new(prefix) }
+    }
+
+    /// Whether removals must be remembered until they are on disk.
+    fn tracks_removals(&self) -> bool {
+        self.bounded && self.disk.is_some()
+    }
+
+    /// The record under `key`, created empty if absent (read back from disk if it is there);
+    /// marked changed.
     pub fn entry<Q>(&mut self, key: &Q) -> &mut V
     where
         K: Borrow<Q> + for<'a> From<&'a Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Eq + fmt::Display + ?Sized,
     {
-        // Keys are made only the first time they are seen, each table looked up once (this is
-        // the projection hot path).
+        // Keys are made only the first time they are seen, each table looked up once when
+        // nothing is on disk (this is the projection hot path).
         if !self.all_changed {
             self.dirty.insert_ref(key);
         }
-        self.rows.get_or_insert_default(key)
+        let clock = self.clock;
+        if self.disk.is_some() && !self.rows.contains_key(key) {
+            let value = if self.removed.remove(key) { V::default() } else { self.read_disk(key).unwrap_or_default() };
+            self.rows.insert(K::from(key), Slot { value, touched: clock });
+        }
+        let slot = self.rows.get_or_insert_default(key);
+        slot.touched = clock;
+        &mut slot.value
     }
 
-    /// The record under `key`.
-    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    /// The record under `key`, from memory or from disk.
+    pub fn get<Q>(&self, key: &Q) -> Option<Cow<'_, V>>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Eq + fmt::Display + ?Sized,
     {
-        self.rows.get(key)
+        if let Some(slot) = self.rows.get(key) {
+            return Some(Cow::Borrowed(&slot.value));
+        }
+        if self.disk.is_none() || self.removed.contains(key) {
+            return None;
+        }
+        self.read_disk(key).map(Cow::Owned)
+    }
+
+    /// Whether there is a record under `key`.
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + fmt::Display + ?Sized,
+    {
+        self.get(key).is_some()
+    }
+
+    /// The record under `key` on disk. A read that fails is reported to the disk's owner (the
+    /// projection runner stops on it) and reads as no record.
+    fn read_disk<Q: fmt::Display + ?Sized>(&self, key: &Q) -> Option<V> {
+        let disk = self.disk.as_ref()?;
+        let found = disk.get(&disk_key(self.prefix, &key.to_string()));
+        match found {
+            Ok(Some(Some(bytes))) => match postcard::from_bytes(&bytes) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    disk.note_failure(&crate::store::record_runs::RecordRunsError::Damaged {
+                        path: self.prefix.into(),
+                        reason: format!("record {key} does not decode: {e}"),
+                    });
+                    None
+                }
+            },
+            Ok(_) => None,
+            Err(e) => {
+                disk.note_failure(&e);
+                None
+            }
+        }
     }
 
     /// Removes the record under `key` (drained as a removal while keys are tracked).
@@ -95,38 +216,95 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
         K: Borrow<Q> + for<'a> From<&'a Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if self.rows.remove(key).is_some() && !self.all_changed {
+        let was = self.rows.remove(key).is_some();
+        let tracked = self.tracks_removals();
+        if tracked {
+            self.removed.insert_ref(key);
+        }
+        if (was || tracked) && !self.all_changed {
             self.dirty.insert_ref(key);
         }
     }
 
-    /// Removes every record; while keys are tracked each removal is a change (drained as a
-    /// removal), otherwise the table is stored whole anyway.
+    /// Removes every record, in memory and on disk; while keys are tracked each removal is a
+    /// change (drained as a removal), otherwise the table is stored whole anyway.
     pub fn remove_all(&mut self) {
         let rows = std::mem::take(&mut self.rows);
+        let mut keys: Vec<K> = rows.iter().map(|(key, _)| key.clone()).collect();
+        if self.tracks_removals() {
+            self.for_each_on_disk(|key, _| keys.push(key));
+            self.removed.extend(keys.iter().cloned());
+        }
         if !self.all_changed {
-            for (key, _) in rows.iter() {
-                self.dirty.insert(key.clone());
-            }
+            self.dirty.extend(keys);
         }
     }
 
-    /// Every record.
+    /// Shows every record, in memory and on disk, to `each` (in no particular order).
+    pub fn for_each(&self, mut each: impl FnMut(&K, &V)) {
+        for (key, slot) in self.rows.iter() {
+            each(key, &slot.value);
+        }
+        self.for_each_on_disk(|key, value| each(&key, &value));
+    }
+
+    /// Every record of a table whose records all stay in memory (one not made with
+    /// [`Table::bounded`]; a bounded table's are walked with [`Table::for_each`]).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.rows.iter()
+        debug_assert!(!self.bounded, "{}: a bounded table is walked with for_each", self.prefix);
+        self.rows.iter().map(|(key, slot)| (key, &slot.value))
     }
 
-    /// Every record's value.
+    /// Every record's value, of a table whose records all stay in memory (see [`Table::iter`]).
     pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.rows.values()
+        self.iter().map(|(_, value)| value)
     }
 
-    /// How many records.
+    /// Every record's key, in memory and on disk.
+    pub fn keys(&self) -> Vec<K> {
+        let mut keys = Vec::with_capacity(self.rows.len());
+        self.for_each(|key, _| keys.push(key.clone()));
+        keys
+    }
+
+    /// The records on disk that are neither in memory nor removed.
+    fn for_each_on_disk(&self, mut each: impl FnMut(K, V)) {
+        let Some(disk) = &self.disk else { return };
+        let prefix = disk_key(self.prefix, "");
+        let mut failure = None;
+        let walked = disk.for_each_with_prefix(&prefix, |stored_key, value| {
+            let Some(value) = value else { return };
+            let Some(key) = std::str::from_utf8(&stored_key[prefix.len()..]).ok().and_then(K::parse_key) else {
+                failure.get_or_insert_with(|| "a key on disk is not one of this table's".to_string());
+                return;
+            };
+            if self.rows.contains_key(&key) || self.removed.contains(&key) {
+                return;
+            }
+            match postcard::from_bytes(value) {
+                Ok(value) => each(key, value),
+                Err(e) => {
+                    failure.get_or_insert_with(|| format!("record {key} does not decode: {e}"));
+                }
+            }
+        });
+        if let Err(e) = walked {
+            disk.note_failure(&e);
+        }
+        if let Some(reason) = failure {
+            disk.note_failure(&crate::store::record_runs::RecordRunsError::Damaged {
+                path: self.prefix.into(),
+                reason,
+            });
+        }
+    }
+
+    /// How many records in memory.
     pub fn len(&self) -> usize {
         self.rows.len()
     }
 
-    /// Whether there are none.
+    /// Whether there are no records in memory.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
@@ -137,7 +315,7 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> Table<V, K> {
     }
 }
 
-impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Table<V, K> {
+impl<V: Serialize + DeserializeOwned + Default + Clone, K: TableKey> StoredTable for Table<V, K> {
     fn prefix(&self) -> &'static str {
         self.prefix
     }
@@ -147,11 +325,8 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Tab
     }
 
     fn changed(&self) -> usize {
-        if self.all_changed {
-            self.rows.len()
-        } else {
-            self.dirty.len()
-        }
+        let changed = if self.all_changed { self.rows.len() + self.removed.len() } else { self.dirty.len() };
+        changed + self.left.len()
     }
 
     fn drain_changes(&mut self) -> EncodedRecords {
@@ -160,15 +335,25 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Tab
         }
         let mut out = Vec::with_capacity(self.dirty.len());
         for key in self.dirty.drain() {
-            let encoded = self.rows.get(&key).map(Self::encode_one).unwrap_or_default();
+            let encoded = match self.rows.get(&key) {
+                Some(slot) => Self::encode_one(&slot.value),
+                // Left memory since it changed: its state is on disk, and the frame says it left.
+                None if self.bounded && !self.removed.contains(&key) && self.disk.is_some() => continue,
+                None => Vec::new(),
+            };
             out.push((key.to_string(), encoded));
         }
         out
     }
 
+    fn drain_left(&mut self) -> Vec<String> {
+        self.left.drain(..).map(|key| key.to_string()).collect()
+    }
+
     fn clear_changes(&mut self) {
         self.all_changed = false;
         self.dirty = ShardedSet::default();
+        self.left = Vec::new();
     }
 
     fn mark_all_changed(&mut self) {
@@ -181,23 +366,83 @@ impl<V: Serialize + DeserializeOwned + Default, K: TableKey> StoredTable for Tab
     }
 
     fn encode_slice(&self, index: usize) -> EncodedRecords {
-        self.rows.shard(index).map(|(key, value)| (key.to_string(), Self::encode_one(value))).collect()
+        let records = self.rows.shard(index).map(|(key, slot)| (key.to_string(), Self::encode_one(&slot.value)));
+        records.chain(self.removed.shard(index).map(|key| (key.to_string(), Vec::new()))).collect()
     }
 
     fn load(&mut self, key: &str, value: &[u8]) -> Result<(), LoadError> {
         let key = K::parse_key(key).ok_or(LoadError::Key)?;
         if value.is_empty() {
             self.rows.remove(&key);
+            if self.bounded {
+                self.removed.insert(key);
+            }
         } else {
-            self.rows.insert(key, postcard::from_bytes(value)?);
+            self.removed.remove(&key);
+            self.rows.insert(key, Slot { value: postcard::from_bytes(value)?, touched: 0 });
         }
         Ok(())
     }
 
+    fn load_left(&mut self, key: &str) -> Result<(), LoadError> {
+        let key = K::parse_key(key).ok_or(LoadError::Key)?;
+        self.rows.remove(&key);
+        self.removed.remove(&key);
+        Ok(())
+    }
+
     fn all_records(&self, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
-        for (key, value) in self.rows.iter() {
+        self.for_each(|key, value| {
             out.insert(format!("{}{key}", self.prefix), serde_json::to_value(value).unwrap_or_default());
+        });
+    }
+
+    fn over_budget(&self) -> bool {
+        self.disk.is_some() && self.rows.len() > self.budget
+    }
+
+    fn leaving(&self) -> Vec<(String, Stored)> {
+        if self.disk.is_none() {
+            return Vec::new();
         }
+        let mut out: Vec<(String, Stored)> = self.removed.iter().map(|key| (key.to_string(), None)).collect();
+        if self.rows.len() > self.budget {
+            let count = self.rows.len() - self.budget / 4 * 3;
+            let mut stamps: Vec<u32> = self.rows.values().map(|slot| slot.touched).collect();
+            let threshold = *stamps.select_nth_unstable(count - 1).1;
+            let below = stamps.iter().filter(|stamp| **stamp < threshold).count();
+            let mut at_threshold = count - below;
+            for (key, slot) in self.rows.iter() {
+                let leaves = slot.touched < threshold
+                    || (slot.touched == threshold && at_threshold > 0 && {
+                        at_threshold -= 1;
+                        true
+                    });
+                if leaves {
+                    out.push((key.to_string(), Some(Self::encode_one(&slot.value))));
+                }
+            }
+        }
+        out
+    }
+
+    fn forget(&mut self, keys: &[String]) {
+        for key in keys.iter().filter_map(|key| K::parse_key(key)) {
+            self.rows.remove(&key);
+            self.removed.remove(&key);
+            self.left.push(key);
+        }
+    }
+
+    fn keep_on_disk(&mut self, disk: Arc<RecordRuns>, budget: usize) {
+        if self.bounded {
+            self.disk = Some(disk);
+            self.budget = budget.max(4);
+        }
+    }
+
+    fn tick(&mut self) {
+        self.clock = self.clock.wrapping_add(1);
     }
 }
 
@@ -219,7 +464,7 @@ mod tests {
         for (key, value) in &drained {
             copy.load(key, value).unwrap();
         }
-        assert_eq!(copy.get("a"), Some(&vec![(1, 2)]));
+        assert_eq!(copy.get("a").as_deref(), Some(&vec![(1, 2)]));
         let mut slices: EncodedRecords = (0..copy.slices()).flat_map(|i| copy.encode_slice(i)).collect();
         slices.sort();
         assert_eq!(slices, drained);

@@ -27,7 +27,7 @@ pub struct VideoView {
 
 impl Default for VideoView {
     fn default() -> Self {
-        Self { meetings: Table::new("v/video/meeting/") }
+        Self { meetings: Table::bounded("v/video/meeting/") }
     }
 }
 

@@ -190,8 +190,9 @@ pub async fn start(config: &HubConfig, shutdown: watch::Receiver<bool>) -> Resul
         Some(model) => {
             let loader = model.get();
             let limits = config.followup;
+            let records_in_memory = config.records_in_memory.max(4);
             let loaded = tokio::task::spawn_blocking(move || {
-                let mut views = loader.load_views()?;
+                let mut views = loader.load_views_to_project(records_in_memory)?;
                 // Before the API is served: usage answers read these totals from the views.
                 views.usage = loader.usage_totals()?;
                 let cases = views.records();

@@ -12,6 +12,7 @@
 pub mod applied_identities;
 pub mod digest_set;
 pub mod read_model;
+pub mod record_runs;
 pub mod sharded;
 pub mod sorted_runs;
 pub mod timeline_runs;

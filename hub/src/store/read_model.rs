@@ -22,19 +22,22 @@
 use std::{
     collections::HashSet,
     path::Path,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use chrono::NaiveDate;
 
 use crate::{
     projections::{
-        table::EncodedRecords,
         usage::{TypeCounts, UsageDay, UsageTotals},
         DomainViews,
     },
     store::{
         applied_identities::AppliedIdentities,
+        record_runs::{RecordRuns, RecordRunsError},
         sorted_runs::RunsError,
         timeline_runs::TimelineRuns,
         views_store::{ViewsStore, ViewsStoreError},
@@ -78,6 +81,12 @@ pub enum ReadModelError {
     /// The identities' or timelines' runs could not be read or written (disk full, damaged).
     #[error(transparent)]
     Runs(#[from] RunsError),
+    /// The view records on disk could not be read or written (disk full, damaged).
+    #[error(transparent)]
+    Records(#[from] RecordRunsError),
+    /// A view record could not be read back from disk while projecting (its error, as logged).
+    #[error("a view record could not be read from disk: {0}")]
+    RecordLookup(String),
     /// Views were to be stored for a log sequence the checkpoint has not reached (the runner
     /// commits a batch before it stores the views that include it, so this is a bug).
     #[error("read model at {path}: views at log sequence {views} are ahead of the checkpoint {checkpoint}")]
@@ -133,6 +142,8 @@ pub struct ReadModel {
     db: sled::Db,
     views: ViewsStore,
     timelines: TimelineRuns,
+    /// The view records that left the views' memory.
+    records: Arc<RecordRuns>,
     /// The log sequence up to which the applied identities are in runs on disk (set by the
     /// projection runner as it hands them over).
     identities_on_disk: AtomicU64,
@@ -171,7 +182,13 @@ impl ReadModel {
         }
         let views = ViewsStore::open(&dir.join("views"))?;
         let timelines = TimelineRuns::open(&dir.join("timelines"))?;
-        Ok(Self { db, views, timelines, identities_on_disk: AtomicU64::new(0), path })
+        let records = Arc::new(RecordRuns::open(&dir.join("records"))?);
+        Ok(Self { db, views, timelines, records, identities_on_disk: AtomicU64::new(0), path })
+    }
+
+    /// The view records that left the views' memory.
+    pub fn records(&self) -> &Arc<RecordRuns> {
+        &self.records
     }
 
     /// The persons' timeline entries handed over to disk.
@@ -292,7 +309,11 @@ impl ReadModel {
     pub fn load_views(&self) -> Result<DomainViews, ReadModelError> {
         let checkpoint = self.checkpoint()?;
         let problem = match self.views.load() {
-            Ok(views) if views.applied_through <= checkpoint => return Ok(views),
+            Ok(mut views) if views.applied_through <= checkpoint => {
+                // Read only here: no record leaves memory without a budget.
+                views.keep_on_disk(self.records.clone(), usize::MAX);
+                return Ok(views);
+            }
             Ok(views) => {
                 format!("views at log sequence {} are ahead of the checkpoint {checkpoint}", views.applied_through)
             }
@@ -301,7 +322,28 @@ impl ReadModel {
         };
         tracing::warn!(problem, "the stored views are dropped; they are replayed from the log");
         self.views.reset()?;
-        Ok(DomainViews::default())
+        self.records.reset()?;
+        let mut views = DomainViews::default();
+        views.keep_on_disk(self.records.clone(), usize::MAX);
+        Ok(views)
+    }
+
+    /// The stored views, for the projection to carry on from: the view records handed over
+    /// after them (whose views write did not complete) are removed, since the log replays what
+    /// they hold, and the views keep `records_in_memory` records per table in memory, handing
+    /// the others over to disk. Only for the process that projects into this read model.
+    pub fn load_views_to_project(&self, records_in_memory: usize) -> Result<DomainViews, ReadModelError> {
+        let mut views = self.load_views()?;
+        let removed = self.records.discard_after(views.applied_through)?;
+        if removed > 0 {
+            tracing::info!(
+                runs = removed,
+                sequence = views.applied_through,
+                "view records handed over after the stored views were removed (the log replays them)"
+            );
+        }
+        views.keep_on_disk(self.records.clone(), records_in_memory);
+        Ok(views)
     }
 
     /// The log sequence the stored views reflect (reads them all: for checks and tests).
@@ -364,7 +406,7 @@ impl ReadModel {
     pub fn write_views(
         &self,
         sequence: u64,
-        changes: &[(&'static str, EncodedRecords)],
+        changes: &crate::projections::ViewChanges,
         views: &tokio::sync::RwLock<DomainViews>,
     ) -> Result<(), ReadModelError> {
         let began = std::time::Instant::now();
@@ -410,7 +452,7 @@ impl ReadModel {
 
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0) + self.views.size_on_disk()
+        self.db.size_on_disk().unwrap_or(0) + self.views.size_on_disk() + self.records.size().1
     }
 }
 

@@ -227,6 +227,20 @@ impl<K: Hash + Eq> ShardedSet<K> {
         self.0.contains_key(key)
     }
 
+    /// Removes `key`; whether it was present.
+    pub fn remove<Q>(&mut self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.0.remove(key).is_some()
+    }
+
+    /// The keys of shard `index` (`0..SHARDS`).
+    pub fn shard(&self, index: usize) -> impl Iterator<Item = &K> {
+        self.0.shard(index).map(|(key, ())| key)
+    }
+
     /// How many keys.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -31,10 +31,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::projections::{table::EncodedRecords, DomainViews};
+use crate::projections::{table::EncodedRecords, DomainViews, ViewChanges};
 
 /// The first bytes of every views file (and the layout's version).
-pub const MAGIC: &[u8; 8] = b"SGDVIEW3";
+pub const MAGIC: &[u8; 8] = b"SGDVIEW4";
 
 /// The journal is folded into a new snapshot when it holds more than this and more than half of
 /// the last snapshot: disk stays within 1.5 snapshots, and a snapshot is taken about once per
@@ -85,11 +85,13 @@ pub enum Damage {
     Encode(#[from] postcard::Error),
 }
 
-/// One frame: records of some tables and the log sequence they reflect.
+/// One frame: records of some tables, the keys of records that left memory for the read
+/// model's record runs before them, and the log sequence they reflect.
 #[derive(Debug, Serialize, Deserialize)]
 struct Frame {
     sequence: u64,
     tables: Vec<(String, EncodedRecords)>,
+    left: Vec<(String, Vec<String>)>,
 }
 
 /// The same frame, written from borrowed records.
@@ -97,6 +99,7 @@ struct Frame {
 struct FrameRef<'a> {
     sequence: u64,
     tables: &'a [(&'static str, EncodedRecords)],
+    left: &'a [(&'static str, Vec<String>)],
 }
 
 /// A file of the store, by name.
@@ -284,7 +287,7 @@ impl ViewsStore {
     pub fn append(
         &self,
         sequence: u64,
-        changes: &[(&'static str, EncodedRecords)],
+        changes: &ViewChanges,
         views: &tokio::sync::RwLock<DomainViews>,
     ) -> Result<(), ViewsStoreError> {
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
@@ -340,7 +343,7 @@ impl ViewsStore {
             }
             Ok(())
         })?;
-        self.append_frame(&mut journal, sequence, &[])?;
+        self.append_frame(&mut journal, sequence, &ViewChanges::default())?;
         self.complete_snapshot(&mut journal, n, &temporary, sequence)
     }
 
@@ -349,17 +352,12 @@ impl ViewsStore {
         self.files().unwrap_or_default().into_iter().map(|f| self.size(f).unwrap_or(0)).sum()
     }
 
-    fn append_frame(
-        &self,
-        journal: &mut Journal,
-        sequence: u64,
-        changes: &[(&'static str, EncodedRecords)],
-    ) -> Result<(), ViewsStoreError> {
+    fn append_frame(&self, journal: &mut Journal, sequence: u64, changes: &ViewChanges) -> Result<(), ViewsStoreError> {
         if let Some(reason) = &journal.damaged {
             return Err(damaged(&self.dir, Damage::Earlier(reason.clone())));
         }
-        let payload =
-            postcard::to_stdvec(&FrameRef { sequence, tables: changes }).map_err(|e| damaged(&self.dir, e))?;
+        let payload = postcard::to_stdvec(&FrameRef { sequence, tables: &changes.records, left: &changes.left })
+            .map_err(|e| damaged(&self.dir, e))?;
         if journal.segment.is_none() {
             let n = journal.last_segment;
             journal.segment = Some((n, self.create(StoredFile::Journal(n), true)?));
@@ -399,7 +397,7 @@ impl ViewsStore {
             if records.1.is_empty() {
                 return Ok(());
             }
-            let payload = postcard::to_stdvec(&FrameRef { sequence: 0, tables: &[records] })
+            let payload = postcard::to_stdvec(&FrameRef { sequence: 0, tables: &[records], left: &[] })
                 .map_err(|e| damaged(&temporary, e))?;
             out.write_all(&framed(&payload)).map_err(|e| io(&temporary, e))
         })?;
@@ -487,6 +485,13 @@ fn newest_snapshot(files: &[StoredFile]) -> Option<(u64, u64)> {
 }
 
 fn load_frame(views: &mut DomainViews, frame: Frame, path: &Path) -> Result<(), ViewsStoreError> {
+    // Records left memory before the frame's records were drained: a record that came back and
+    // changed since is in the frame's records.
+    for (prefix, keys) in frame.left {
+        for key in keys {
+            views.load_left(&prefix, &key).map_err(|e| damaged(path, e))?;
+        }
+    }
     for (prefix, records) in frame.tables {
         for (key, value) in records {
             views.load(&prefix, &key, &value).map_err(|e| damaged(path, e))?;
@@ -572,12 +577,12 @@ mod tests {
         views.timelines.entry(&id(name)).push((at, at as u64));
     }
 
-    fn drain(views: &tokio::sync::RwLock<DomainViews>) -> Vec<(&'static str, EncodedRecords)> {
+    fn drain(views: &tokio::sync::RwLock<DomainViews>) -> ViewChanges {
         views.blocking_write().drain_changes()
     }
 
     fn timeline(views: &DomainViews, name: &str) -> Option<Vec<(i64, u64)>> {
-        views.timelines.get(&id(name)).cloned()
+        views.timelines.get(&id(name)).map(|refs| refs.into_owned())
     }
 
     #[test]
@@ -724,9 +729,9 @@ mod tests {
         std::fs::write(&journal, b"garbage").unwrap();
         let store = ViewsStore::open(dir.path()).unwrap();
         assert!(store.load().unwrap_err().to_string().contains("not a views file"));
-        assert!(store.append(2, &[], &views).is_err());
+        assert!(store.append(2, &ViewChanges::default(), &views).is_err());
         store.reset().unwrap();
-        store.append(2, &[], &views).unwrap();
+        store.append(2, &ViewChanges::default(), &views).unwrap();
         assert_eq!(store.load().unwrap().applied_through, 2);
     }
 }
