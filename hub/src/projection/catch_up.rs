@@ -88,6 +88,10 @@ pub async fn catch_up(
                 let never = Duration::from_secs(u64::MAX / 4);
                 project_batch(&mut state, &batch, model, &views, (never, settings.hand_over), &metrics, &status)
                     .await?;
+                // A rebuild's model is thrown away whole if the rebuild stops, so its runs may be
+                // merged before its views are stored.
+                let through = state.checkpoint;
+                blocking(|| model.records().merge(through)).map_err(ReadModelError::from)?;
                 progress.store(state.checkpoint, Ordering::Relaxed);
             }
             if ended {

@@ -78,7 +78,7 @@ fn views_keeping_a_few_records_in_memory_answer_as_views_keeping_all_across_rest
             store.append(through, &changes, &shared).unwrap();
             views = shared.into_inner();
             if next % 9 == 8 {
-                records.merge().unwrap();
+                records.merge(through).unwrap();
             }
         }
         if next % 23 == 22 {

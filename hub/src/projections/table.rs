@@ -507,4 +507,99 @@ mod tests {
         }
         assert!(copy.is_empty());
     }
+
+    /// A bounded table on disk with room for `budget` records.
+    fn on_disk(dir: &std::path::Path, budget: usize) -> (Table<Vec<(i64, u64)>>, Arc<RecordRuns>) {
+        let disk = Arc::new(RecordRuns::open(dir).unwrap());
+        let mut table: Table<Vec<(i64, u64)>> = Table::bounded("v/test/");
+        table.keep_on_disk(disk.clone(), budget);
+        (table, disk)
+    }
+
+    /// What the projection runner does: the leaving records to a run, then forgotten.
+    fn hand_over(table: &mut Table<Vec<(i64, u64)>>, disk: &RecordRuns, through: u64) -> Vec<String> {
+        let leaving = table.leaving();
+        let keys: Vec<String> = leaving.iter().map(|(key, _)| key.clone()).collect();
+        disk.add_run(leaving.into_iter().map(|(key, stored)| (disk_key("v/test/", &key), stored)).collect(), through)
+            .unwrap();
+        table.forget(&keys);
+        keys
+    }
+
+    #[test]
+    fn a_bounded_table_hands_its_least_recently_changed_records_to_disk_and_reads_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut table, disk) = on_disk(dir.path(), 8);
+        for i in 0..10 {
+            table.tick();
+            table.entry(format!("k{i}").as_str()).push((i, i as u64));
+        }
+        assert!(table.over_budget());
+        let _ = table.drain_changes();
+        let left = hand_over(&mut table, &disk, 10);
+        // Down to three quarters of the budget, the oldest first.
+        assert_eq!(left.len(), 4);
+        assert!(left.iter().all(|key| ["k0", "k1", "k2", "k3"].contains(&key.as_str())));
+        assert_eq!(table.records(), 6);
+        assert!(!table.over_budget());
+        // Read back when asked for, without coming back into memory; brought back by a change.
+        assert_eq!(table.get("k1").as_deref(), Some(&vec![(1, 1)]));
+        assert_eq!(table.records(), 6);
+        table.entry("k1").push((11, 11));
+        assert_eq!(table.records(), 7);
+        assert_eq!(table.get("k1").as_deref(), Some(&vec![(1, 1), (11, 11)]));
+        // The next frame says which records left, and holds k1's new state.
+        let changes = table.drain_changes();
+        assert_eq!(changes.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>(), ["k1"]);
+        let mut frame_left = table.drain_left();
+        frame_left.sort();
+        assert_eq!(frame_left, ["k0", "k1", "k2", "k3"]);
+        // A removal hides the copy on disk, in memory until it is on disk too.
+        table.remove("k2");
+        assert_eq!(table.get("k2"), None);
+        assert_eq!(table.drain_changes(), vec![("k2".to_string(), Vec::new())]);
+        let mut all = Vec::new();
+        table.for_each(|key, value| all.push((key.to_string(), value.clone())));
+        all.sort();
+        assert_eq!(all.len(), 9, "k0, k1, k3..k9: {all:?}");
+        let slices: EncodedRecords = (0..table.slices()).flat_map(|i| table.encode_slice(i)).collect();
+        assert!(slices.contains(&("k2".to_string(), Vec::new())), "a snapshot keeps the removal");
+        assert_eq!(hand_over(&mut table, &disk, 11), ["k2"]);
+        assert_eq!(table.get("k2"), None);
+        assert_eq!(disk.get(&disk_key("v/test/", "k2")).unwrap(), Some(None));
+        // Created again after its removal: nothing of the old record comes back.
+        table.entry("k2").push((12, 12));
+        assert_eq!(table.get("k2").as_deref(), Some(&vec![(12, 12)]));
+        // Removing everything removes what is on disk too.
+        table.remove_all();
+        let mut none = 0;
+        table.for_each(|_, _| none += 1);
+        assert_eq!(none, 0);
+        assert_eq!(table.get("k0"), None);
+    }
+
+    #[test]
+    fn loading_a_frame_that_says_records_left_forgets_them_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut table, disk) = on_disk(dir.path(), 4);
+        for i in 0..6 {
+            table.tick();
+            table.entry(format!("k{i}").as_str()).push((i, i as u64));
+        }
+        let stored = table.drain_changes();
+        let left = hand_over(&mut table, &disk, 6);
+        let mut loaded: Table<Vec<(i64, u64)>> = Table::bounded("v/test/");
+        for (key, value) in &stored {
+            loaded.load(key, value).unwrap();
+        }
+        for key in table.drain_left() {
+            loaded.load_left(&key).unwrap();
+        }
+        loaded.keep_on_disk(disk, 4);
+        assert_eq!(loaded.records(), 6 - left.len());
+        for i in 0..6 {
+            assert_eq!(loaded.get(format!("k{i}").as_str()).as_deref(), Some(&vec![(i, i as u64)]));
+        }
+        assert!(loaded.load_left("not a key").is_ok(), "a text table takes any key");
+    }
 }

@@ -413,6 +413,7 @@ impl ReadModel {
         self.flush_through(sequence)?;
         let flushed = began.elapsed();
         self.views.append(sequence, changes, views)?;
+        self.merge_records(sequence)?;
         self.forget_identities(sequence)?;
         tracing::debug!(
             sequence,
@@ -427,7 +428,18 @@ impl ReadModel {
     pub fn write_all_views(&self, sequence: u64, views: &DomainViews) -> Result<(), ReadModelError> {
         self.flush_through(sequence)?;
         self.views.write_all(sequence, views)?;
+        self.merge_records(sequence)?;
         self.forget_identities(sequence)
+    }
+
+    /// Merges the view records' runs handed over up to log `sequence`, once the views written at
+    /// `sequence` are synced (a merged run counts from its newest input's views write on).
+    fn merge_records(&self, sequence: u64) -> Result<(), ReadModelError> {
+        if self.records.wants_merge(sequence) {
+            self.views.sync()?;
+            self.records.merge(sequence)?;
+        }
+        Ok(())
     }
 
     fn flush_through(&self, sequence: u64) -> Result<(), ReadModelError> {

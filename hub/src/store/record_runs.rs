@@ -434,21 +434,28 @@ impl RecordRuns {
         Ok(())
     }
 
-    /// Whether merging would do anything ([`RecordRuns::merge`]).
-    pub fn wants_merge(&self) -> bool {
+    /// The two runs to merge next among those handed over up to log `through` (their `through`
+    /// grows with their order): the newest of them into the one before it, when it is at least
+    /// as large; and whether the older one is the oldest run.
+    fn next_merge(&self, through: u64) -> Option<(Arc<Run>, Arc<Run>, bool)> {
         let runs = self.runs();
-        runs.len() >= 2 && runs[runs.len() - 1].bytes() >= runs[runs.len() - 2].bytes()
+        let upto = runs.partition_point(|run| run.through <= through);
+        (upto >= 2 && runs[upto - 1].bytes() >= runs[upto - 2].bytes())
+            .then(|| (runs[upto - 2].clone(), runs[upto - 1].clone(), upto == 2))
     }
 
-    /// Merges the newest run into the one before it for as long as it is at least as large.
-    /// Call only once the views' journal frames of every run are on disk: a merge keeps the
-    /// highest `through` of its inputs.
-    pub fn merge(&self) -> Result<(), RecordRunsError> {
-        while self.wants_merge() {
-            let (older, newer, oldest) = {
-                let runs = self.runs();
-                (runs[runs.len() - 2].clone(), runs[runs.len() - 1].clone(), runs.len() == 2)
-            };
+    /// Whether merging up to log `through` would do anything ([`RecordRuns::merge`]).
+    pub fn wants_merge(&self, through: u64) -> bool {
+        self.next_merge(through).is_some()
+    }
+
+    /// Merges runs handed over up to log `through`, the newest into the one before it for as
+    /// long as it is at least as large. A merge keeps the highest `through` of its inputs, and
+    /// [`RecordRuns::discard_after`] removes a run by its `through`: so `through` must be a
+    /// sequence the views' files hold on disk (a journal frame synced), or the model must be
+    /// one that is thrown away whole if it stops before then (a rebuild's).
+    pub fn merge(&self, through: u64) -> Result<(), RecordRunsError> {
+        while let Some((older, newer, oldest)) = self.next_merge(through) {
             let mut merge = Merge { cursors: vec![Cursor::new(older.clone(), &[])?, Cursor::new(newer.clone(), &[])?] };
             let records = std::iter::from_fn(|| merge.next().transpose())
                 // Nothing older is left for a removal to hide once the oldest run is merged.
@@ -571,8 +578,9 @@ mod tests {
         runs.add_run(changed.clone(), 2).unwrap();
         assert_eq!(runs.get(b"k/00004").unwrap(), Some(None));
         runs.add_run(changed, 3).unwrap();
-        assert!(runs.wants_merge());
-        runs.merge().unwrap();
+        assert!(!runs.wants_merge(1), "runs handed over after the stored views are not merged");
+        assert!(runs.wants_merge(3));
+        runs.merge(3).unwrap();
         assert_eq!(runs.size().0, 1);
         for i in 0..5000 {
             let expected = if i % 4 == 0 { None } else { Some(Some(vec![2u8; 30])) };
@@ -595,7 +603,7 @@ mod tests {
         // An input of a merge whose removal a crash prevented.
         let leftover = dir.path().join(Run::name(5, 0, 0));
         std::fs::copy(dir.path().join(Run::name(5, 0, 0)), dir.path().join("copy")).unwrap();
-        runs.merge().unwrap();
+        runs.merge(9).unwrap();
         std::fs::rename(dir.path().join("copy"), &leftover).unwrap();
         let reopened = RecordRuns::open(dir.path()).unwrap();
         assert_eq!(reopened.size().0, 1);

@@ -347,6 +347,15 @@ impl ViewsStore {
         self.complete_snapshot(&mut journal, n, &temporary, sequence)
     }
 
+    /// Syncs the journal segment being appended to (frames are otherwise left to the system).
+    pub fn sync(&self) -> Result<(), ViewsStoreError> {
+        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, file)) = &journal.segment {
+            file.sync_data().map_err(|e| io(&self.path(StoredFile::Journal(*n)), e))?;
+        }
+        Ok(())
+    }
+
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.files().unwrap_or_default().into_iter().map(|f| self.size(f).unwrap_or(0)).sum()
