@@ -1,18 +1,24 @@
 //! How much memory the in-memory views take after N simulator events, table by table.
 //!
-//! `cargo run --release -p sgd-hub --example views_footprint -- 1000000`
+//! `cargo run --release -p sgd-hub --example views_footprint -- 1000000 [records in memory]`
 //!
 //! Applies the bench's simulator events (the projector's decode path, no NATS) to
 //! `DomainViews`, then reports live heap bytes (a counting allocator) for the views, for the keys
 //! of their changed records and for each table (measured as the heap a clone of the table
-//! allocates), and the process's RSS.
+//! allocates), and the process's RSS. With a number of records in memory (the hub's
+//! `records_in_memory`), the views keep that many per bounded table and hand the others over to
+//! record runs in a temporary directory after each batch of 5,000 events, as the projection
+//! runner does.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-use sgd_hub::projections::{table::StoredTable, DomainViews, ProjectedEvent};
+use sgd_hub::{
+    projections::{table::StoredTable, DomainViews, Leaving, ProjectedEvent},
+    store::record_runs::RecordRuns,
+};
 use sgd_schemas::{upcast, DomainEvent, Envelope};
 
 struct Counting;
@@ -94,8 +100,23 @@ fn main() {
     let rss_before = rss_mb();
     let started = std::time::Instant::now();
     let mut views = DomainViews::default();
-    for (sequence, (envelope, event)) in decoded.iter().enumerate() {
-        views.apply_logged(&ProjectedEvent::new(envelope, event), sequence as u64 + 1);
+    let records_in_memory: Option<usize> = std::env::args().nth(2).and_then(|a| a.parse().ok());
+    let disk_dir = tempfile::tempdir().expect("a temporary directory");
+    let disk = std::sync::Arc::new(RecordRuns::open(disk_dir.path()).expect("record runs open"));
+    if let Some(records) = records_in_memory {
+        views.keep_on_disk(disk.clone(), records);
+    }
+    for (batch, events) in decoded.chunks(5000).enumerate() {
+        views.tick();
+        for (i, (envelope, event)) in events.iter().enumerate() {
+            views.apply_logged(&ProjectedEvent::new(envelope, event), (batch * 5000 + i) as u64 + 1);
+        }
+        let through = ((batch + 1) * 5000) as u64;
+        if let Some(Leaving { records: leaving, keys }) = views.leaving() {
+            disk.add_run(leaving, through).expect("a run written");
+            views.forget(&keys);
+            disk.merge(through).expect("runs merged");
+        }
     }
     let applied = started.elapsed();
     let views_heap = LIVE.load(Ordering::Relaxed) - before;
@@ -107,6 +128,10 @@ fn main() {
         rss_before,
         rss_mb()
     );
+    if records_in_memory.is_some() {
+        let (runs, bytes) = disk.size();
+        println!("records on disk: {runs} runs, {:.1} MB", mb(bytes as usize));
+    }
     // The answers over the views, as the API computes them (its serialising and sending apart).
     let as_of = chrono::Utc::now().fixed_offset();
     let settings = sgd_hub::projections::goals::GoalSettings::default();

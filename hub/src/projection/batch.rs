@@ -15,11 +15,8 @@ use super::runner::{
 };
 use crate::{
     metrics::{Metrics, TypeLabels},
-    projections::{table::disk_key, usage::UsageDelta, DomainViews, ProjectedEvent},
-    store::{
-        read_model::{ReadModel, ReadModelError},
-        record_runs::Stored,
-    },
+    projections::{usage::UsageDelta, Leaving, ProjectedEvent},
+    store::read_model::{ReadModel, ReadModelError},
 };
 
 pub(super) async fn project_batch(
@@ -311,35 +308,12 @@ pub(super) async fn records_leave_memory(
     model: &Arc<ReadModel>,
     views: &SharedViews,
 ) -> Result<(), ProjectorError> {
-    let Some((records, keys)) = leaving_records(&*views.read().await) else { return Ok(()) };
+    let Some(Leaving { records, keys }) = views.read().await.leaving() else { return Ok(()) };
     let count = records.len();
     blocking(|| model.records().add_run(records, through)).map_err(ReadModelError::from)?;
     views.write().await.forget(&keys);
     tracing::debug!(through, count, "view records handed over to disk");
     Ok(())
-}
-
-/// Keys of the records leaving memory, by table prefix.
-pub(super) type LeavingKeys = Vec<(&'static str, Vec<String>)>;
-
-/// When a table is over its budget, what leaves memory: the records as the disk keeps them, and
-/// their keys by table (to forget once they are on disk).
-pub(super) fn leaving_records(views: &DomainViews) -> Option<(Vec<(Vec<u8>, Stored)>, LeavingKeys)> {
-    if !views.over_budget() {
-        return None;
-    }
-    let leaving = views.leaving();
-    let mut keys = Vec::with_capacity(leaving.len());
-    let mut records = Vec::new();
-    for (prefix, leaving) in leaving {
-        let mut table_keys = Vec::with_capacity(leaving.len());
-        for (key, stored) in leaving {
-            records.push((disk_key(prefix, &key), stored));
-            table_keys.push(key);
-        }
-        keys.push((prefix, table_keys));
-    }
-    Some((records, keys))
 }
 
 /// Runs blocking file work from the runner's task: on a multi-threaded runtime without holding up

@@ -12,7 +12,7 @@ use sgd_schemas::upcast;
 use tokio::sync::RwLock;
 
 use super::{
-    batch::{blocking, flush_views, leaving_records, project_batch},
+    batch::{blocking, flush_views, project_batch},
     consumer::{log_consumer, PULL_AHEAD},
     runner::{
         consumer_error, identity_digest, task_error, ProjectorError, ProjectorSettings, ProjectorStatus, RunnerState,
@@ -22,7 +22,7 @@ use super::{
 use crate::{
     log::streams,
     metrics::Metrics,
-    projections::{DomainViews, ProjectedEvent},
+    projections::{DomainViews, Leaving, ProjectedEvent},
     store::read_model::{ReadModel, ReadModelError},
 };
 
@@ -142,13 +142,13 @@ pub(super) async fn replay_views(
                 }
             }
         }
-        if replayed % RECORDS_CHECK_EVERY == 0 {
+        if replayed.is_multiple_of(RECORDS_CHECK_EVERY) {
             views.tick();
             // The views hold no record read as absent (a failed read) when handed over.
             if let Some(failure) = model.records().take_failure() {
                 return Err(ReadModelError::RecordLookup(failure).into());
             }
-            if let Some((records, keys)) = leaving_records(&views) {
+            if let Some(Leaving { records, keys }) = views.leaving() {
                 let writer = model.clone();
                 blocking(|| writer.records().add_run(records, sequence)).map_err(ReadModelError::from)?;
                 views.forget(&keys);

@@ -4,7 +4,7 @@
 
 use sgd_schemas::{upcast, DomainEvent, Envelope};
 
-use super::{followup, table::disk_key, DomainViews, ProjectedEvent};
+use super::{followup, DomainViews, Leaving, ProjectedEvent};
 use crate::store::{record_runs::RecordRuns, views_store::ViewsStore};
 
 fn simulator_events(n: usize) -> Vec<(u64, Envelope, DomainEvent)> {
@@ -29,20 +29,9 @@ fn apply(views: &mut DomainViews, events: &[(u64, Envelope, DomainEvent)]) {
 /// What the projection runner's hand-over does: records beyond the budgets to a run, then
 /// forgotten.
 fn hand_over(views: &mut DomainViews, records: &RecordRuns, through: u64) -> usize {
-    if !views.over_budget() {
-        return 0;
-    }
-    let (mut out, mut keys) = (Vec::new(), Vec::new());
-    for (prefix, leaving) in views.leaving() {
-        let mut table_keys = Vec::new();
-        for (key, stored) in leaving {
-            out.push((disk_key(prefix, &key), stored));
-            table_keys.push(key);
-        }
-        keys.push((prefix, table_keys));
-    }
-    let count = out.len();
-    records.add_run(out, through).unwrap();
+    let Some(Leaving { records: leaving, keys }) = views.leaving() else { return 0 };
+    let count = leaving.len();
+    records.add_run(leaving, through).unwrap();
     views.forget(&keys);
     count
 }

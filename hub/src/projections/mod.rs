@@ -73,6 +73,18 @@ pub trait View {
     fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable>;
 }
 
+/// Keys of view records by table prefix.
+pub type LeavingKeys = Vec<(&'static str, Vec<String>)>;
+
+/// View records leaving memory ([`DomainViews::leaving`]).
+#[derive(Debug)]
+pub struct Leaving {
+    /// As the disk keeps them (key, encoded record or `None` for a removal).
+    pub records: Vec<(Vec<u8>, crate::store::record_runs::Stored)>,
+    /// Their keys by table prefix, to forget once they are on disk.
+    pub keys: LeavingKeys,
+}
+
 /// How many days of the aggregates stay in memory (the most recently changed): a day's record
 /// holds every contribution stamped in it (~60 KB at a million events a year).
 pub const DAYS_IN_MEMORY: usize = 62;
@@ -321,13 +333,32 @@ impl DomainViews {
         self.tables().iter().any(|t| t.over_budget())
     }
 
-    /// What should leave memory now: every table's [`StoredTable::leaving`] records, by prefix.
-    pub fn leaving(&self) -> Vec<(&'static str, Vec<(String, crate::store::record_runs::Stored)>)> {
-        self.tables().iter().map(|t| (t.prefix(), t.leaving())).filter(|(_, r)| !r.is_empty()).collect()
+    /// When a table is over its budget, what leaves memory now (every table's
+    /// [`StoredTable::leaving`]): the records as the disk keeps them
+    /// ([`crate::store::record_runs::RecordRuns::add_run`]), and their keys by table prefix, for
+    /// [`DomainViews::forget`] once they are on disk.
+    pub fn leaving(&self) -> Option<Leaving> {
+        if !self.over_budget() {
+            return None;
+        }
+        let (mut records, mut keys) = (Vec::new(), Vec::new());
+        for table in self.tables() {
+            let leaving = table.leaving();
+            if leaving.is_empty() {
+                continue;
+            }
+            let mut table_keys = Vec::with_capacity(leaving.len());
+            for (key, stored) in leaving {
+                records.push((table::disk_key(table.prefix(), &key), stored));
+                table_keys.push(key);
+            }
+            keys.push((table.prefix(), table_keys));
+        }
+        Some(Leaving { records, keys })
     }
 
     /// Forgets from memory the records just handed over to disk (keys by table prefix).
-    pub fn forget(&mut self, left: &[(&'static str, Vec<String>)]) {
+    pub fn forget(&mut self, left: &LeavingKeys) {
         for table in self.tables_mut() {
             if let Some((_, keys)) = left.iter().find(|(prefix, _)| *prefix == table.prefix()) {
                 table.forget(keys);

@@ -103,8 +103,11 @@ impl Bloom {
     }
 }
 
-/// Reads the record at `at` in `buffer`: (key, value, where the next one starts).
-fn parse(buffer: &[u8], at: usize) -> Option<(&[u8], Option<&[u8]>, usize)> {
+/// A record read from a block: key, value (`None` for a removal), where the next one starts.
+type Parsed<'a> = (&'a [u8], Option<&'a [u8]>, usize);
+
+/// Reads the record at `at` in `buffer`.
+fn parse(buffer: &[u8], at: usize) -> Option<Parsed<'_>> {
     let key_len = u16::from_le_bytes(buffer.get(at..at + 2)?.try_into().ok()?) as usize;
     let value_len = u32::from_le_bytes(buffer.get(at + 2..at + 6)?.try_into().ok()?);
     let key = buffer.get(at + 6..at + 6 + key_len)?;

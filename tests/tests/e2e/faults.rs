@@ -302,10 +302,15 @@ mod crashes {
         let started = Instant::now();
         let nats = TestNats::start().await?;
         // Identities and timeline entries go to disk every 20,000 (about ten times each, with
-        // merges, during the kills); the clean rebuild keeps the defaults.
+        // merges, during the kills), and the views keep 2,000 records per table in memory (the
+        // rest of the ~15,000 plans, messages, consents… on disk); the clean rebuild keeps the
+        // defaults (every record in memory at this size).
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("hub.toml");
-        std::fs::write(&config, "identities_in_memory = 20000\ntimeline_entries_in_memory = 20000\n")?;
+        std::fs::write(
+            &config,
+            "identities_in_memory = 20000\ntimeline_entries_in_memory = 20000\nrecords_in_memory = 2000\n",
+        )?;
         let mut hub = HubProcess::start(&nats.url(), &["--config", config.to_str().context("utf-8 path")?]).await?;
         let operator = hub.api(Role::Operator, None)?;
         let js = nats.jetstream().await?;
