@@ -129,7 +129,7 @@ pub(super) async fn project_batch(
     let changed = views.changed();
     let flush = !catching_up && (state.views_flushed_at.elapsed() >= views_flush || changed >= VIEWS_WRITE_RECORDS);
     // Only at the end of a catch-up: elsewhere a snapshot while the projection waits would stall it.
-    let whole = state.catching_up && !catching_up && changed > SNAPSHOT_INSTEAD_OF_FRAME;
+    let whole = state.catching_up && !catching_up && (changed > SNAPSHOT_INSTEAD_OF_FRAME || views.needs_snapshot());
     state.catching_up = catching_up;
     drop(views);
     // Commits go in order, one at a time.
@@ -248,6 +248,10 @@ pub(super) async fn start_views_write(
         return Ok(());
     }
     finish_views_write(state).await?;
+    if views.read().await.needs_snapshot() {
+        // Records left memory during a catch-up without their keys kept: stored whole.
+        return flush_views(model, views, state, metrics).await;
+    }
     let changes = views.write().await.drain_changes();
     let (writer, sequence, views) = (model.clone(), state.checkpoint, views.clone());
     let stored = metrics.views_sequence.clone();
@@ -361,7 +365,7 @@ pub(super) async fn flush_views(
     finish_views_write(state).await?;
     let (writer, sequence) = (model.clone(), state.checkpoint);
     let mut held = views.clone().write_owned().await;
-    let task = if held.changed() > SNAPSHOT_INSTEAD_OF_FRAME {
+    let task = if held.changed() > SNAPSHOT_INSTEAD_OF_FRAME || held.needs_snapshot() {
         // Encoded shard by shard into the snapshot, not all at once into one frame; the API
         // reads meanwhile (only this runner writes, and it waits here).
         held.clear_changes();

@@ -125,6 +125,11 @@ pub(super) async fn replay_views(
     let consumer = log_consumer(stream, from, None, "sgd-hub view replay").await?;
     let mut messages = consumer.stream().max_messages_per_batch(5000).messages().await.map_err(consumer_error)?;
     let mut views = views.write().await;
+    if to - from >= views.records() as u64 {
+        // Longer than the views are big: stored whole at its end (see `project_batch`), so
+        // neither the changed keys nor those of the records that leave memory are kept.
+        views.mark_all_changed();
+    }
     let mut replayed = 0u64;
     // A missing sequence (removed by retention) must not make the replay wait forever.
     while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await {

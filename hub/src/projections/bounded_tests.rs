@@ -53,6 +53,7 @@ fn views_keeping_a_few_records_in_memory_answer_as_views_keeping_all_across_rest
     views.keep_on_disk(records.clone(), BUDGET);
     let mut handed_over = 0;
     let mut restarts = 0;
+    let mut snapshots = 0;
     let chunks: Vec<&[(u64, Envelope, DomainEvent)]> = events.chunks(CHUNK).collect();
     let mut next = 0;
     while next < chunks.len() {
@@ -61,7 +62,15 @@ fn views_keeping_a_few_records_in_memory_answer_as_views_keeping_all_across_rest
         apply(&mut views, chunk);
         handed_over += hand_over(&mut views, &records, through);
         assert!(!views.over_budget());
-        if next % 3 == 2 {
+        if next % 24 == 12 {
+            // A catch-up: every record counts as changed, and the views are stored whole.
+            views.mark_all_changed();
+        }
+        if next % 3 == 2 && views.needs_snapshot() {
+            store.write_all(through, &views).unwrap();
+            views.clear_changes();
+            snapshots += 1;
+        } else if next % 3 == 2 {
             let shared = tokio::sync::RwLock::new(std::mem::take(&mut views));
             let changes = shared.blocking_write().drain_changes();
             store.append(through, &changes, &shared).unwrap();
@@ -89,6 +98,7 @@ fn views_keeping_a_few_records_in_memory_answer_as_views_keeping_all_across_rest
     assert!(records.take_failure().is_none());
     assert!(handed_over > 10_000, "records went to disk and back: {handed_over}");
     assert!(restarts >= 3);
+    assert!(snapshots >= 3, "catch-ups stored whole: {snapshots}");
     assert!(records.size().0 >= 1);
     let cases = |views: &DomainViews| -> usize {
         views.tables().iter().filter(|t| t.prefix() != "v/timeline/").map(|t| t.records()).sum()

@@ -328,6 +328,11 @@ impl DomainViews {
         }
     }
 
+    /// Whether only a snapshot can store the views now ([`StoredTable::needs_snapshot`]).
+    pub fn needs_snapshot(&self) -> bool {
+        self.tables().iter().any(|t| t.needs_snapshot())
+    }
+
     /// Whether a table holds more records in memory than its budget.
     pub fn over_budget(&self) -> bool {
         self.tables().iter().any(|t| t.over_budget())

@@ -42,6 +42,9 @@ pub struct Table<V, K = Text> {
     removed: ShardedSet<K>,
     /// Keys that left memory since the last drain (the next journal frame says so).
     left: Vec<K>,
+    /// Records left memory while every record counted as changed, without their keys being
+    /// kept: the table must then be stored whole (a snapshot), not by a frame.
+    left_untracked: bool,
     /// The current batch's number, which changed records are stamped with.
     clock: u32,
 }
@@ -73,6 +76,9 @@ pub trait StoredTable {
     fn drain_left(&mut self) -> Vec<String>;
     /// Forgets which records changed or left (they were stored another way), and the room that took.
     fn clear_changes(&mut self);
+    /// Whether records left memory without their keys being kept (while every record counted as
+    /// changed): only a snapshot, not a journal frame, stores the table then.
+    fn needs_snapshot(&self) -> bool;
     /// Counts every record as changed from now until the next drain or clear, tracking no keys.
     fn mark_all_changed(&mut self);
     /// How many slices [`StoredTable::encode_slice`] reads the table in.
@@ -125,6 +131,7 @@ impl<V: Serialize + DeserializeOwned + Default + Clone, K: TableKey> Table<V, K>
             disk: None,
             removed: ShardedSet::default(),
             left: Vec::new(),
+            left_untracked: false,
             clock: 0,
         }
     }
@@ -354,6 +361,11 @@ impl<V: Serialize + DeserializeOwned + Default + Clone, K: TableKey> StoredTable
         self.all_changed = false;
         self.dirty = ShardedSet::default();
         self.left = Vec::new();
+        self.left_untracked = false;
+    }
+
+    fn needs_snapshot(&self) -> bool {
+        self.left_untracked
     }
 
     fn mark_all_changed(&mut self) {
@@ -430,7 +442,12 @@ impl<V: Serialize + DeserializeOwned + Default + Clone, K: TableKey> StoredTable
         for key in keys.iter().filter_map(|key| K::parse_key(key)) {
             self.rows.remove(&key);
             self.removed.remove(&key);
-            self.left.push(key);
+            if self.all_changed {
+                // A catch-up: its keys would grow with the log; the table is stored whole.
+                self.left_untracked = true;
+            } else {
+                self.left.push(key);
+            }
         }
     }
 
