@@ -112,9 +112,9 @@ fn main() {
             views.apply_logged(&ProjectedEvent::new(envelope, event), (batch * 5000 + i) as u64 + 1);
         }
         let through = ((batch + 1) * 5000) as u64;
-        if let Some(Leaving { records: leaving, keys }) = views.leaving() {
+        if let Some(Leaving { records: leaving, keys, batch }) = views.leaving() {
             disk.add_run(leaving, through).expect("a run written");
-            views.forget(&keys);
+            views.forget(&keys, batch);
             disk.merge(through).expect("runs merged");
         }
     }

@@ -300,23 +300,32 @@ async fn hand_over(
         views.write().await.take_timeline_entries();
         tracing::debug!(through, count, "timeline entries handed over to disk");
     }
-    records_leave_memory(state.checkpoint, model, views).await
+    records_leave_memory(state, model, views).await
 }
 
 /// Hands the view records beyond their tables' budgets over to disk, as of log `through` (what
-/// the views reflect now), then forgets them from memory. Only this runner changes the views, so
-/// nothing changes between the two; readers meanwhile find the records still in memory, then on
-/// disk.
-pub(super) async fn records_leave_memory(
-    through: u64,
+/// the views reflect now), then forgets them from memory, beside the next batches in the views
+/// write's place (so the two never overlap, and a write in flight delays it to a later batch).
+/// Readers meanwhile find the records still in memory, then on disk; a record the projection
+/// changes meanwhile stays in memory.
+async fn records_leave_memory(
+    state: &mut RunnerState,
     model: &Arc<ReadModel>,
     views: &SharedViews,
 ) -> Result<(), ProjectorError> {
-    let Some(Leaving { records, keys }) = views.read().await.leaving() else { return Ok(()) };
-    let count = records.len();
-    blocking(|| model.records().add_run(records, through)).map_err(ReadModelError::from)?;
-    views.write().await.forget(&keys);
-    tracing::debug!(through, count, "view records handed over to disk");
+    if state.views_write.as_ref().is_some_and(|write| !write.is_finished()) {
+        return Ok(());
+    }
+    finish_views_write(state).await?;
+    let Some(Leaving { records, keys, batch }) = views.read().await.leaving() else { return Ok(()) };
+    let (writer, views, through) = (model.clone(), views.clone(), state.checkpoint);
+    state.views_write = Some(tokio::task::spawn_blocking(move || {
+        let count = records.len();
+        writer.records().add_run(records, through)?;
+        views.blocking_write().forget(&keys, batch);
+        tracing::debug!(through, count, "view records handed over to disk");
+        Ok(())
+    }));
     Ok(())
 }
 

@@ -153,10 +153,10 @@ pub(super) async fn replay_views(
             if let Some(failure) = model.records().take_failure() {
                 return Err(ReadModelError::RecordLookup(failure).into());
             }
-            if let Some(Leaving { records, keys }) = views.leaving() {
+            if let Some(Leaving { records, keys, batch }) = views.leaving() {
                 let writer = model.clone();
                 blocking(|| writer.records().add_run(records, sequence)).map_err(ReadModelError::from)?;
-                views.forget(&keys);
+                views.forget(&keys, batch);
             }
         }
         if sequence == to {

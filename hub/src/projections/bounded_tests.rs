@@ -29,10 +29,10 @@ fn apply(views: &mut DomainViews, events: &[(u64, Envelope, DomainEvent)]) {
 /// What the projection runner's hand-over does: records beyond the budgets to a run, then
 /// forgotten.
 fn hand_over(views: &mut DomainViews, records: &RecordRuns, through: u64) -> usize {
-    let Some(Leaving { records: leaving, keys }) = views.leaving() else { return 0 };
+    let Some(Leaving { records: leaving, keys, batch }) = views.leaving() else { return 0 };
     let count = leaving.len();
     records.add_run(leaving, through).unwrap();
-    views.forget(&keys);
+    views.forget(&keys, batch);
     count
 }
 

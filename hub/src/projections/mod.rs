@@ -83,6 +83,8 @@ pub struct Leaving {
     pub records: Vec<(Vec<u8>, crate::store::record_runs::Stored)>,
     /// Their keys by table prefix, to forget once they are on disk.
     pub keys: LeavingKeys,
+    /// The batch they were read in ([`DomainViews::tick`]): a record changed after it stays.
+    pub batch: u32,
 }
 
 /// How many days of the aggregates stay in memory (the most recently changed): a day's record
@@ -129,6 +131,8 @@ pub struct DomainViews {
     timeline_entries: usize,
     /// Reused buffers of [`DomainViews::apply`].
     scratch: Scratch,
+    /// The current batch's number ([`DomainViews::tick`]; every table counts the same).
+    batch: u32,
 }
 
 /// The buffers [`DomainViews::apply`] reuses from event to event.
@@ -156,6 +160,7 @@ impl Default for DomainViews {
             applied_through: 0,
             timeline_entries: 0,
             scratch: Default::default(),
+            batch: 0,
         }
     }
 }
@@ -193,6 +198,7 @@ impl DomainViews {
             applied_through: _,
             timeline_entries: _,
             scratch: _,
+            batch: _,
         } = self;
         ([npo, sdk, plans, decision, deviation, video, heartbeats, publishers], timelines, aggregates)
     }
@@ -359,20 +365,22 @@ impl DomainViews {
             }
             keys.push((table.prefix(), table_keys));
         }
-        Some(Leaving { records, keys })
+        Some(Leaving { records, keys, batch: self.batch })
     }
 
-    /// Forgets from memory the records just handed over to disk (keys by table prefix).
-    pub fn forget(&mut self, left: &LeavingKeys) {
+    /// Forgets from memory the records handed over to disk, as read in `batch` (keys by table
+    /// prefix): those changed since stay.
+    pub fn forget(&mut self, left: &LeavingKeys, batch: u32) {
         for table in self.tables_mut() {
             if let Some((_, keys)) = left.iter().find(|(prefix, _)| *prefix == table.prefix()) {
-                table.forget(keys);
+                table.forget(keys, batch);
             }
         }
     }
 
     /// Starts a new batch: records changed from now on count as more recent than those before.
     pub fn tick(&mut self) {
+        self.batch = self.batch.wrapping_add(1);
         for table in self.tables_mut() {
             table.tick();
         }

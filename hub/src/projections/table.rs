@@ -98,8 +98,9 @@ pub trait StoredTable {
     /// quarters of the budget, when over it) and the removals not yet on disk, as (key, stored
     /// state); nothing without a disk.
     fn leaving(&self) -> Vec<(String, Stored)>;
-    /// Forgets the records of `keys` from memory (they are on disk now).
-    fn forget(&mut self, keys: &[String]);
+    /// Forgets the records of `keys` from memory (they are on disk now, as they were after
+    /// batch `unchanged_since`): those changed since stay.
+    fn forget(&mut self, keys: &[String], unchanged_since: u32);
     /// Sets where records that leave memory go, and how many stay (a table not made with
     /// [`Table::bounded`] keeps every record whatever it is given).
     fn keep_on_disk(&mut self, disk: Arc<RecordRuns>, budget: usize);
@@ -438,8 +439,11 @@ impl<V: Serialize + DeserializeOwned + Default + Clone, K: TableKey> StoredTable
         out
     }
 
-    fn forget(&mut self, keys: &[String]) {
+    fn forget(&mut self, keys: &[String], unchanged_since: u32) {
         for key in keys.iter().filter_map(|key| K::parse_key(key)) {
+            if self.rows.get(&key).is_some_and(|slot| slot.touched > unchanged_since) {
+                continue;
+            }
             self.rows.remove(&key);
             self.removed.remove(&key);
             if self.all_changed {
@@ -539,7 +543,8 @@ mod tests {
         let keys: Vec<String> = leaving.iter().map(|(key, _)| key.clone()).collect();
         disk.add_run(leaving.into_iter().map(|(key, stored)| (disk_key("v/test/", &key), stored)).collect(), through)
             .unwrap();
-        table.forget(&keys);
+        let clock = table.clock;
+        table.forget(&keys, clock);
         keys
     }
 
