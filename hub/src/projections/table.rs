@@ -161,7 +161,8 @@ impl<V: Serialize + DeserializeOwned + Default + Clone, K: TableKey> Table<V, K>
             self.dirty.insert_ref(key);
         }
         let clock = self.clock;
-        if self.disk.is_some() && !self.rows.contains_key(key) {
+        if self.bounded && !self.rows.contains_key(key) {
+            // Created again after a removal, or read back from disk (when one is attached).
             let value = if self.removed.remove(key) { V::default() } else { self.read_disk(key).unwrap_or_default() };
             self.rows.insert(K::from(key), Slot { value, touched: clock });
         }

@@ -417,8 +417,11 @@ impl RecordRuns {
 
     /// Removes every run (the views are replayed from the log).
     pub fn reset(&self) -> Result<(), RecordRunsError> {
-        self.discard_after(0).map(drop)?;
-        self.discard_after(u64::MAX).map(drop)
+        let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
+        for run in runs.drain(..) {
+            std::fs::remove_file(&run.path).map_err(|e| io(&run.path, e))?;
+        }
+        Ok(())
     }
 
     /// Hands over `records` (any order; a key given twice keeps its last value) as a new run,

@@ -328,7 +328,11 @@ async fn identities_and_timelines_on_disk_keep_answers_exact() -> Result<()> {
     for (subject, event) in &events {
         publish(&js, subject, event).await?;
     }
-    let log_last = js.get_stream("SGD_EVENTS").await?.info().await?.state.last_sequence;
+    // Acknowledged by the ingress stream; the validator moves each to the log a moment later.
+    let in_log =
+        || async { Ok::<u64, anyhow::Error>(js.get_stream("SGD_EVENTS").await?.info().await?.state.last_sequence) };
+    wait_until(Duration::from_secs(20), || async { Ok(in_log().await? >= 2 * total) }).await?;
+    let log_last = in_log().await?;
     assert_eq!(log_last, 2 * total, "the log should hold the retries past its window");
     let operator = hub.api(Role::Operator, None)?;
     wait_until(Duration::from_secs(20), || async { Ok(super::faults::checkpoint(&operator).await? >= log_last) })
