@@ -16,7 +16,7 @@ use std::{
 };
 
 use sgd_hub::{
-    projections::{table::StoredTable, DomainViews, Leaving, ProjectedEvent},
+    projections::{table::StoredTable, DomainViews, ProjectedEvent},
     store::record_runs::RecordRuns,
 };
 use sgd_schemas::{upcast, DomainEvent, Envelope};
@@ -112,9 +112,7 @@ fn main() {
             views.apply_logged(&ProjectedEvent::new(envelope, event), (batch * 5000 + i) as u64 + 1);
         }
         let through = ((batch + 1) * 5000) as u64;
-        if let Some(Leaving { records: leaving, keys, batch }) = views.leaving() {
-            disk.add_run(leaving, through).expect("a run written");
-            views.forget(&keys, batch);
+        if views.hand_over_now(&disk, through).expect("a run written") > 0 {
             disk.merge(through).expect("runs merged");
         }
     }

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     log::streams,
     metrics::Metrics,
-    projections::{DomainViews, Leaving, ProjectedEvent},
+    projections::{DomainViews, ProjectedEvent},
     store::read_model::{ReadModel, ReadModelError},
 };
 
@@ -153,11 +153,7 @@ pub(super) async fn replay_views(
             if let Some(failure) = model.records().take_failure() {
                 return Err(ReadModelError::RecordLookup(failure).into());
             }
-            if let Some(Leaving { records, keys, batch }) = views.leaving() {
-                let writer = model.clone();
-                blocking(|| writer.records().add_run(records, sequence)).map_err(ReadModelError::from)?;
-                views.forget(&keys, batch);
-            }
+            blocking(|| views.hand_over_now(model.records(), sequence)).map_err(ReadModelError::from)?;
         }
         if sequence == to {
             break;

@@ -4,7 +4,7 @@
 
 use sgd_schemas::{upcast, DomainEvent, Envelope};
 
-use super::{followup, DomainViews, Leaving, ProjectedEvent};
+use super::{followup, DomainViews, ProjectedEvent};
 use crate::store::{record_runs::RecordRuns, views_store::ViewsStore};
 
 fn simulator_events(n: usize) -> Vec<(u64, Envelope, DomainEvent)> {
@@ -24,16 +24,6 @@ fn apply(views: &mut DomainViews, events: &[(u64, Envelope, DomainEvent)]) {
         views.apply_logged(&ProjectedEvent::new(envelope, event), *sequence);
         views.applied_through = *sequence;
     }
-}
-
-/// What the projection runner's hand-over does: records beyond the budgets to a run, then
-/// forgotten.
-fn hand_over(views: &mut DomainViews, records: &RecordRuns, through: u64) -> usize {
-    let Some(Leaving { records: leaving, keys, batch }) = views.leaving() else { return 0 };
-    let count = leaving.len();
-    records.add_run(leaving, through).unwrap();
-    views.forget(&keys, batch);
-    count
 }
 
 const BUDGET: usize = 5;
@@ -60,7 +50,7 @@ fn views_keeping_a_few_records_in_memory_answer_as_views_keeping_all_across_rest
         let chunk = chunks[next];
         let through = chunk.last().map(|(sequence, _, _)| *sequence).unwrap();
         apply(&mut views, chunk);
-        handed_over += hand_over(&mut views, &records, through);
+        handed_over += views.hand_over_now(&records, through).unwrap();
         assert!(!views.over_budget());
         if next % 24 == 12 {
             // A catch-up: every record counts as changed, and the views are stored whole.

@@ -368,6 +368,21 @@ impl DomainViews {
         Some(Leaving { records, keys, batch: self.batch })
     }
 
+    /// Hands what is beyond the budgets over to `disk` at once, as of log `through`, and forgets
+    /// it (where nothing else changes the views meanwhile: a replay, a test); returns how many
+    /// records went.
+    pub fn hand_over_now(
+        &mut self,
+        disk: &crate::store::record_runs::RecordRuns,
+        through: u64,
+    ) -> Result<usize, crate::store::record_runs::RecordRunsError> {
+        let Some(Leaving { records, keys, batch }) = self.leaving() else { return Ok(0) };
+        let count = records.len();
+        disk.add_run(records, through)?;
+        self.forget(&keys, batch);
+        Ok(count)
+    }
+
     /// Forgets from memory the records handed over to disk, as read in `batch` (keys by table
     /// prefix): those changed since stay.
     pub fn forget(&mut self, left: &LeavingKeys, batch: u32) {

@@ -186,15 +186,6 @@ impl<V: Serialize + DeserializeOwned + Default + Clone, K: TableKey> Table<V, K>
         self.read_disk(key).map(Cow::Owned)
     }
 
-    /// Whether there is a record under `key`.
-    pub fn contains<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + fmt::Display + ?Sized,
-    {
-        self.get(key).is_some()
-    }
-
     /// The record under `key` on disk. A read that fails is reported to the disk's owner (the
     /// projection runner stops on it) and reads as no record.
     fn read_disk<Q: fmt::Display + ?Sized>(&self, key: &Q) -> Option<V> {
@@ -267,13 +258,6 @@ impl<V: Serialize + DeserializeOwned + Default + Clone, K: TableKey> Table<V, K>
     /// Every record's value, of a table whose records all stay in memory (see [`Table::iter`]).
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, value)| value)
-    }
-
-    /// Every record's key, in memory and on disk.
-    pub fn keys(&self) -> Vec<K> {
-        let mut keys = Vec::with_capacity(self.rows.len());
-        self.for_each(|key, _| keys.push(key.clone()));
-        keys
     }
 
     /// The records on disk that are neither in memory nor removed.

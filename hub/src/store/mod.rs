@@ -8,6 +8,7 @@
 //! - [`sorted_runs`]: records that grow with the log, in sorted files read a block at a time.
 //! - [`applied_identities`]: the applied identities beyond the newest, on disk behind a filter.
 //! - [`timeline_runs`]: the persons' timeline entries beyond the newest, on disk.
+//! - [`record_runs`]: view records beyond the views' budget, on disk, read back on demand.
 
 pub mod applied_identities;
 pub mod digest_set;
@@ -19,6 +20,11 @@ pub mod timeline_runs;
 pub mod views_store;
 
 use std::time::Duration;
+
+/// Syncs a directory, so that a file just renamed into it stays there after a crash.
+pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
 
 /// Opens a sled database, waiting up to 5 s for its file lock. A database closed a moment ago in
 /// this process may still hold the lock while its background flusher finishes, so a read model

@@ -85,21 +85,26 @@ impl Bloom {
         Self { words: vec![0; bits / 64] }
     }
 
-    fn probes(&self, key: &[u8]) -> impl Iterator<Item = usize> {
+    /// The two hashes the 7 probes are made of, and the mask of a filter of `words` words.
+    fn hashes(key: &[u8], words: usize) -> (u64, u64, u64) {
         let hash = xxhash_rust::xxh3::xxh3_128(key);
-        let (a, b) = (hash as u64, (hash >> 64) as u64 | 1);
-        let mask = (self.words.len() * 64 - 1) as u64;
-        (0..7u64).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize)
+        (hash as u64, (hash >> 64) as u64 | 1, (words * 64 - 1) as u64)
     }
 
     fn insert(&mut self, key: &[u8]) {
-        for bit in self.probes(key).collect::<Vec<_>>() {
+        let (a, b, mask) = Self::hashes(key, self.words.len());
+        for i in 0..7u64 {
+            let bit = (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize;
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
 
     fn may_hold(&self, key: &[u8]) -> bool {
-        self.probes(key).all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+        let (a, b, mask) = Self::hashes(key, self.words.len());
+        (0..7u64).all(|i| {
+            let bit = (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize;
+            self.words[bit / 64] & (1 << (bit % 64)) != 0
+        })
     }
 }
 
@@ -117,6 +122,44 @@ fn parse(buffer: &[u8], at: usize) -> Option<Parsed<'_>> {
     }
     let end = start + value_len as usize;
     Some((key, Some(buffer.get(start..end)?), end))
+}
+
+/// What reading or writing a run's records once through collects: their digest, Bloom filter,
+/// block fences, count and where the next record starts.
+struct Indexer {
+    hasher: xxhash_rust::xxh3::Xxh3,
+    bloom: Bloom,
+    fences: Vec<(Box<[u8]>, u64)>,
+    at: u64,
+    block_start: u64,
+    count: u64,
+}
+
+impl Indexer {
+    fn new(expected: usize) -> Self {
+        Self {
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            bloom: Bloom::for_keys(expected),
+            fences: Vec::new(),
+            at: HEADER_BYTES,
+            block_start: 0,
+            count: 0,
+        }
+    }
+
+    /// Takes in the next record (its length prefix, key and value bytes).
+    fn add(&mut self, lengths: &[u8; 6], key: &[u8], value: &[u8]) {
+        for part in [&lengths[..], key, value] {
+            self.hasher.update(part);
+        }
+        if self.count == 0 || self.at - self.block_start >= BLOCK_BYTES {
+            self.fences.push((key.into(), self.at));
+            self.block_start = self.at;
+        }
+        self.bloom.insert(key);
+        self.at += (6 + key.len() + value.len()) as u64;
+        self.count += 1;
+    }
 }
 
 /// One immutable sorted file.
@@ -160,44 +203,34 @@ impl Run {
         }
         let count = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
         let digest = u64::from_le_bytes(header[16..24].try_into().unwrap_or_default());
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        let mut bloom = Bloom::for_keys(count as usize);
-        let mut fences = Vec::new();
-        let (mut at, mut block_start) = (HEADER_BYTES, 0u64);
+        let mut index = Indexer::new(count as usize);
         let mut previous: Vec<u8> = Vec::new();
-        for index in 0..count {
+        for record in 0..count {
             let mut lengths = [0u8; 6];
-            reader.read_exact(&mut lengths).map_err(|e| damaged(format!("record {index}: {e}")))?;
+            reader.read_exact(&mut lengths).map_err(|e| damaged(format!("record {record}: {e}")))?;
             let key_len = u16::from_le_bytes([lengths[0], lengths[1]]) as usize;
             let value_len = u32::from_le_bytes([lengths[2], lengths[3], lengths[4], lengths[5]]);
-            let mut key = vec![0u8; key_len];
-            reader.read_exact(&mut key).map_err(|e| damaged(format!("record {index}: {e}")))?;
             let value_bytes = if value_len == REMOVED { 0 } else { value_len as usize };
-            if at + 6 + (key_len + value_bytes) as u64 > end {
-                return Err(damaged(format!("record {index} runs past the end")));
+            if index.at + 6 + (key_len + value_bytes) as u64 > end {
+                return Err(damaged(format!("record {record} runs past the end")));
             }
+            let mut key = vec![0u8; key_len];
+            reader.read_exact(&mut key).map_err(|e| damaged(format!("record {record}: {e}")))?;
             let mut value = vec![0u8; value_bytes];
-            reader.read_exact(&mut value).map_err(|e| damaged(format!("record {index}: {e}")))?;
-            hasher.update(&lengths);
-            hasher.update(&key);
-            hasher.update(&value);
-            if index > 0 && previous >= key {
-                return Err(damaged(format!("record {index} is out of order")));
+            reader.read_exact(&mut value).map_err(|e| damaged(format!("record {record}: {e}")))?;
+            if record > 0 && previous >= key {
+                return Err(damaged(format!("record {record} is out of order")));
             }
-            if index == 0 || at - block_start >= BLOCK_BYTES {
-                fences.push((key.clone().into_boxed_slice(), at));
-                block_start = at;
-            }
-            bloom.insert(&key);
-            at += 6 + (key_len + value_bytes) as u64;
+            index.add(&lengths, &key, &value);
             previous = key;
         }
-        if at != end {
-            return Err(damaged(format!("{end} bytes for {count} records of {at} bytes")));
+        if index.at != end {
+            return Err(damaged(format!("{end} bytes for {count} records of {} bytes", index.at)));
         }
-        if hasher.digest() != digest {
+        if index.hasher.digest() != digest {
             return Err(damaged("its records do not match its digest".into()));
         }
+        let Indexer { fences, bloom, .. } = index;
         Ok(Self { path, file, through, first, last, count, end, fences, bloom })
     }
 
@@ -214,10 +247,7 @@ impl Run {
         let file = File::create(&temporary).map_err(|e| io(&temporary, e))?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
         out.write_all(&[0u8; HEADER_BYTES as usize]).map_err(|e| io(&temporary, e))?;
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        let mut bloom = Bloom::for_keys(expected);
-        let mut fences = Vec::new();
-        let (mut at, mut block_start, mut count) = (HEADER_BYTES, 0u64, 0u64);
+        let mut index = Indexer::new(expected);
         for record in records {
             let (key, value) = record?;
             let key_len = u16::try_from(key.len()).map_err(|_| RecordRunsError::TooLong(key.len()))?;
@@ -233,28 +263,22 @@ impl Run {
             let value = value.unwrap_or_default();
             for part in [&lengths[..], &key, &value] {
                 out.write_all(part).map_err(|e| io(&temporary, e))?;
-                hasher.update(part);
             }
-            if count == 0 || at - block_start >= BLOCK_BYTES {
-                fences.push((key.clone().into_boxed_slice(), at));
-                block_start = at;
-            }
-            bloom.insert(&key);
-            at += (6 + key.len() + value.len()) as u64;
-            count += 1;
+            index.add(&lengths, &key, &value);
         }
         let mut file = out.into_inner().map_err(|e| io(&temporary, e.into_error()))?;
         let mut header = Vec::with_capacity(HEADER_BYTES as usize);
         header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&count.to_le_bytes());
-        header.extend_from_slice(&hasher.digest().to_le_bytes());
+        header.extend_from_slice(&index.count.to_le_bytes());
+        header.extend_from_slice(&index.hasher.digest().to_le_bytes());
         file.seek(SeekFrom::Start(0)).map_err(|e| io(&temporary, e))?;
         file.write_all(&header).map_err(|e| io(&temporary, e))?;
         file.sync_all().map_err(|e| io(&temporary, e))?;
         std::fs::rename(&temporary, &path).map_err(|e| io(&path, e))?;
-        sync_dir(dir)?;
+        super::sync_dir(dir).map_err(|e| io(dir, e))?;
         let file = File::open(&path).map_err(|e| io(&path, e))?;
-        Ok(Self { path, file, through, first, last, count, end: at, fences, bloom })
+        let Indexer { fences, bloom, count, at: end, .. } = index;
+        Ok(Self { path, file, through, first, last, count, end, fences, bloom })
     }
 
     /// The bytes of block `index`.
@@ -477,7 +501,7 @@ impl RecordRuns {
             for input in [older, newer] {
                 std::fs::remove_file(&input.path).map_err(|e| io(&input.path, e))?;
             }
-            sync_dir(&self.dir)?;
+            super::sync_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
         }
         Ok(())
     }
@@ -531,10 +555,6 @@ impl RecordRuns {
     pub fn take_failure(&self) -> Option<String> {
         self.failure.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), RecordRunsError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(dir, e))
 }
 
 #[cfg(test)]

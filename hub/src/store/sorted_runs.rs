@@ -251,7 +251,7 @@ impl<const N: usize> RunReader<'_, N> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), RunsError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(dir, e))
+    super::sync_dir(dir).map_err(|e| io(dir, e))
 }
 
 /// A directory of sorted runs of `N`-byte records (see the module's documentation).

@@ -429,7 +429,7 @@ impl ViewsStore {
         }
         let snapshot = StoredFile::Snapshot(n, sequence);
         std::fs::rename(temporary, self.path(snapshot)).map_err(|e| io(temporary, e))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io(&self.dir, e))?;
+        super::sync_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
         journal.snapshot_bytes = self.size(snapshot)?;
         for file in self.files()? {
             let older = match file {
