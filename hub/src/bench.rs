@@ -9,8 +9,8 @@
 //! reaches the last event); latency (steady rates, publish → the checkpoint `/readyz` reports);
 //! webhook delivery (a burst to one subscription for throughput, then 1,000/s for publish →
 //! delivered); queries (concurrent clients on goals, usage and the follow-up summary, then the same clients on
-//! a floor server that only sends the hub's answers back from memory); rebuild (a second hub
-//! with an empty read model replaying the log). The hub's peak RSS is taken per phase (the peak is
+//! a floor server that only sends the hub's answers back from memory); rebuild (a second hub,
+//! running the projection and the API only, with an empty read model replaying the log). The hub's peak RSS is taken per phase (the peak is
 //! reset between phases through `/proc/<pid>/clear_refs`).
 
 mod floor;
@@ -33,7 +33,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
-pub use hub_process::BenchHub;
+pub use hub_process::{BenchHub, HubParts};
 
 use crate::server::embedded_nats;
 
@@ -242,7 +242,7 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
     js.delete_stream("BENCH_RAW").await.map_err(err)?;
 
     // Ingest: publish to the ingress until the hub's read model holds every event.
-    let hub = BenchHub::start(&settings.hub_binary, &server.url(), &work_dir.join("hub"), true).await?;
+    let hub = BenchHub::start(&settings.hub_binary, &server.url(), &work_dir.join("hub"), HubParts::All).await?;
     let disk_peak = DiskPeak::watch(hub.data_dir());
     let (server_cpu, hub_cpu) = (CpuTime::of(server.pid()), CpuTime::of(hub.pid()?));
     let started = Instant::now();
@@ -356,7 +356,8 @@ pub async fn run(settings: &BenchSettings, work_dir: &Path) -> Result<BenchRepor
 
     // Rebuild: a second hub with an empty read model replays the log.
     let started = Instant::now();
-    let rebuilt = BenchHub::start(&settings.hub_binary, &server.url(), &work_dir.join("rebuild"), false).await?;
+    let rebuilt =
+        BenchHub::start(&settings.hub_binary, &server.url(), &work_dir.join("rebuild"), HubParts::ReadModel).await?;
     rebuilt.wait_for_checkpoint(log_length).await?;
     let rebuild = log_length as f64 / started.elapsed().as_secs_f64();
     figures.ratio("rebuild: log → empty read model", rebuild, raw_consume, 0.6);

@@ -10,6 +10,17 @@ use std::{
 use super::{err, BenchError};
 use crate::{server::embedded_nats, tokens::Role};
 
+/// Which parts of the hub a bench phase runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubParts {
+    /// Every part (validator, router, webhooks, projection, API): the ingest, latency, query and
+    /// webhook phases.
+    All,
+    /// The projection and the API only: the rebuild phase measures the read model rebuilt from the
+    /// log, not the router's own store (`<data_dir>/routing`) replayed beside it.
+    ReadModel,
+}
+
 /// A running `hub serve`, killed on drop.
 pub struct BenchHub {
     /// `None` once stopped; behind a lock so a `&self` check can reap an early exit.
@@ -34,8 +45,8 @@ impl BenchHub {
         crate::tokens::add(&self.tokens_file, role, principal).map(|(_, secret)| secret).map_err(err)
     }
 
-    /// Starts `hub serve` (with the validator when `validator`) in `dir` and waits for `/healthz`.
-    pub async fn start(binary: &Path, nats_url: &str, dir: &Path, validator: bool) -> Result<Self, BenchError> {
+    /// Starts `hub serve` with `parts` in `dir` and waits for `/healthz`.
+    pub async fn start(binary: &Path, nats_url: &str, dir: &Path, parts: HubParts) -> Result<Self, BenchError> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let port = embedded_nats::free_port().map_err(err)?;
         let data_dir = dir.join("data");
@@ -45,9 +56,13 @@ impl BenchHub {
         let config = dir.join("hub.toml");
         // Extra settings for experiments, e.g. SGD_BENCH_HUB_CONFIG='views_flush_ms = 250'.
         let extra = std::env::var("SGD_BENCH_HUB_CONFIG").unwrap_or_default();
+        let parts = match parts {
+            HubParts::All => "validator = true",
+            HubParts::ReadModel => "validator = false\nrouter = false\nwebhooks = false",
+        };
         let toml = format!(
             "nats_url = {nats_url:?}\ndata_dir = {:?}\nhttp_addr = \"127.0.0.1:{port}\"\ntokens_file = {:?}\n\
-             validator = {validator}\nrate_limit_per_second = 0\n{extra}\n\n\
+             {parts}\nrate_limit_per_second = 0\n{extra}\n\n\
              # The webhook phase's receiver is plain HTTP on loopback.\n\
              [webhook]\nallow_http = true\nallow_private_targets = true\n",
             data_dir.display().to_string(),

@@ -323,6 +323,7 @@ async fn records_leave_memory(
         let count = records.len();
         writer.records().add_run(records, through)?;
         views.blocking_write().forget(&keys, batch);
+        writer.merge_records_after_views()?;
         tracing::debug!(through, count, "view records handed over to disk");
         Ok(())
     }));

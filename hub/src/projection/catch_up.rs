@@ -153,7 +153,10 @@ pub(super) async fn replay_views(
             if let Some(failure) = model.records().take_failure() {
                 return Err(ReadModelError::RecordLookup(failure).into());
             }
-            blocking(|| views.hand_over_now(model.records(), sequence)).map_err(ReadModelError::from)?;
+            blocking(|| {
+                views.hand_over_now(model.records(), sequence)?;
+                model.merge_records_after_views()
+            })?;
         }
         if sequence == to {
             break;

@@ -147,6 +147,9 @@ pub struct ReadModel {
     /// The log sequence up to which the applied identities are in runs on disk (set by the
     /// projection runner as it hands them over).
     identities_on_disk: AtomicU64,
+    /// The log sequence of the newest views written to `views/` (synced or not; `u64::MAX` until
+    /// known): a restart loads views at most that new. See [`ReadModel::merge_records_after_views`].
+    views_written: AtomicU64,
     path: String,
 }
 
@@ -183,7 +186,15 @@ impl ReadModel {
         let views = ViewsStore::open(&dir.join("views"))?;
         let timelines = TimelineRuns::open(&dir.join("timelines"))?;
         let records = Arc::new(RecordRuns::open(&dir.join("records"))?);
-        Ok(Self { db, views, timelines, records, identities_on_disk: AtomicU64::new(0), path })
+        Ok(Self {
+            db,
+            views,
+            timelines,
+            records,
+            identities_on_disk: AtomicU64::new(0),
+            views_written: AtomicU64::new(u64::MAX),
+            path,
+        })
     }
 
     /// The view records that left the views' memory.
@@ -343,6 +354,7 @@ impl ReadModel {
             );
         }
         views.keep_on_disk(self.records.clone(), records_in_memory);
+        self.views_written.store(views.applied_through, Ordering::Release);
         Ok(views)
     }
 
@@ -412,6 +424,7 @@ impl ReadModel {
         let began = std::time::Instant::now();
         self.flush_through(sequence)?;
         let flushed = began.elapsed();
+        self.views_written.store(sequence, Ordering::Release);
         self.views.append(sequence, changes, views)?;
         self.merge_records(sequence)?;
         self.forget_identities(sequence)?;
@@ -427,6 +440,7 @@ impl ReadModel {
     /// Stores every record of `views` (at log `sequence`, held by the caller) as a new snapshot.
     pub fn write_all_views(&self, sequence: u64, views: &DomainViews) -> Result<(), ReadModelError> {
         self.flush_through(sequence)?;
+        self.views_written.store(sequence, Ordering::Release);
         self.views.write_all(sequence, views)?;
         self.merge_records(sequence)?;
         self.forget_identities(sequence)
@@ -438,6 +452,18 @@ impl ReadModel {
         if self.records.wants_merge(sequence) {
             self.views.sync()?;
             self.records.merge(sequence)?;
+        }
+        Ok(())
+    }
+
+    /// Merges the view records' runs handed over after the newest views written
+    /// ([`RecordRuns::merge_after`]), once that is known (the views were loaded to project, or
+    /// written). Called beside the projection with each hand-over, which never overlaps a views
+    /// write: a catch-up writes no views until its end, and its runs would otherwise pile up.
+    pub fn merge_records_after_views(&self) -> Result<(), ReadModelError> {
+        let written = self.views_written.load(Ordering::Acquire);
+        if written != u64::MAX {
+            self.records.merge_after(written)?;
         }
         Ok(())
     }
