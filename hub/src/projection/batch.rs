@@ -125,11 +125,18 @@ pub(super) async fn project_batch(
         // whole at its end: the changed keys need not be kept. After a shorter one (a burst on
         // large views) only the changed records are written, so those are still tracked.
         views.mark_all_changed();
+        state.catch_up_whole = true;
     }
     let changed = views.changed();
     let flush = !catching_up && (state.views_flushed_at.elapsed() >= views_flush || changed >= VIEWS_WRITE_RECORDS);
     // Only at the end of a catch-up: elsewhere a snapshot while the projection waits would stall it.
     let whole = state.catching_up && !catching_up && (changed > SNAPSHOT_INSTEAD_OF_FRAME || views.needs_snapshot());
+    // Such a catch-up is also stored whole every CATCH_UP_SNAPSHOT_EVERY events on its way: a
+    // crash's replay then needs the `ids/` keys of that many events at most, and they leave sled
+    // (whose memory held the digests of the whole catch-up: ~70 MB at 10,000,000 events).
+    let midway =
+        catching_up && state.catch_up_whole && last_sequence >= state.views_written_through + CATCH_UP_SNAPSHOT_EVERY;
+    state.catch_up_whole &= catching_up;
     state.catching_up = catching_up;
     drop(views);
     // Commits go in order, one at a time.
@@ -166,6 +173,9 @@ pub(super) async fn project_batch(
     if whole {
         // (`whole` implies `flush`.) The end of a catch-up: one snapshot of everything (the projection waits for it once).
         flush_views(model, views_shared, state, metrics).await?;
+    } else if midway {
+        flush_views(model, views_shared, state, metrics).await?;
+        views_shared.write().await.mark_all_changed();
     } else if flush {
         start_views_write(state, model, views_shared, metrics).await?;
     }
@@ -262,6 +272,7 @@ pub(super) async fn start_views_write(
         Ok(())
     }));
     state.views_flushed_at = std::time::Instant::now();
+    state.views_written_through = state.checkpoint;
     Ok(())
 }
 
@@ -359,6 +370,12 @@ pub(super) async fn finish_views_write(state: &mut RunnerState) -> Result<(), Pr
     Ok(())
 }
 
+/// Events between two snapshots of the views during a catch-up longer than the views are big
+/// (stored whole at its end anyway): bounds the applied identities kept in sled for a replay
+/// (16 bytes each) and the replay a crash costs. A snapshot of views that keep the default
+/// budget of records takes ~0.1–0.3 s (docs/performance.md).
+pub(super) const CATCH_UP_SNAPSHOT_EVERY: u64 = 500_000;
+
 /// Changed records above which [`flush_views`] writes a whole snapshot instead of a journal frame
 /// (after a rebuild or a replay of the whole log, when most records changed).
 pub(super) const SNAPSHOT_INSTEAD_OF_FRAME: usize = 50_000;
@@ -392,6 +409,7 @@ pub(super) async fn flush_views(
     task.await.map_err(task_error("views write"))??;
     metrics.views_sequence.set(sequence as i64);
     state.views_flushed_at = std::time::Instant::now();
+    state.views_written_through = sequence;
     Ok(())
 }
 

@@ -153,6 +153,11 @@ pub(super) struct RunnerState {
     pub(super) views_flushed_at: std::time::Instant,
     /// Whether the last batch was [`CATCHING_UP_PENDING`] or more behind the log.
     pub(super) catching_up: bool,
+    /// Whether the current catch-up counts every record as changed (it is longer than the views
+    /// are big), to be stored whole: at its end, and every [`super::batch::CATCH_UP_SNAPSHOT_EVERY`] events.
+    pub(super) catch_up_whole: bool,
+    /// The log sequence of the last views written by this runner (the checkpoint when loaded).
+    pub(super) views_written_through: u64,
     /// The views write in flight, if any (one at a time, awaited before the next and at stops).
     pub(super) views_write: Option<tokio::task::JoinHandle<Result<(), ReadModelError>>>,
     /// The commit of the last batch while catching up, which runs beside the next batch's
@@ -175,11 +180,14 @@ impl RunnerState {
     }
 
     pub(super) fn load(model: &ReadModel) -> Result<Self, ReadModelError> {
+        let checkpoint = model.checkpoint()?;
         Ok(Self {
-            checkpoint: model.checkpoint()?,
+            checkpoint,
             identities: model.applied_identities()?,
             views_flushed_at: std::time::Instant::now(),
             catching_up: false,
+            catch_up_whole: false,
+            views_written_through: checkpoint,
             views_write: None,
             commit: None,
         })

@@ -6,9 +6,9 @@
 //! ([`crate::projections::table::Table`]); each hand-over is one new run, written and synced
 //! before the views' journal frame that says those records left memory. A record removed while
 //! an older copy may be in a run is handed over as a removal (a tombstone), which hides that copy
-//! until a merge reaches the oldest run and drops both. Runs are merged by size (the newest into
-//! the one before it once it is at least as large), so a store of `n` bytes written in runs of
-//! `r` has about `log2(n / r)` runs.
+//! until a merge reaches the oldest run and drops both. Runs are merged by size (a run into the
+//! one before it once it is at least half as large), so a store of `n` bytes written in runs
+//! of `r` has at most about `log2(n / r)` runs.
 //!
 //! In memory per run: the first key of every block of about [`BLOCK_BYTES`] with its offset, a
 //! Bloom filter (10 bits per record, so a key that is in no run is nearly always answered without
@@ -85,26 +85,37 @@ impl Bloom {
         Self { words: vec![0; bits / 64] }
     }
 
-    /// The two hashes the 7 probes are made of, and the mask of a filter of `words` words.
-    fn hashes(key: &[u8], words: usize) -> (u64, u64, u64) {
-        let hash = xxhash_rust::xxh3::xxh3_128(key);
-        (hash as u64, (hash >> 64) as u64 | 1, (words * 64 - 1) as u64)
-    }
-
     fn insert(&mut self, key: &[u8]) {
-        let (a, b, mask) = Self::hashes(key, self.words.len());
+        let (a, b) = KeyHash::of(key).0;
+        let mask = self.mask();
         for i in 0..7u64 {
             let bit = (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize;
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
 
-    fn may_hold(&self, key: &[u8]) -> bool {
-        let (a, b, mask) = Self::hashes(key, self.words.len());
+    fn may_hold(&self, key: KeyHash) -> bool {
+        let ((a, b), mask) = (key.0, self.mask());
         (0..7u64).all(|i| {
             let bit = (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize;
             self.words[bit / 64] & (1 << (bit % 64)) != 0
         })
+    }
+
+    fn mask(&self) -> u64 {
+        (self.words.len() * 64 - 1) as u64
+    }
+}
+
+/// The two hashes a key's 7 Bloom probes are made of: computed once per lookup, whatever the
+/// number of runs it asks.
+#[derive(Debug, Clone, Copy)]
+struct KeyHash((u64, u64));
+
+impl KeyHash {
+    fn of(key: &[u8]) -> Self {
+        let hash = xxhash_rust::xxh3::xxh3_128(key);
+        Self((hash as u64, (hash >> 64) as u64 | 1))
     }
 }
 
@@ -295,8 +306,8 @@ impl Run {
         self.fences.partition_point(|(first, _)| first.as_ref() <= key).checked_sub(1)
     }
 
-    fn get(&self, key: &[u8]) -> Result<Option<Stored>, RecordRunsError> {
-        if !self.bloom.may_hold(key) {
+    fn get(&self, key: &[u8], hash: KeyHash) -> Result<Option<Stored>, RecordRunsError> {
+        if !self.bloom.may_hold(hash) {
             return Ok(None);
         }
         let Some(index) = self.block_of(key) else { return Ok(None) };
@@ -465,13 +476,18 @@ impl RecordRuns {
     }
 
     /// The two runs to merge next among `runs[window]` (their `through` grows with their order):
-    /// the newest of them into the one before it, when it is at least as large; and whether the
-    /// older one is the oldest run.
+    /// the newest two neighbours of which the newer is at least half as large as the older, so
+    /// that once none is left each run is more than twice the size of the next and there are at
+    /// most ~log2 of them (with "at least as large", and looking only at the newest two, runs of
+    /// nearly equal sizes, and small runs left before a large one, piled up: 65 runs at
+    /// 10,000,000 events); and whether the older one is the oldest run.
     fn next_merge(&self, window: impl Fn(&[Arc<Run>]) -> std::ops::Range<usize>) -> Option<(Arc<Run>, Arc<Run>, bool)> {
         let runs = self.runs();
         let std::ops::Range { start, end } = window(&runs);
-        (end >= start + 2 && runs[end - 1].bytes() >= runs[end - 2].bytes())
-            .then(|| (runs[end - 2].clone(), runs[end - 1].clone(), end == 2))
+        (start + 1..end)
+            .rev()
+            .find(|&newer| runs[newer].bytes() * 2 >= runs[newer - 1].bytes())
+            .map(|newer| (runs[newer - 1].clone(), runs[newer].clone(), newer == 1))
     }
 
     /// The runs handed over up to log `through`.
@@ -489,8 +505,8 @@ impl RecordRuns {
         self.next_merge(Self::up_to(through)).is_some()
     }
 
-    /// Merges runs handed over up to log `through`, the newest into the one before it for as
-    /// long as it is at least as large. A merge keeps the highest `through` of its inputs, and
+    /// Merges runs handed over up to log `through`, a run into the one before it for as long as
+    /// one is at least half as large as the one before it. A merge keeps the highest `through` of its inputs, and
     /// [`RecordRuns::discard_after`] removes a run by its `through`: so `through` must be a
     /// sequence the views' files hold on disk (a journal frame synced), or the model must be
     /// one that is thrown away whole if it stops before then (a rebuild's).
@@ -533,8 +549,9 @@ impl RecordRuns {
     /// The newest stored state of `key`: `None` when no run holds it, `Some(None)` when it was
     /// removed.
     pub fn get(&self, key: &[u8]) -> Result<Option<Stored>, RecordRunsError> {
+        let hash = KeyHash::of(key);
         for run in self.runs().iter().rev() {
-            if let Some(found) = run.get(key)? {
+            if let Some(found) = run.get(key, hash)? {
                 return Ok(Some(found));
             }
         }
