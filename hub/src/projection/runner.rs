@@ -129,9 +129,10 @@ pub const VIEWS_WRITE_RECORDS: usize = 10_000;
 
 /// Events still to project above which the runner is catching up (a rebuild, a restart after a
 /// long stop) and writes no views until it is nearly done: then all changed records at once, as a
-/// snapshot. Frames and snapshots written along the way would be superseded within seconds (a
-/// snapshot of a million events' views is ~2 s of a core). A crash meanwhile costs nothing extra:
-/// the views are replayed from the last ones written, which is what catching up does anyway.
+/// snapshot. Frames written along the way would be superseded within seconds. A crash meanwhile
+/// costs nothing extra: the views are replayed from the last ones written, which is what catching
+/// up does anyway. (A catch-up longer than the views are big also stores them whole every
+/// [`super::batch::CATCH_UP_SNAPSHOT_EVERY`] events, for the identities sled keeps until then.)
 pub const CATCHING_UP_PENDING: u64 = 50_000;
 
 /// The 128-bit digest of an event's identity (`<source>/<id>`) kept in the read model.

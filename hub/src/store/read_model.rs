@@ -459,7 +459,8 @@ impl ReadModel {
     /// Merges the view records' runs handed over after the newest views written
     /// ([`RecordRuns::merge_after`]), once that is known (the views were loaded to project, or
     /// written). Called beside the projection with each hand-over, which never overlaps a views
-    /// write: a catch-up writes no views until its end, and its runs would otherwise pile up.
+    /// write: a catch-up writes views only every 500,000 events, and its runs would otherwise
+    /// pile up.
     pub fn merge_records_after_views(&self) -> Result<(), ReadModelError> {
         let written = self.views_written.load(Ordering::Acquire);
         if written != u64::MAX {

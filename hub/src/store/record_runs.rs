@@ -518,8 +518,9 @@ impl RecordRuns {
     /// synced or not), in the same way as [`RecordRuns::merge`]. A restart loads views at most
     /// that new and discards every one of these runs whatever they were merged into, so merging
     /// them changes nothing a restart sees; meanwhile lookups probe a few runs instead of one per
-    /// hand-over (a catch-up writes no views until its end: at 10,000,000 events it handed over
-    /// ~900 runs, and probing their filters took most of its time).
+    /// hand-over (a catch-up writes views only every 500,000 events, and before these merges a
+    /// rebuild of 10,000,000 events handed over ~900 runs, whose filters it spent most of its
+    /// time probing).
     pub fn merge_after(&self, views_written: u64) -> Result<(), RecordRunsError> {
         self.merge_within(Self::after(views_written))
     }
