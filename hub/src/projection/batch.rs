@@ -134,8 +134,9 @@ pub(super) async fn project_batch(
     // Such a catch-up is also stored whole every CATCH_UP_SNAPSHOT_EVERY events on its way: a
     // crash's replay then needs the `ids/` keys of that many events at most, and they leave sled
     // (whose memory held the digests of the whole catch-up: ~70 MB at 10,000,000 events).
-    let midway =
-        catching_up && state.catch_up_whole && last_sequence >= state.views_written_through + CATCH_UP_SNAPSHOT_EVERY;
+    let midway = catching_up
+        && state.catch_up_whole
+        && model.views_written().is_some_and(|written| last_sequence >= written + CATCH_UP_SNAPSHOT_EVERY);
     state.catch_up_whole &= catching_up;
     state.catching_up = catching_up;
     drop(views);
@@ -272,7 +273,6 @@ pub(super) async fn start_views_write(
         Ok(())
     }));
     state.views_flushed_at = std::time::Instant::now();
-    state.views_written_through = state.checkpoint;
     Ok(())
 }
 
@@ -409,7 +409,6 @@ pub(super) async fn flush_views(
     task.await.map_err(task_error("views write"))??;
     metrics.views_sequence.set(sequence as i64);
     state.views_flushed_at = std::time::Instant::now();
-    state.views_written_through = sequence;
     Ok(())
 }
 

@@ -84,14 +84,12 @@ pub async fn catch_up(
                 }
             }
             if !batch.is_empty() {
-                // Views are written once, at the end, not every interval.
+                // Views are written at the end (and, the catch-up being long, every
+                // CATCH_UP_SNAPSHOT_EVERY events), not every interval; the record runs handed over
+                // meanwhile are merged with each hand-over (`ReadModel::merge_records_after_views`).
                 let never = Duration::from_secs(u64::MAX / 4);
                 project_batch(&mut state, &batch, model, &views, (never, settings.hand_over), &metrics, &status)
                     .await?;
-                // A rebuild's model is thrown away whole if the rebuild stops, so its runs may be
-                // merged before its views are stored.
-                let through = state.checkpoint;
-                blocking(|| model.records().merge(through)).map_err(ReadModelError::from)?;
                 progress.store(state.checkpoint, Ordering::Relaxed);
             }
             if ended {

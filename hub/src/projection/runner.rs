@@ -157,8 +157,6 @@ pub(super) struct RunnerState {
     /// Whether the current catch-up counts every record as changed (it is longer than the views
     /// are big), to be stored whole: at its end, and every [`super::batch::CATCH_UP_SNAPSHOT_EVERY`] events.
     pub(super) catch_up_whole: bool,
-    /// The log sequence of the last views written by this runner (the checkpoint when loaded).
-    pub(super) views_written_through: u64,
     /// The views write in flight, if any (one at a time, awaited before the next and at stops).
     pub(super) views_write: Option<tokio::task::JoinHandle<Result<(), ReadModelError>>>,
     /// The commit of the last batch while catching up, which runs beside the next batch's
@@ -181,14 +179,12 @@ impl RunnerState {
     }
 
     pub(super) fn load(model: &ReadModel) -> Result<Self, ReadModelError> {
-        let checkpoint = model.checkpoint()?;
         Ok(Self {
-            checkpoint,
+            checkpoint: model.checkpoint()?,
             identities: model.applied_identities()?,
             views_flushed_at: std::time::Instant::now(),
             catching_up: false,
             catch_up_whole: false,
-            views_written_through: checkpoint,
             views_write: None,
             commit: None,
         })

@@ -147,8 +147,9 @@ pub struct ReadModel {
     /// The log sequence up to which the applied identities are in runs on disk (set by the
     /// projection runner as it hands them over).
     identities_on_disk: AtomicU64,
-    /// The log sequence of the newest views written to `views/` (synced or not; `u64::MAX` until
-    /// known): a restart loads views at most that new. See [`ReadModel::merge_records_after_views`].
+    /// The log sequence of the newest views written to `views/` (synced or not; 0 when none are,
+    /// `u64::MAX` until known): a restart loads views at most that new. See
+    /// [`ReadModel::merge_records_after_views`].
     views_written: AtomicU64,
     path: String,
 }
@@ -186,13 +187,14 @@ impl ReadModel {
         let views = ViewsStore::open(&dir.join("views"))?;
         let timelines = TimelineRuns::open(&dir.join("timelines"))?;
         let records = Arc::new(RecordRuns::open(&dir.join("records"))?);
+        let views_written = if views.is_empty()? { 0 } else { u64::MAX };
         Ok(Self {
             db,
             views,
             timelines,
             records,
             identities_on_disk: AtomicU64::new(0),
-            views_written: AtomicU64::new(u64::MAX),
+            views_written: AtomicU64::new(views_written),
             path,
         })
     }
@@ -456,17 +458,21 @@ impl ReadModel {
         Ok(())
     }
 
+    /// The log sequence of the newest views written, once known (none stored, or loaded to
+    /// project, or written since the model was opened).
+    pub fn views_written(&self) -> Option<u64> {
+        Some(self.views_written.load(Ordering::Acquire)).filter(|written| *written != u64::MAX)
+    }
+
     /// Merges the view records' runs handed over after the newest views written
-    /// ([`RecordRuns::merge_after`]), once that is known (the views were loaded to project, or
-    /// written). Called beside the projection with each hand-over, which never overlaps a views
+    /// ([`RecordRuns::merge_after`]), once that is known. Called beside the projection with each hand-over, which never overlaps a views
     /// write: a catch-up writes views only every 500,000 events, and its runs would otherwise
     /// pile up.
     pub fn merge_records_after_views(&self) -> Result<(), ReadModelError> {
-        let written = self.views_written.load(Ordering::Acquire);
-        if written != u64::MAX {
-            self.records.merge_after(written)?;
+        match self.views_written() {
+            Some(written) => Ok(self.records.merge_after(written)?),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn flush_through(&self, sequence: u64) -> Result<(), ReadModelError> {

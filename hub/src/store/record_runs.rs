@@ -86,24 +86,13 @@ impl Bloom {
     }
 
     fn insert(&mut self, key: &[u8]) {
-        let (a, b) = KeyHash::of(key).0;
-        let mask = self.mask();
-        for i in 0..7u64 {
-            let bit = (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize;
+        for bit in KeyHash::of(key).probes(self.words.len()) {
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
 
     fn may_hold(&self, key: KeyHash) -> bool {
-        let ((a, b), mask) = (key.0, self.mask());
-        (0..7u64).all(|i| {
-            let bit = (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize;
-            self.words[bit / 64] & (1 << (bit % 64)) != 0
-        })
-    }
-
-    fn mask(&self) -> u64 {
-        (self.words.len() * 64 - 1) as u64
+        key.probes(self.words.len()).all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
     }
 }
 
@@ -116,6 +105,12 @@ impl KeyHash {
     fn of(key: &[u8]) -> Self {
         let hash = xxhash_rust::xxh3::xxh3_128(key);
         Self((hash as u64, (hash >> 64) as u64 | 1))
+    }
+
+    /// The bits the key sets in a filter of `words` words.
+    fn probes(self, words: usize) -> impl Iterator<Item = usize> {
+        let ((a, b), mask) = (self.0, (words * 64 - 1) as u64);
+        (0..7u64).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize)
     }
 }
 
@@ -506,10 +501,9 @@ impl RecordRuns {
     }
 
     /// Merges runs handed over up to log `through`, a run into the one before it for as long as
-    /// one is at least half as large as the one before it. A merge keeps the highest `through` of its inputs, and
-    /// [`RecordRuns::discard_after`] removes a run by its `through`: so `through` must be a
-    /// sequence the views' files hold on disk (a journal frame synced), or the model must be
-    /// one that is thrown away whole if it stops before then (a rebuild's).
+    /// one is at least half as large as the one before it. A merge keeps the highest `through` of
+    /// its inputs, and [`RecordRuns::discard_after`] removes a run by its `through`: so `through`
+    /// must be a sequence the views' files hold on disk (a journal frame synced).
     pub fn merge(&self, through: u64) -> Result<(), RecordRunsError> {
         self.merge_within(Self::up_to(through))
     }

@@ -212,6 +212,11 @@ impl ViewsStore {
         Ok(store)
     }
 
+    /// Whether no views are stored (a new read model).
+    pub fn is_empty(&self) -> Result<bool, ViewsStoreError> {
+        Ok(self.files()?.is_empty())
+    }
+
     /// Takes snapshots once the journal holds more than `bytes` (and half the last snapshot)
     /// instead of [`MIN_JOURNAL_BYTES`] (for tests and experiments).
     pub fn with_min_journal_bytes(mut self, bytes: u64) -> Self {
