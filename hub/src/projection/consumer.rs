@@ -13,8 +13,9 @@ use super::runner::{consumer_error, ProjectorError, ProjectorSettings};
 
 /// Pull requests ask for this many projection batches at a time. The client asks again when half
 /// of a request is left undelivered to the projection, so the server keeps delivering while a
-/// batch is applied instead of stopping one batch ahead.
-pub(super) const PULL_AHEAD: usize = 2;
+/// batch is applied. One: two (10,000 messages pulled ahead) held ~7 MB more at the peak of a
+/// rebuild, which was no faster (docs/performance.md, "Memory").
+pub(super) const PULL_AHEAD: usize = 1;
 
 /// Idle heartbeat of the live consumer's pull requests; two missed in a row break the consumer.
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(2);

@@ -269,6 +269,7 @@ pub async fn run(
     tracing::info!(checkpoint = state.checkpoint, lag, "projection runner consuming {}", streams::EVENTS);
 
     loop {
+        let waiting = std::time::Instant::now();
         let first = tokio::select! {
             next = live.messages.next() => next,
             _ = shutdown.changed() => return flush_views(&model, &views, &mut state, &metrics).await,
@@ -339,6 +340,8 @@ pub async fn run(
             }
         }
         if !batch.is_empty() {
+            // How long the batch took to arrive and fill (debug: with the batch's timings).
+            tracing::debug!(len = batch.len(), waited_ms = waiting.elapsed().as_secs_f64() * 1000.0, "batch received");
             project_batch(
                 &mut state,
                 &batch,
