@@ -96,7 +96,8 @@ pub struct HubConfig {
     pub timeline_entries_in_memory: usize,
     /// View records (cases, persons' consents and plans) kept in memory per table, the most
     /// recently changed; the others are handed over to runs on disk and read back when asked
-    /// for. Default 10000.
+    /// for. Default 5000 (10,000 held ~8 MB more at the peak of a 1,000,000-event rebuild, and
+    /// was no faster: docs/performance.md, "Memory").
     pub records_in_memory: usize,
     /// Name of this hub instance, used in consumer names and logs. Default the host name.
     pub instance: String,
@@ -143,7 +144,7 @@ impl Default for HubConfig {
             views_flush_ms: 2000,
             identities_in_memory: 262_144,
             timeline_entries_in_memory: 100_000,
-            records_in_memory: 10_000,
+            records_in_memory: 5_000,
             instance: hostname(),
             privacy_threshold: 5,
             rate_limit_per_second: 100,
@@ -275,7 +276,7 @@ identities_in_memory = 262144
 timeline_entries_in_memory = 100000
 # View records (cases, persons' consents and plans) kept in memory per table; the least recently
 # changed beyond this are read back from disk when an event or a question needs them.
-records_in_memory = 10000
+records_in_memory = 5000
 # Instance name (logs, metrics); default the host name.
 # instance = "hub-1"
 # Counts about persons below this are suppressed in statistics.
