@@ -200,9 +200,26 @@ fn month_of(day: Day) -> Day {
 #[derive(Debug, Clone)]
 pub struct Totals(Vec<i64>);
 
+thread_local! {
+    /// Totals' vectors dropped on this thread, for the next ones. A vector is ~45 KB: allocated
+    /// zeroed anew for every answer, jemalloc handed it fresh pages each time, and the page
+    /// faults, purges and TLB shootdowns took ~25% of the hub's CPU under the bench's query load
+    /// (docs/performance.md, "Queries").
+    static FREE_TOTALS: std::cell::RefCell<Vec<Vec<i64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Totals' vectors kept per thread for reuse.
+const FREE_TOTALS_KEPT: usize = 4;
+
 impl Totals {
     fn new() -> Self {
-        Self(vec![0; MEASURES << 8])
+        match FREE_TOTALS.try_with(|free| free.borrow_mut().pop()).ok().flatten() {
+            Some(mut counts) => {
+                counts.fill(0);
+                Self(counts)
+            }
+            None => Self(vec![0; MEASURES << 8]),
+        }
     }
 
     /// A principal's count of `measure` (0 when nothing counts in it; never negative for a
@@ -214,6 +231,21 @@ impl Totals {
     /// The region's count of `measure`.
     pub fn region(&self, measure: Measure) -> u64 {
         self.0.get(Cell::region(measure).index()).copied().unwrap_or(0).max(0) as u64
+    }
+}
+
+impl Drop for Totals {
+    fn drop(&mut self) {
+        let counts = std::mem::take(&mut self.0);
+        if counts.len() == MEASURES << 8 {
+            // At a thread's exit the list may be gone already: the vector is then simply freed.
+            let _ = FREE_TOTALS.try_with(|free| {
+                let mut free = free.borrow_mut();
+                if free.len() < FREE_TOTALS_KEPT {
+                    free.push(counts);
+                }
+            });
+        }
     }
 }
 
