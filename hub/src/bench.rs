@@ -6,12 +6,14 @@
 //! The hub runs as its own `hub serve` process (so its memory is its own), with every projection.
 //! Phases: raw publish (async, `Nats-Msg-Id`, pipelined acks) and raw pull-consume (batches,
 //! `AckPolicy::All`) of the same bodies; ingest (publish to `sgd.in.…` until the hub's checkpoint
-//! reaches the last event); latency (steady rates, publish → the checkpoint `/readyz` reports);
+//! reaches the last event); latency (once the hub has settled, steady rates, publish → the
+//! checkpoint `/readyz` reports);
 //! webhook delivery (a burst to one subscription for throughput, then 1,000/s for publish →
 //! delivered); queries (concurrent clients on goals, usage and the follow-up summary, then the same clients on
 //! a floor server that only sends the hub's answers back from memory); rebuild (a second hub,
-//! running the projection and the API only, with an empty read model replaying the log). The hub's peak RSS is taken per phase (the peak is
-//! reset between phases through `/proc/<pid>/clear_refs`).
+//! running the projection and the API only, with an empty read model replaying the log). The
+//! hub's peak RSS is taken per phase (the peak is reset between phases through
+//! `/proc/<pid>/clear_refs`).
 
 mod floor;
 mod hub_process;

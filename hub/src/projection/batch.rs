@@ -177,9 +177,7 @@ pub(super) async fn project_batch(
         "projection batch applied"
     );
     state.checkpoint = last_sequence;
-    let hand_over_began = std::time::Instant::now();
     hand_over(state, model, views_shared, hand_over_at, metrics).await?;
-    tracing::debug!(hand_over_ms = hand_over_began.elapsed().as_secs_f64() * 1000.0, "hand-overs done");
     if whole {
         // (`whole` implies `flush`.) The end of a catch-up: one snapshot of everything (the projection waits for it once).
         flush_views(model, views_shared, state, metrics).await?;
@@ -302,6 +300,7 @@ async fn hand_over(
     metrics: &Metrics,
 ) -> Result<(), ProjectorError> {
     if state.identities.recent() >= at.identities {
+        let began = std::time::Instant::now();
         finish_commit(state, metrics).await?;
         let through = state.checkpoint;
         let identities = &mut state.identities;
@@ -311,19 +310,25 @@ async fn hand_over(
             Ok(())
         })?;
         model.identities_handed_over(through);
-        tracing::debug!(through, "applied identities handed over to disk");
+        tracing::debug!(through, ms = began.elapsed().as_secs_f64() * 1000.0, "applied identities handed over to disk");
     }
     let entries = {
         let views = views.read().await;
         (views.timeline_entries() >= at.timeline_entries).then(|| views.timeline_refs())
     };
     if let Some(entries) = entries {
+        let began = std::time::Instant::now();
         let through = state.checkpoint;
         let count = entries.len();
         blocking(|| model.timelines().hand_over(entries, through)).map_err(ReadModelError::from)?;
         // Only this runner changes the views, so they hold exactly the entries just written.
         views.write().await.take_timeline_entries();
-        tracing::debug!(through, count, "timeline entries handed over to disk");
+        tracing::debug!(
+            through,
+            count,
+            ms = began.elapsed().as_secs_f64() * 1000.0,
+            "timeline entries handed over to disk"
+        );
     }
     records_leave_memory(state, model, views).await
 }
@@ -386,8 +391,8 @@ pub(super) async fn finish_views_write(state: &mut RunnerState) -> Result<(), Pr
 
 /// Events between two snapshots of the views during a catch-up longer than the views are big
 /// (stored whole at its end anyway): bounds the applied identities kept in sled for a replay
-/// (16 bytes each) and the replay a crash costs. A snapshot of views that keep the default
-/// budget of records takes ~0.1–0.3 s (docs/performance.md).
+/// (16 bytes each) and the replay a crash costs. At 10,000,000 events each took 0.1–1.7 s with
+/// the waits around it, ~10% of the rebuild (docs/performance.md, "Scaling").
 pub(super) const CATCH_UP_SNAPSHOT_EVERY: u64 = 500_000;
 
 /// Changed records above which [`flush_views`] writes a whole snapshot instead of a journal frame

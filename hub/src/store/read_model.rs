@@ -465,9 +465,9 @@ impl ReadModel {
     }
 
     /// Merges the view records' runs handed over after the newest views written
-    /// ([`RecordRuns::merge_after`]), once that is known. Called beside the projection with each hand-over, which never overlaps a views
-    /// write: a catch-up writes views only every 500,000 events, and its runs would otherwise
-    /// pile up.
+    /// ([`RecordRuns::merge_after`]), once that is known. Called beside the projection with each
+    /// hand-over, which never overlaps a views write: a catch-up writes views only every 500,000
+    /// events, and its runs would otherwise pile up.
     pub fn merge_records_after_views(&self) -> Result<(), ReadModelError> {
         match self.views_written() {
             Some(written) => Ok(self.records.merge_after(written)?),

@@ -99,17 +99,17 @@ impl Bloom {
 /// The two hashes a key's 7 Bloom probes are made of: computed once per lookup, whatever the
 /// number of runs it asks.
 #[derive(Debug, Clone, Copy)]
-struct KeyHash((u64, u64));
+struct KeyHash(u64, u64);
 
 impl KeyHash {
     fn of(key: &[u8]) -> Self {
         let hash = xxhash_rust::xxh3::xxh3_128(key);
-        Self((hash as u64, (hash >> 64) as u64 | 1))
+        Self(hash as u64, (hash >> 64) as u64 | 1)
     }
 
     /// The bits the key sets in a filter of `words` words.
     fn probes(self, words: usize) -> impl Iterator<Item = usize> {
-        let ((a, b), mask) = (self.0, (words * 64 - 1) as u64);
+        let (Self(a, b), mask) = (self, (words * 64 - 1) as u64);
         (0..7u64).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize)
     }
 }
