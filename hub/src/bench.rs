@@ -463,11 +463,15 @@ fn spacing(n: usize) -> chrono::Duration {
 /// (ingress subject, msg id, body) of `n` simulator events (all 34 principals, six areas): the
 /// bench's load, also used by `examples/views_footprint.rs`.
 pub fn simulator_bodies(n: usize) -> Vec<(String, String, Bytes)> {
+    simulator_stream(n).collect()
+}
+
+/// The events of [`simulator_bodies`], made one at a time (for loads too large to hold).
+pub fn simulator_stream(n: usize) -> impl Iterator<Item = (String, String, Bytes)> {
     use sgd_adapters::simulator::{Simulator, SimulatorConfig};
     Simulator::new(7, SimulatorConfig { spacing: spacing(n), ..SimulatorConfig::default() })
         .filter_map(|(source, draft)| sgd_adapters::publisher::encode(&source, &draft).ok())
         .take(n)
-        .collect()
 }
 
 async fn publish_all<'a>(

@@ -5,7 +5,8 @@
 //!   recipients, tested given/when/then (the table is `docs/routing.md`).
 //! - [`state`]: what the rules remember between events (units' principals, open plans,
 //!   deviations, messages, meetings); bounded by the open cases, not by the log.
-//! - [`store`]: that state and the router's checkpoint in sled, written in one batch.
+//! - [`store`]: that state and the router's checkpoint in sled (the rules read entries from it;
+//!   a batch's changes are written with its checkpoint in one batch).
 //! - [`router`]: the runner: `SGD_EVENTS` → `SGD_ROUTED` (`sgd.to.<recipient>.<area>.<entity>.<action>`),
 //!   the same bytes and headers, each copy with its own `Nats-Msg-Id`.
 

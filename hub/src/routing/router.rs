@@ -208,7 +208,7 @@ async fn route_batch(
                 continue;
             }
         };
-        let Some(routing) = super::route(state, &envelope.principal, &event) else { continue };
+        let Some(routing) = super::route(state, &envelope.principal, &event)? else { continue };
         if last <= routed_up_to {
             continue;
         }

@@ -1,9 +1,13 @@
-//! The router's state and checkpoint in sled (`<data_dir>/routing`), written together in one
-//! batch per routed batch, so that after a crash the router resumes from a checkpoint whose
+//! The router's state and checkpoint in sled (`<data_dir>/routing`): the rules read the entries
+//! here ([`KindStore`]), and a routed batch's changes are written with its checkpoint in one
+//! batch, so that after a crash the router resumes from a checkpoint whose
 //! state it has: it routes the events after it again, and `SGD_ROUTED` drops the copies it
 //! already holds (`Nats-Msg-Id`, within the duplicate window).
 
-use std::path::{Path, PathBuf};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -58,15 +62,16 @@ impl RouterStore {
         Ok(Self { db, path: dir.into() })
     }
 
-    /// The stored state and checkpoint (0: nothing routed yet).
+    /// The stored state (read from here on demand) and checkpoint (0: nothing routed yet).
     pub fn load(&self) -> Result<(RoutingState, u64), RouterStoreError> {
-        let mut state = RoutingState::default();
-        self.load_kind(UNITS, &mut state.units)?;
-        self.load_kind(PLANS, &mut state.plans)?;
-        self.load_kind(PERSON_PLANS, &mut state.person_plans)?;
-        self.load_kind(DEVIATIONS, &mut state.deviations)?;
-        self.load_kind(MESSAGES, &mut state.messages)?;
-        self.load_kind(MEETINGS, &mut state.meetings)?;
+        let state = RoutingState {
+            units: self.kind(UNITS)?,
+            plans: self.kind(PLANS)?,
+            person_plans: self.kind(PERSON_PLANS)?,
+            deviations: self.kind(DEVIATIONS)?,
+            messages: self.kind(MESSAGES)?,
+            meetings: self.kind(MEETINGS)?,
+        };
         let checkpoint = self
             .db
             .get(CHECKPOINT)
@@ -76,22 +81,17 @@ impl RouterStore {
         Ok((state, checkpoint))
     }
 
-    fn load_kind<V: Clone + Serialize + DeserializeOwned>(
+    /// The entries under `prefix`, counted (their keys only are read).
+    fn kind<V: Clone + Serialize + DeserializeOwned>(
         &self,
-        prefix: &str,
-        tracked: &mut Tracked<V>,
-    ) -> Result<(), RouterStoreError> {
-        for entry in self.db.scan_prefix(prefix) {
-            let (key, value) = entry.map_err(|source| RouterStoreError::Storage { path: self.path.clone(), source })?;
-            let key = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            let value = postcard::from_bytes(&value).map_err(|source| RouterStoreError::Corrupt {
-                path: self.path.clone(),
-                key: format!("{prefix}{key}"),
-                source,
-            })?;
-            tracked.load(key, value);
+        prefix: &'static str,
+    ) -> Result<Tracked<V>, RouterStoreError> {
+        let mut len = 0;
+        for key in self.db.scan_prefix(prefix).keys() {
+            key.map_err(|source| RouterStoreError::Storage { path: self.path.clone(), source })?;
+            len += 1;
         }
-        Ok(())
+        Ok(Tracked::stored(KindStore { db: self.db.clone(), prefix, path: self.path.clone() }, len))
     }
 
     /// Writes what changed in `state` and the new checkpoint, in one batch.
@@ -110,6 +110,46 @@ impl RouterStore {
     /// Writes everything to disk now (at shutdown).
     pub fn flush(&self) -> Result<(), RouterStoreError> {
         self.db.flush().map(drop).map_err(|source| RouterStoreError::Storage { path: self.path.clone(), source })
+    }
+}
+
+/// One kind of entry in the store, read by the rules through [`Tracked`].
+#[derive(Clone)]
+pub struct KindStore {
+    db: sled::Db,
+    prefix: &'static str,
+    path: PathBuf,
+}
+
+impl fmt::Debug for KindStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindStore").field("prefix", &self.prefix).field("path", &self.path).finish()
+    }
+}
+
+impl KindStore {
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn storage(&self, source: sled::Error) -> RouterStoreError {
+        RouterStoreError::Storage { path: self.path.clone(), source }
+    }
+
+    /// The written entry of `key`.
+    pub(super) fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>, RouterStoreError> {
+        let key = self.key(key);
+        let Some(bytes) = self.db.get(key.as_bytes()).map_err(|e| self.storage(e))? else { return Ok(None) };
+        postcard::from_bytes(&bytes).map(Some).map_err(|source| RouterStoreError::Corrupt {
+            path: self.path.clone(),
+            key,
+            source,
+        })
+    }
+
+    /// Whether an entry of `key` is written.
+    pub(super) fn contains(&self, key: &str) -> Result<bool, RouterStoreError> {
+        self.db.contains_key(self.key(key).as_bytes()).map_err(|e| self.storage(e))
     }
 }
 
@@ -133,20 +173,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = RouterStore::open(dir.path()).unwrap();
-            let mut state = RoutingState::default();
-            state.units.insert("SE1-A", "1283".into());
-            state.plans.insert("pl1", OpenPlan { person: "p1".into(), participants: vec!["12".into()] });
-            state.messages.insert("m1", "1280".into());
+            let (mut state, checkpoint) = store.load().unwrap();
+            assert_eq!((state.entries(), checkpoint), (0, 0));
+            state.units.insert("SE1-A", "1283".into()).unwrap();
+            state.plans.insert("pl1", OpenPlan { person: "p1".into(), participants: vec!["12".into()] }).unwrap();
+            state.messages.insert("m1", "1280".into()).unwrap();
             store.commit(&mut state, 7).unwrap();
-            state.messages.remove("m1");
+            state.messages.remove("m1").unwrap();
             store.commit(&mut state, 9).unwrap();
             store.flush().unwrap();
         }
         let store = RouterStore::open(dir.path()).unwrap();
         let (state, checkpoint) = store.load().unwrap();
         assert_eq!(checkpoint, 9);
-        assert_eq!(state.units.get("SE1-A").map(String::as_str), Some("1283"));
-        assert_eq!(state.plans.get("pl1").map(|p| p.participants.clone()), Some(vec!["12".to_string()]));
+        assert_eq!(state.entries(), 2);
+        assert_eq!(state.units.get("SE1-A").unwrap().as_deref(), Some("1283"));
+        assert_eq!(state.plans.get("pl1").unwrap().map(|p| p.participants), Some(vec!["12".to_string()]));
         assert!(state.messages.is_empty());
+        assert_eq!(state.messages.get("m1").unwrap(), None);
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RouterStore::open(dir.path()).unwrap();
+        store.db.insert("p/pl1", &[0xff, 0xff, 0xff]).unwrap();
+        let (state, _) = store.load().unwrap();
+        let error = state.plans.get("pl1").unwrap_err();
+        assert!(error.to_string().contains("entry \"p/pl1\" is unreadable"), "{error}");
     }
 }

@@ -5,23 +5,22 @@
 use sgd_schemas::events::decision::{Band, RiskFlagged, ScoreRaised};
 
 use super::Routing;
-use crate::routing::RoutingState;
+use crate::routing::{store::RouterStoreError, RoutingState};
 
-pub(super) fn risk_flagged(state: &RoutingState, data: &RiskFlagged) -> Option<Routing> {
-    let principal = state.units.get(&data.primary_care_unit).cloned();
-    Some(Routing::new("risk_flag_to_primary_care", principal))
+pub(super) fn risk_flagged(state: &RoutingState, data: &RiskFlagged) -> Result<Option<Routing>, RouterStoreError> {
+    let principal = state.units.get(&data.primary_care_unit)?;
+    Ok(Some(Routing::new("risk_flag_to_primary_care", principal)))
 }
 
-pub(super) fn score_raised(state: &RoutingState, data: &ScoreRaised) -> Option<Routing> {
+pub(super) fn score_raised(state: &RoutingState, data: &ScoreRaised) -> Result<Option<Routing>, RouterStoreError> {
     if !matches!(data.band, Band::Medium | Band::High) {
-        return None;
+        return Ok(None);
     }
-    let participants = state
-        .person_plans
-        .get(&data.person)
-        .into_iter()
-        .flatten()
-        .filter_map(|plan_id| state.plans.get(plan_id))
-        .flat_map(|plan| plan.participants.iter().cloned());
-    Some(Routing::new("warning_to_plan_participants", participants))
+    let mut participants = Vec::new();
+    for plan_id in state.person_plans.get(&data.person)?.unwrap_or_default() {
+        if let Some(plan) = state.plans.get(&plan_id)? {
+            participants.extend(plan.participants);
+        }
+    }
+    Ok(Some(Routing::new("warning_to_plan_participants", participants)))
 }

@@ -12,7 +12,7 @@ mod video;
 
 use sgd_schemas::events::DomainEvent;
 
-use super::RoutingState;
+use super::{store::RouterStoreError, RoutingState};
 
 /// Where an event goes, and by which rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +34,12 @@ impl Routing {
 }
 
 /// Applies `event` (published by `principal`) to `state` and says where it goes; `None` when no
-/// rule covers its type.
-pub fn route(state: &mut RoutingState, principal: &str, event: &DomainEvent) -> Option<Routing> {
+/// rule covers its type. Fails only when the state's store cannot be read.
+pub fn route(
+    state: &mut RoutingState,
+    principal: &str,
+    event: &DomainEvent,
+) -> Result<Option<Routing>, RouterStoreError> {
     use DomainEvent as E;
     match event {
         E::NpoRoleActivated(data) => npo::role_activated(state, principal, data),
@@ -57,7 +61,7 @@ pub fn route(state: &mut RoutingState, principal: &str, event: &DomainEvent) -> 
         E::DeviationCaseClosed(data) => deviation::case_closed(state, &data.deviation_id),
         E::VideoMeetingBooked(data) => video::meeting_booked(state, data),
         E::VideoMeetingHeld(data) => video::meeting_held(state, &data.meeting_id),
-        _ => None,
+        _ => Ok(None),
     }
 }
 

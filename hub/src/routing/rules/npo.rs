@@ -4,9 +4,13 @@
 use sgd_schemas::events::npo::RoleActivated;
 
 use super::Routing;
-use crate::routing::RoutingState;
+use crate::routing::{store::RouterStoreError, RoutingState};
 
-pub(super) fn role_activated(state: &mut RoutingState, principal: &str, data: &RoleActivated) -> Option<Routing> {
-    state.introduce_unit(&data.unit, principal);
-    None
+pub(super) fn role_activated(
+    state: &mut RoutingState,
+    principal: &str,
+    data: &RoleActivated,
+) -> Result<Option<Routing>, RouterStoreError> {
+    state.introduce_unit(&data.unit, principal)?;
+    Ok(None)
 }

@@ -14,9 +14,9 @@ fn event(event_type: &str, data: serde_json::Value) -> DomainEvent {
 fn routing(given: &[(&str, DomainEvent)], when: (&str, DomainEvent)) -> (Option<Routing>, RoutingState) {
     let mut state = RoutingState::default();
     for (principal, e) in given {
-        route(&mut state, principal, e);
+        route(&mut state, principal, e).expect("no store to fail");
     }
-    let routed = route(&mut state, when.0, &when.1);
+    let routed = route(&mut state, when.0, &when.1).expect("no store to fail");
     (routed, state)
 }
 
@@ -82,9 +82,9 @@ fn deviation_events_go_to_every_concerned_principal_until_closed() {
     let (routed, mut state) = routing(&[], ("1280", logged));
     assert_eq!(recipients(routed), ["12", "1280"]);
     let answered = event("se.sgd.deviation.case.answered", json!({"deviation_id": "d1", "answered_by": "12"}));
-    assert_eq!(recipients(route(&mut state, "12", &answered)), ["12", "1280"]);
+    assert_eq!(recipients(route(&mut state, "12", &answered).unwrap()), ["12", "1280"]);
     let closed = event("se.sgd.deviation.case.closed", json!({"deviation_id": "d1"}));
-    assert_eq!(recipients(route(&mut state, "1280", &closed)), ["12", "1280"]);
+    assert_eq!(recipients(route(&mut state, "1280", &closed).unwrap()), ["12", "1280"]);
     assert!(state.deviations.is_empty(), "a closed deviation is forgotten");
 }
 
@@ -97,7 +97,7 @@ fn a_message_goes_to_its_recipient_and_its_receipt_to_the_sender() {
         "se.sgd.sdk.message.delivered",
         json!({"message_id": "m1", "status": "accepted", "received_at": "2026-03-01T10:00:00+01:00"}),
     );
-    assert_eq!(recipients(route(&mut state, "1281", &delivered)), ["1280"]);
+    assert_eq!(recipients(route(&mut state, "1281", &delivered).unwrap()), ["1280"]);
     assert!(state.messages.is_empty());
 }
 
@@ -107,9 +107,9 @@ fn plan_events_go_to_the_participants_and_a_closed_plan_is_forgotten() {
     assert_eq!(recipients(routed), ["12", "1280"]);
     let ready =
         event("se.sgd.plans.discharge.ready", json!({"plan_id": "pl1", "ready_at": "2026-03-01T10:00:00+01:00"}));
-    assert_eq!(recipients(route(&mut state, "12", &ready)), ["12", "1280"]);
+    assert_eq!(recipients(route(&mut state, "12", &ready).unwrap()), ["12", "1280"]);
     let closed = event("se.sgd.plans.plan.closed", json!({"plan_id": "pl1"}));
-    assert_eq!(recipients(route(&mut state, "12", &closed)), ["12", "1280"]);
+    assert_eq!(recipients(route(&mut state, "12", &closed).unwrap()), ["12", "1280"]);
     assert!(state.plans.is_empty() && state.person_plans.is_empty());
 }
 
@@ -123,9 +123,9 @@ fn a_medium_or_high_score_goes_to_the_participants_of_the_persons_open_plans_onl
     ];
     let (routed, mut state) = routing(&given, ("1280", score("p1", "high")));
     assert_eq!(recipients(routed), ["12", "1280"], "not 1281 (plan closed), not 1290 (another person)");
-    assert_eq!(recipients(route(&mut state, "1280", &score("p1", "medium"))), ["12", "1280"]);
-    assert_eq!(route(&mut state, "1280", &score("p1", "low_medium")), None, "low bands go to no one");
-    assert_eq!(recipients(route(&mut state, "1280", &score("p9", "high"))), Vec::<String>::new());
+    assert_eq!(recipients(route(&mut state, "1280", &score("p1", "medium")).unwrap()), ["12", "1280"]);
+    assert_eq!(route(&mut state, "1280", &score("p1", "low_medium")).unwrap(), None, "low bands go to no one");
+    assert_eq!(recipients(route(&mut state, "1280", &score("p9", "high")).unwrap()), Vec::<String>::new());
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn a_meeting_goes_to_its_principals_when_booked_and_held() {
     let (routed, mut state) = routing(&[], ("12", booked));
     assert_eq!(recipients(routed), ["12", "1283"]);
     let held = event("se.sgd.video.meeting.held", json!({"meeting_id": "v1", "duration_s": 600, "participants": 3}));
-    assert_eq!(recipients(route(&mut state, "12", &held)), ["12", "1283"]);
+    assert_eq!(recipients(route(&mut state, "12", &held).unwrap()), ["12", "1283"]);
     assert!(state.meetings.is_empty());
 }
 
