@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use sgd_schemas::events::Timestamp;
 
-use super::{aggregates::Measure, DomainViews};
+use super::{aggregates::Measure, ids::Principals, DomainViews};
 
 /// Settings of the goals (configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,9 +53,9 @@ pub struct Goal {
     pub about_persons: bool,
 }
 
-/// Which principals have published at least one event of each type (up to the as-of day), from
-/// the usage counters.
-pub type PublishersByType = HashMap<String, BTreeSet<String>>;
+/// Which principals have published at least one event of each type (up to the as-of day), by
+/// type ([`super::publishers::PublishersView::until`]).
+pub type PublishersByType<'a> = HashMap<&'a str, Principals>;
 
 /// Every goal as of `as_of`: the principal goals from the roles, the addresses and the
 /// publishers; the goals about cases from the aggregates (counted with the follow-up limits of
@@ -68,13 +68,7 @@ pub fn goals(
 ) -> Vec<Goal> {
     let principals = sgd_schemas::principals::all().len() as u64;
     let publishers_of = |types: &[&str]| -> u64 {
-        let mut all = BTreeSet::new();
-        for t in types {
-            if let Some(p) = publishers.get(*t) {
-                all.extend(p.iter().cloned());
-            }
-        }
-        all.len() as u64
+        types.iter().filter_map(|t| publishers.get(t)).fold(Principals::default(), |all, p| all.union(*p)).len() as u64
     };
 
     // NPÖ: active roles as of, per principal.
@@ -328,9 +322,10 @@ mod tests {
     #[test]
     fn principal_goals_from_publishers() {
         let mut publishers = PublishersByType::new();
-        publishers.entry("se.sgd.plans.sip.held".into()).or_default().insert("12".into());
-        publishers.entry("se.sgd.plans.plan.created".into()).or_default().insert("1280".into());
-        publishers.entry("se.sgd.video.meeting.booked".into()).or_default().insert("1280".into());
+        let code = |text| crate::projections::ids::PrincipalCode::parse(text).unwrap();
+        publishers.entry("se.sgd.plans.sip.held").or_default().insert(code("12"));
+        publishers.entry("se.sgd.plans.plan.created").or_default().insert(code("1280"));
+        publishers.entry("se.sgd.video.meeting.booked").or_default().insert(code("1280"));
         let views = DomainViews::default();
         assert_eq!(goal(&views, &publishers, "2026-04-01T00:00:00Z", "plans.connected"), (2, 34));
         assert_eq!(goal(&views, &publishers, "2026-04-01T00:00:00Z", "video.adoption"), (1, 34));

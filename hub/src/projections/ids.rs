@@ -129,6 +129,45 @@ impl PrincipalCode {
     }
 }
 
+/// A set of principals, one bit per code's byte (no allocation: the goals' sets of publishers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Principals(u128);
+
+impl Principals {
+    /// Adds `code`.
+    pub fn insert(&mut self, code: PrincipalCode) {
+        self.0 |= 1 << code.byte();
+    }
+
+    /// Those in `self` or `other`.
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The codes, in their order.
+    pub fn iter(&self) -> impl Iterator<Item = PrincipalCode> + '_ {
+        (1..128u8).filter(|b| self.0 & (1 << b) != 0).filter_map(|b| NonZeroU8::new(b).map(PrincipalCode))
+    }
+}
+
+impl FromIterator<PrincipalCode> for Principals {
+    fn from_iter<I: IntoIterator<Item = PrincipalCode>>(codes: I) -> Self {
+        let mut set = Self::default();
+        codes.into_iter().for_each(|code| set.insert(code));
+        set
+    }
+}
+
 impl std::ops::Deref for PrincipalCode {
     type Target = str;
     fn deref(&self) -> &str {
