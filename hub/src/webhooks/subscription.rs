@@ -115,6 +115,9 @@ pub enum SubscriptionError {
     /// The URL.
     #[error("url: {0}")]
     Url(#[from] TargetError),
+    /// A URL outside the described form.
+    #[error("url: not of the form {}", crate::api::subscriptions::URL_PATTERN)]
+    Form,
     /// The secret.
     #[error("secret: {0}")]
     Secret(#[from] SecretError),
@@ -132,6 +135,11 @@ pub enum SubscriptionError {
 /// The areas events are routed in.
 pub const AREAS: [&str; 6] = ["npo", "sdk", "plans", "decision", "deviation", "video"];
 
+/// [`crate::api::subscriptions::URL_PATTERN`], compiled once.
+static URL_FORM: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(crate::api::subscriptions::URL_PATTERN).expect("the URL pattern is a valid regex")
+});
+
 impl NewSubscription {
     /// Checks the request and makes the subscription for `principal`, by `created_by`.
     pub fn into_subscription(
@@ -144,6 +152,11 @@ impl NewSubscription {
             return Err(SubscriptionError::Principal(principal.into()));
         }
         let url = policy.check_url(&self.url)?.to_string();
+        // Where neither plain http nor internal targets are allowed, the URL has the form the
+        // API's description gives (a host name, no query), not only one `url` can parse.
+        if !policy.allow_http && !policy.allow_private && !URL_FORM.is_match(&self.url) {
+            return Err(SubscriptionError::Form);
+        }
         if let Some(area) = self.areas.iter().find(|a| !AREAS.contains(&a.as_str())) {
             return Err(SubscriptionError::Area(area.clone()));
         }
@@ -198,6 +211,15 @@ mod tests {
         assert!(matches!(bad_type.into_subscription("1280", "t", &policy), Err(SubscriptionError::Type(_))));
         let bad_secret = NewSubscription { secret: Some("hunter2".into()), ..request("https://r.example.se/") };
         assert!(matches!(bad_secret.into_subscription("1280", "t", &policy), Err(SubscriptionError::Secret(_))));
+        for outside in
+            ["https://r.example.se/x/*", "https://R.example.se/", "https://8.8.8.8/hook", "https://r.example.se/?q=1"]
+        {
+            assert_eq!(
+                request(outside).into_subscription("1280", "t", &policy),
+                Err(SubscriptionError::Form),
+                "{outside}"
+            );
+        }
         assert!(matches!(
             request("https://r.example.se/").into_subscription("9999", "t", &policy),
             Err(SubscriptionError::Principal(_))
