@@ -9,53 +9,18 @@
 //! temporary directory, written every 1,000 events as the router writes each batch), or with
 //! `--in-memory`, held whole in memory.
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicUsize, Ordering},
-};
+#[path = "support/measure.rs"]
+mod measure;
 
 use sgd_hub::routing::{route, store::RouterStore, RoutingState};
 use sgd_schemas::upcast;
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting bytes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let in_memory = std::env::args().any(|a| a == "--in-memory");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = RouterStore::open(dir.path()).expect("the store opens");
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = measure::live();
     let mut state = if in_memory { RoutingState::default() } else { store.load().expect("the store loads").0 };
     println!(
         "{:>10} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}",
@@ -79,8 +44,8 @@ fn main() {
                 state.deviations.len(),
                 state.messages.len(),
                 state.meetings.len(),
-                (LIVE.load(Ordering::Relaxed) - before) as f64 / 1_048_576.0,
-                rss_mb()
+                measure::mb(measure::live() - before),
+                measure::rss_mb()
             );
         }
     }

@@ -10,53 +10,14 @@
 //! record runs in a temporary directory after each batch of 5,000 events, as the projection
 //! runner does.
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicUsize, Ordering},
-};
+#[path = "support/measure.rs"]
+mod measure;
 
 use sgd_hub::{
     projections::{table::StoredTable, DomainViews, ProjectedEvent},
     store::record_runs::RecordRuns,
 };
 use sgd_schemas::{upcast, DomainEvent, Envelope};
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting bytes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn mb(bytes: usize) -> f64 {
-    bytes as f64 / 1_048_576.0
-}
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
@@ -96,8 +57,8 @@ fn main() {
     );
     let decoded: Vec<(Envelope, DomainEvent)> = bodies.iter().map(|(_, _, body)| direct_path(body)).collect();
     drop(bodies);
-    let before = LIVE.load(Ordering::Relaxed);
-    let rss_before = rss_mb();
+    let before = measure::live();
+    let rss_before = measure::rss_mb();
     let started = std::time::Instant::now();
     let mut views = DomainViews::default();
     let records_in_memory: Option<usize> = std::env::args().nth(2).and_then(|a| a.parse().ok());
@@ -117,18 +78,18 @@ fn main() {
         }
     }
     let applied = started.elapsed();
-    let views_heap = LIVE.load(Ordering::Relaxed) - before;
+    let views_heap = measure::live() - before;
     println!(
         "{n} events applied in {:.2} s; views heap {:.1} MB ({:.0} B/event); RSS {:.1} -> {:.1} MB",
         applied.as_secs_f64(),
-        mb(views_heap),
+        measure::mb(views_heap),
         views_heap as f64 / n as f64,
         rss_before,
-        rss_mb()
+        measure::rss_mb()
     );
     if records_in_memory.is_some() {
         let (runs, bytes) = disk.size();
-        println!("records on disk: {runs} runs, {:.1} MB", mb(bytes as usize));
+        println!("records on disk: {runs} runs, {:.1} MB", measure::mb(bytes as usize));
     }
     // The answers over the views, as the API computes them (its serialising and sending apart).
     let as_of = chrono::Utc::now().fixed_offset();
@@ -153,9 +114,9 @@ fn main() {
     println!("computing an answer (mean of 100): {}", timings.join(", "));
     // The keys of the changed records, kept until the next views write (a live hub writes every
     // 2 s; in a rebuild it tracks none and stores the views whole): not part of the tables below.
-    let tracked = LIVE.load(Ordering::Relaxed);
+    let tracked = measure::live();
     views.clear_changes();
-    println!("of which the changed keys (all of them here) {:.1} MB", mb(tracked - LIVE.load(Ordering::Relaxed)));
+    println!("of which the changed keys (all of them here) {:.1} MB", measure::mb(tracked - measure::live()));
     println!("{:<24} {:>9} {:>9} {:>8}", "table", "records", "heap MB", "B/rec");
     for table in views.tables() {
         let records: usize = (0..table.slices()).map(|i| table.encode_slice(i).len()).sum();
@@ -164,7 +125,7 @@ fn main() {
             "{:<24} {:>9} {:>9.1} {:>8.0}",
             table.prefix(),
             records,
-            mb(heap),
+            measure::mb(heap),
             heap as f64 / records.max(1) as f64
         );
     }
@@ -177,9 +138,9 @@ fn table_heap(views: &DomainViews, prefix: &str) -> usize {
         ($($table:expr),* $(,)?) => {{
             $(
                 if $table.prefix() == prefix {
-                    let at = LIVE.load(Ordering::Relaxed);
+                    let at = measure::live();
                     let copy = $table.clone();
-                    let heap = LIVE.load(Ordering::Relaxed) - at;
+                    let heap = measure::live() - at;
                     drop(copy);
                     return heap;
                 }

@@ -96,11 +96,6 @@ pub const ID_PATTERN: &str = "^wh-[0-9a-f]{16}$";
 /// its padding, unused bits zero) of 24–64 bytes.
 pub const SECRET_PATTERN: &str = "^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)$";
 
-/// The pattern of a receiver's URL: https, a host name whose last label starts with a letter (so
-/// that it is not read as an IPv4 address), an optional port and path. Hosts that are internal
-/// (`localhost`) are refused all the same (see the route's description).
-pub const URL_PATTERN: &str = "^https://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?[.])*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?(?::[1-9][0-9]{0,3})?(?:/[A-Za-z0-9._~-]*)*$";
-
 /// The request body of `POST /api/v1/subscriptions`: [`NewSubscription`] with the values the hub
 /// accepts.
 pub struct NewSubscriptionBody;
@@ -123,7 +118,7 @@ impl utoipa::PartialSchema for NewSubscriptionBody {
             .description(Some("A request for a new subscription."))
             .property(
                 "url",
-                string().pattern(Some(URL_PATTERN)).description(Some(
+                string().pattern(Some(crate::webhooks::target::URL_PATTERN)).description(Some(
                     "The receiver's URL: https, to a host that is not internal (loopback, private, link-local, \
                      … addresses are refused at creation and at every delivery).",
                 )),

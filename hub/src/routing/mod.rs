@@ -4,7 +4,7 @@
 //! - [`rules`]: the routing rules, one module per area: pure functions of (state, event) →
 //!   recipients, tested given/when/then (the table is `docs/routing.md`).
 //! - [`state`]: what the rules remember between events (units' principals, open plans,
-//!   deviations, messages, meetings); bounded by the open cases, not by the log.
+//!   deviations, messages, meetings), kept in the store; memory holds a batch's changes.
 //! - [`store`]: that state and the router's checkpoint in sled (the rules read entries from it;
 //!   a batch's changes are written with its checkpoint in one batch).
 //! - [`router`]: the runner: `SGD_EVENTS` → `SGD_ROUTED` (`sgd.to.<recipient>.<area>.<entity>.<action>`),

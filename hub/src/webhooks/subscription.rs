@@ -116,7 +116,7 @@ pub enum SubscriptionError {
     #[error("url: {0}")]
     Url(#[from] TargetError),
     /// A URL outside the described form.
-    #[error("url: not of the form {}", crate::api::subscriptions::URL_PATTERN)]
+    #[error("url: not of the form {}", super::target::URL_PATTERN)]
     Form,
     /// The secret.
     #[error("secret: {0}")]
@@ -135,11 +135,6 @@ pub enum SubscriptionError {
 /// The areas events are routed in.
 pub const AREAS: [&str; 6] = ["npo", "sdk", "plans", "decision", "deviation", "video"];
 
-/// [`crate::api::subscriptions::URL_PATTERN`], compiled once.
-static URL_FORM: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(crate::api::subscriptions::URL_PATTERN).expect("the URL pattern is a valid regex")
-});
-
 impl NewSubscription {
     /// Checks the request and makes the subscription for `principal`, by `created_by`.
     pub fn into_subscription(
@@ -152,9 +147,7 @@ impl NewSubscription {
             return Err(SubscriptionError::Principal(principal.into()));
         }
         let url = policy.check_url(&self.url)?.to_string();
-        // Where neither plain http nor internal targets are allowed, the URL has the form the
-        // API's description gives (a host name, no query), not only one `url` can parse.
-        if !policy.allow_http && !policy.allow_private && !URL_FORM.is_match(&self.url) {
+        if !policy.has_described_form(&self.url) {
             return Err(SubscriptionError::Form);
         }
         if let Some(area) = self.areas.iter().find(|a| !AREAS.contains(&a.as_str())) {

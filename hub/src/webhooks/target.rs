@@ -33,6 +33,15 @@ pub enum TargetError {
     Internal(IpAddr),
 }
 
+/// The pattern of a receiver's URL: https, a host name whose last label starts with a letter (so
+/// that it is not read as an IPv4 address), an optional port and path. Hosts that are internal
+/// (`localhost`) are refused all the same (see the route's description).
+pub const URL_PATTERN: &str = "^https://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?[.])*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?(?::[1-9][0-9]{0,3})?(?:/[A-Za-z0-9._~-]*)*$";
+
+/// [`URL_PATTERN`], compiled once.
+static URL_FORM: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(URL_PATTERN).expect("the URL pattern is a valid regex"));
+
 /// What the configuration allows.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TargetPolicy {
@@ -66,6 +75,13 @@ impl TargetPolicy {
             }
         }
         Ok(parsed)
+    }
+
+    /// Whether a new subscription's `url` has the form the API describes ([`URL_PATTERN`]: a host
+    /// name, no query), not only one `url` can parse. A policy that allows plain http or internal
+    /// targets accepts every form [`Self::check_url`] accepts.
+    pub fn has_described_form(&self, url: &str) -> bool {
+        self.allow_http || self.allow_private || URL_FORM.is_match(url)
     }
 
     /// Refuses an internal address unless allowed.
